@@ -1,0 +1,92 @@
+//! Client settings shared by the source and the publishers.
+
+use std::collections::BTreeMap;
+
+use rdkafka::ClientConfig;
+use serde::{Deserialize, Serialize};
+
+/// How to reach the cluster; the broker address is the only thing that must be set.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// Bootstrap servers, `host:port[,host:port]`.
+    pub brokers: String,
+    /// Consumer group of the debit source; all engine instances of one deployment share it.
+    #[serde(default = "default_group")]
+    pub group_id: String,
+    /// Consumer session timeout. Shorter means faster failover after a crash, and faster
+    /// group joins on brokers that wait half of it before a rebalance completes.
+    #[serde(default = "default_session_timeout_ms")]
+    pub session_timeout_ms: u32,
+    /// Consumer heartbeat interval; a third of the session timeout or less.
+    #[serde(default = "default_heartbeat_interval_ms")]
+    pub heartbeat_interval_ms: u32,
+    /// Extra librdkafka properties, passed through as they are (e.g. `security.protocol`).
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
+}
+
+fn default_group() -> String {
+    "pigeon".to_owned()
+}
+fn default_session_timeout_ms() -> u32 {
+    6_000
+}
+fn default_heartbeat_interval_ms() -> u32 {
+    1_000
+}
+
+impl KafkaConfig {
+    pub fn new(brokers: impl Into<String>) -> Self {
+        Self {
+            brokers: brokers.into(),
+            group_id: default_group(),
+            session_timeout_ms: default_session_timeout_ms(),
+            heartbeat_interval_ms: default_heartbeat_interval_ms(),
+            properties: BTreeMap::new(),
+        }
+    }
+
+    fn base(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.brokers);
+        for (k, v) in &self.properties {
+            c.set(k, v);
+        }
+        c
+    }
+
+    /// Consumer settings: manual commits only, start at the earliest offset of a new group.
+    pub fn consumer(&self) -> ClientConfig {
+        let mut c = self.base();
+        c.set("group.id", &self.group_id)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("session.timeout.ms", self.session_timeout_ms.to_string())
+            .set(
+                "heartbeat.interval.ms",
+                self.heartbeat_interval_ms.to_string(),
+            )
+            .set("enable.partition.eof", "false");
+        // Properties given explicitly win over the defaults above.
+        for (k, v) in &self.properties {
+            c.set(k, v);
+        }
+        c
+    }
+
+    /// Producer settings: idempotent, acknowledged by all in-sync replicas, small linger.
+    pub fn producer(&self) -> ClientConfig {
+        let mut c = self.base();
+        c.set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "5")
+            .set("compression.type", "none")
+            .set("message.timeout.ms", "30000");
+        for (k, v) in &self.properties {
+            c.set(k, v);
+        }
+        c
+    }
+}

@@ -1,0 +1,41 @@
+//! Kafka connector: what Pigeon needs from Kafka, and nothing of the engine.
+//!
+//! - [`config`]: broker address, group and client settings shared by consumers and producers.
+//! - [`checkpoint`]: ordered per-partition offset tracking; an offset becomes committable only
+//!   when it and every offset before it in its partition is done.
+//! - [`source`]: a consumer-group member that hands records on in batches and commits only what
+//!   the checkpoint allows; it never commits on receipt.
+//! - [`publisher`]: an idempotent producer for status events and dead-letter records.
+
+pub mod checkpoint;
+pub mod config;
+pub mod publisher;
+pub mod source;
+
+pub use checkpoint::Checkpoints;
+pub use config::KafkaConfig;
+pub use publisher::{Delivery, Enqueue, Header, Outgoing, Publisher};
+pub use source::{Record, Source};
+
+/// Errors of this connector; each variant says where it surfaces.
+#[derive(Debug, thiserror::Error)]
+pub enum KafkaError {
+    #[error("kafka client could not be created: {0}")]
+    Client(#[source] rdkafka::error::KafkaError),
+    #[error("subscribing to {topic} failed: {source}")]
+    Subscribe {
+        topic: String,
+        #[source]
+        source: rdkafka::error::KafkaError,
+    },
+    #[error("consuming failed: {0}")]
+    Consume(#[source] rdkafka::error::KafkaError),
+    #[error("committing offsets failed: {0}")]
+    Commit(#[source] rdkafka::error::KafkaError),
+    #[error("publishing to {topic} failed: {source}")]
+    Publish {
+        topic: String,
+        #[source]
+        source: rdkafka::error::KafkaError,
+    },
+}

@@ -1,0 +1,89 @@
+//! Every metric this crate records, in one place, with low-cardinality labels only.
+//!
+//! Role: name the counters and histograms of the SMPP layer and give the session task one
+//! small function per event. Labels are fixed words (command, direction, outcome, reason) —
+//! never a phone number, message id or system id.
+
+use std::time::Duration;
+
+/// Counter: PDUs read or written, labels `command` (snake_case SMPP name) and `direction`
+/// (`rx` / `tx`).
+pub const PDUS_TOTAL: &str = "pigeon_smpp_pdus_total";
+/// Counter: submit results, label `outcome` (`accepted`, `rejected`, `timeout`, `not_sent`,
+/// `lost`).
+pub const SUBMIT_OUTCOMES_TOTAL: &str = "pigeon_smpp_submit_outcomes_total";
+/// Histogram: seconds from writing a `submit_sm` to reading its response.
+pub const SUBMIT_RESPONSE_SECONDS: &str = "pigeon_smpp_submit_response_seconds";
+/// Counter: receipts seen, label `result` (`forwarded`, `unparsed`, `not_forwarded`).
+pub const RECEIPTS_TOTAL: &str = "pigeon_smpp_receipts_total";
+/// Counter: responses whose request had already timed out or was never sent.
+pub const UNMATCHED_RESPONSES_TOTAL: &str = "pigeon_smpp_unmatched_responses_total";
+/// Counter: sessions bound.
+pub const BINDS_TOTAL: &str = "pigeon_smpp_binds_total";
+/// Counter: bind attempts that failed, label `reason` (`connect`, `timeout`, `refused`,
+/// `protocol`).
+pub const BIND_FAILURES_TOTAL: &str = "pigeon_smpp_bind_failures_total";
+/// Counter: sessions closed, label `reason` (`unbound`, `peer_unbound`, `peer_closed`,
+/// `decode_error`, `protocol_error`, `io_error`, `enquire_link_timeout`, `write_timeout`,
+/// `dropped`).
+pub const SESSIONS_CLOSED_TOTAL: &str = "pigeon_smpp_sessions_closed_total";
+/// Counter: milliseconds the socket task waited for room in the inbound mailbox.
+pub const INBOUND_BLOCKED_MS_TOTAL: &str = "pigeon_smpp_inbound_blocked_milliseconds_total";
+
+/// Registers descriptions with the installed recorder (call once at start-up; optional).
+pub fn describe() {
+    metrics::describe_counter!(PDUS_TOTAL, "smpp pdus read or written");
+    metrics::describe_counter!(SUBMIT_OUTCOMES_TOTAL, "submit_sm results by outcome");
+    metrics::describe_histogram!(
+        SUBMIT_RESPONSE_SECONDS,
+        metrics::Unit::Seconds,
+        "time from writing submit_sm to its response"
+    );
+    metrics::describe_counter!(RECEIPTS_TOTAL, "delivery receipts by result");
+    metrics::describe_counter!(UNMATCHED_RESPONSES_TOTAL, "responses matching no request");
+    metrics::describe_counter!(BINDS_TOTAL, "successful binds");
+    metrics::describe_counter!(BIND_FAILURES_TOTAL, "failed binds by reason");
+    metrics::describe_counter!(SESSIONS_CLOSED_TOTAL, "sessions closed by reason");
+    metrics::describe_counter!(
+        INBOUND_BLOCKED_MS_TOTAL,
+        metrics::Unit::Milliseconds,
+        "time spent waiting for room in the inbound mailbox"
+    );
+}
+
+pub(crate) fn pdu(command: &'static str, direction: &'static str) {
+    metrics::counter!(PDUS_TOTAL, "command" => command, "direction" => direction).increment(1);
+}
+
+pub(crate) fn submit_outcome(outcome: &'static str) {
+    metrics::counter!(SUBMIT_OUTCOMES_TOTAL, "outcome" => outcome).increment(1);
+}
+
+pub(crate) fn submit_response_time(d: Duration) {
+    metrics::histogram!(SUBMIT_RESPONSE_SECONDS).record(d.as_secs_f64());
+}
+
+pub(crate) fn receipt(result: &'static str) {
+    metrics::counter!(RECEIPTS_TOTAL, "result" => result).increment(1);
+}
+
+pub(crate) fn unmatched_response() {
+    metrics::counter!(UNMATCHED_RESPONSES_TOTAL).increment(1);
+}
+
+pub(crate) fn bound() {
+    metrics::counter!(BINDS_TOTAL).increment(1);
+}
+
+pub(crate) fn bind_failure(reason: &'static str) {
+    metrics::counter!(BIND_FAILURES_TOTAL, "reason" => reason).increment(1);
+}
+
+pub(crate) fn session_closed(reason: &'static str) {
+    metrics::counter!(SESSIONS_CLOSED_TOTAL, "reason" => reason).increment(1);
+}
+
+pub(crate) fn inbound_blocked(d: Duration) {
+    metrics::counter!(INBOUND_BLOCKED_MS_TOTAL)
+        .increment(u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+}

@@ -1,0 +1,265 @@
+//! Building the PDUs a client sends and reading the parts of received ones the session needs.
+//!
+//! Role: the only place that touches rusmpp's PDU types field by field — bind, submit_sm,
+//! receipt TLVs — plus the helpers that keep logs and metrics safe (command names for labels,
+//! masked phone numbers).
+
+use rusmpp::{
+    pdus::{BindReceiver, BindTransceiver, BindTransmitter, DeliverSm, SubmitSm},
+    tlvs::TlvValue,
+    types::{COctetString, OctetString},
+    values::{DataCoding, EsmClass, InterfaceVersion, Npi, RegisteredDelivery, Ton},
+    Command, CommandId, CommandStatus, Pdu,
+};
+
+use super::{BindKind, SessionConfig, SessionError, Submit};
+use crate::receipt::ReceiptTlvs;
+
+/// `ESME_RINVMSGLEN`: message length is invalid.
+pub const ESME_RINVMSGLEN: u32 = 0x01;
+/// `ESME_RINVCMDID`: invalid command id.
+pub const ESME_RINVCMDID: u32 = 0x03;
+/// `ESME_RINVSRCADR`: invalid source address.
+pub const ESME_RINVSRCADR: u32 = 0x0A;
+/// `ESME_RINVDSTADR`: invalid destination address.
+pub const ESME_RINVDSTADR: u32 = 0x0B;
+/// `ESME_RX_T_APPN`: temporary application error; the SMSC should retry the `deliver_sm`.
+pub const ESME_RX_T_APPN: u32 = 0x64;
+
+/// `esm_class` message-type bits meaning "SMSC delivery receipt".
+const ESM_RECEIPT_MASK: u8 = 0x3C;
+const ESM_RECEIPT: u8 = 0x04;
+
+/// The snake_case SMPP name of a command, for metric labels (fixed set; `other` otherwise).
+pub fn command_name(id: CommandId) -> &'static str {
+    match id {
+        CommandId::BindReceiver => "bind_receiver",
+        CommandId::BindReceiverResp => "bind_receiver_resp",
+        CommandId::BindTransmitter => "bind_transmitter",
+        CommandId::BindTransmitterResp => "bind_transmitter_resp",
+        CommandId::BindTransceiver => "bind_transceiver",
+        CommandId::BindTransceiverResp => "bind_transceiver_resp",
+        CommandId::SubmitSm => "submit_sm",
+        CommandId::SubmitSmResp => "submit_sm_resp",
+        CommandId::DeliverSm => "deliver_sm",
+        CommandId::DeliverSmResp => "deliver_sm_resp",
+        CommandId::EnquireLink => "enquire_link",
+        CommandId::EnquireLinkResp => "enquire_link_resp",
+        CommandId::Unbind => "unbind",
+        CommandId::UnbindResp => "unbind_resp",
+        CommandId::GenericNack => "generic_nack",
+        CommandId::Outbind => "outbind",
+        CommandId::DataSm => "data_sm",
+        CommandId::DataSmResp => "data_sm_resp",
+        CommandId::AlertNotification => "alert_notification",
+        _ => "other",
+    }
+}
+
+/// Whether a command id is a response (top bit set).
+pub fn is_response(id: CommandId) -> bool {
+    u32::from(id) & 0x8000_0000 != 0
+}
+
+/// Keeps the last 4 digits of a number for logs: `+4915112345678` -> `**********5678`.
+pub fn mask_number(number: &str) -> String {
+    let n = number.chars().count();
+    number
+        .chars()
+        .enumerate()
+        .map(|(i, c)| if i + 4 < n { '*' } else { c })
+        .collect()
+}
+
+fn c_string<const MIN: usize, const MAX: usize>(
+    s: &str,
+    field: &'static str,
+) -> Result<COctetString<MIN, MAX>, SessionError> {
+    COctetString::from_string(s.to_owned())
+        .map_err(|_| SessionError::InvalidConfig(format!("{field} is too long or contains nul")))
+}
+
+/// The bind request for `cfg` (interface version 3.4).
+pub fn bind_command(cfg: &SessionConfig, seq: u32) -> Result<Command, SessionError> {
+    let system_id = c_string(&cfg.system_id, "system_id")?;
+    let password = c_string(cfg.password.expose(), "password")?;
+    let system_type = c_string(&cfg.system_type, "system_type")?;
+    let v = InterfaceVersion::Smpp3_4;
+    let pdu: Pdu = match cfg.bind {
+        BindKind::Transceiver => BindTransceiver::builder()
+            .system_id(system_id)
+            .password(password)
+            .system_type(system_type)
+            .interface_version(v)
+            .build()
+            .into(),
+        BindKind::Transmitter => BindTransmitter::builder()
+            .system_id(system_id)
+            .password(password)
+            .system_type(system_type)
+            .interface_version(v)
+            .build()
+            .into(),
+        BindKind::Receiver => BindReceiver::builder()
+            .system_id(system_id)
+            .password(password)
+            .system_type(system_type)
+            .interface_version(v)
+            .build()
+            .into(),
+    };
+    Ok(Command::new(CommandStatus::EsmeRok, seq, pdu))
+}
+
+/// Source address TON/NPI: alphanumeric sender -> 5/0; short code (up to 8 digits) -> 3/0
+/// (network specific); longer digit strings -> 1/1 (international, E.164).
+fn source_ton_npi(source: &str) -> (Ton, Npi) {
+    let digits = !source.is_empty() && source.bytes().all(|b| b.is_ascii_digit());
+    match (digits, source.len()) {
+        (true, 0..=8) => (Ton::NetworkSpecific, Npi::Unknown),
+        (true, _) => (Ton::International, Npi::Isdn),
+        (false, _) => (Ton::Alphanumeric, Npi::Unknown),
+    }
+}
+
+/// The `submit_sm` for `s`, or the status an SMSC would give when it cannot be sent at all
+/// (bad address, message too long): such submits are rejected locally, never written.
+pub fn submit_command(s: &Submit, seq: u32) -> Result<Command, u32> {
+    let dest = s
+        .destination_addr
+        .strip_prefix('+')
+        .unwrap_or(&s.destination_addr);
+    if dest.is_empty() || !dest.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ESME_RINVDSTADR);
+    }
+    let destination_addr: COctetString<1, 21> =
+        COctetString::from_string(dest.to_owned()).map_err(|_| ESME_RINVDSTADR)?;
+    // Alphanumeric senders are limited to 11 characters by GSM.
+    let source = s.source_addr.strip_prefix('+').unwrap_or(&s.source_addr);
+    let (src_ton, src_npi) = source_ton_npi(source);
+    if source.is_empty() || (src_ton == Ton::Alphanumeric && source.chars().count() > 11) {
+        return Err(ESME_RINVSRCADR);
+    }
+    let source_addr: COctetString<1, 21> =
+        COctetString::from_string(source.to_owned()).map_err(|_| ESME_RINVSRCADR)?;
+    // sm_length is one octet; longer text must be split (or go in message_payload).
+    if s.short_message.len() > 254 {
+        return Err(ESME_RINVMSGLEN);
+    }
+    let short_message: OctetString<0, 255> =
+        OctetString::from_bytes(s.short_message.clone()).map_err(|_| ESME_RINVMSGLEN)?;
+    let pdu = SubmitSm::builder()
+        .source_addr_ton(src_ton)
+        .source_addr_npi(src_npi)
+        .source_addr(source_addr)
+        .dest_addr_ton(Ton::International)
+        .dest_addr_npi(Npi::Isdn)
+        .destination_addr(destination_addr)
+        .esm_class(EsmClass::from(s.esm_class))
+        .registered_delivery(RegisteredDelivery::from(u8::from(s.registered_delivery)))
+        .data_coding(DataCoding::from(s.data_coding))
+        .short_message(short_message)
+        .build();
+    Ok(Command::new(CommandStatus::EsmeRok, seq, pdu))
+}
+
+/// The receipt TLVs of a `deliver_sm`, and the `message_payload` TLV if any.
+pub fn receipt_parts(d: &DeliverSm) -> (ReceiptTlvs, Option<&[u8]>) {
+    let mut tlvs = ReceiptTlvs::default();
+    let mut payload = None;
+    for tlv in d.tlvs() {
+        match tlv.value() {
+            Some(TlvValue::ReceiptedMessageId(id)) => {
+                tlvs.receipted_message_id = Some(id.as_str().to_owned());
+            }
+            Some(TlvValue::MessageState(st)) => tlvs.message_state = Some(u8::from(*st)),
+            Some(TlvValue::NetworkErrorCode(e)) => {
+                tlvs.network_error_code = Some((u8::from(e.network_type), e.error_code));
+            }
+            Some(TlvValue::MessagePayload(p)) => payload = Some(p.value.as_ref()),
+            _ => {}
+        }
+    }
+    (tlvs, payload)
+}
+
+/// Whether a `deliver_sm` is a delivery receipt: the esm_class message type says so, or
+/// receipt TLVs are present.
+pub fn is_receipt(d: &DeliverSm, tlvs: &ReceiptTlvs) -> bool {
+    u8::from(d.esm_class) & ESM_RECEIPT_MASK == ESM_RECEIPT || tlvs.any()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    #[test]
+    fn masking_keeps_last_four() {
+        assert_eq!(mask_number("4915112345678"), "*********5678");
+        assert_eq!(mask_number("123"), "123");
+        assert_eq!(mask_number(""), "");
+    }
+
+    fn submit(src: &str, dst: &str, len: usize) -> Submit {
+        Submit {
+            source_addr: src.into(),
+            destination_addr: dst.into(),
+            data_coding: 0,
+            esm_class: 0,
+            short_message: Bytes::from(vec![b'a'; len]),
+            registered_delivery: true,
+        }
+    }
+
+    #[test]
+    fn submit_validation() {
+        assert!(submit_command(&submit("Bank", "4915112345678", 160), 1).is_ok());
+        assert!(submit_command(&submit("Bank", "+4915112345678", 254), 1).is_ok());
+        assert_eq!(
+            submit_command(&submit("Bank", "49151x", 1), 1).err(),
+            Some(ESME_RINVDSTADR)
+        );
+        assert_eq!(
+            submit_command(&submit("Bank", "", 1), 1).err(),
+            Some(ESME_RINVDSTADR)
+        );
+        let long = "1".repeat(21);
+        assert_eq!(
+            submit_command(&submit("Bank", &long, 1), 1).err(),
+            Some(ESME_RINVDSTADR)
+        );
+        assert_eq!(
+            submit_command(&submit("MyBankSender", "49", 1), 1).err(),
+            Some(ESME_RINVSRCADR)
+        );
+        assert_eq!(
+            submit_command(&submit("Bank", "49", 255), 1).err(),
+            Some(ESME_RINVMSGLEN)
+        );
+    }
+
+    #[test]
+    fn submit_fields() {
+        let cmd = submit_command(&submit("Bank", "+4915112345678", 3), 9).unwrap();
+        assert_eq!(cmd.sequence_number(), 9);
+        let Some(Pdu::SubmitSm(sm)) = cmd.pdu() else {
+            panic!("not a submit_sm")
+        };
+        assert_eq!(sm.source_addr_ton, Ton::Alphanumeric);
+        assert_eq!(sm.source_addr_npi, Npi::Unknown);
+        assert_eq!(sm.dest_addr_ton, Ton::International);
+        assert_eq!(sm.dest_addr_npi, Npi::Isdn);
+        assert_eq!(sm.destination_addr.as_str(), "4915112345678");
+        assert_eq!(u8::from(sm.registered_delivery), 1);
+        assert_eq!(sm.short_message().as_ref(), b"aaa");
+        assert_eq!(
+            source_ton_npi("4915112345678"),
+            (Ton::International, Npi::Isdn)
+        );
+        assert_eq!(
+            source_ton_npi("12345"),
+            (Ton::NetworkSpecific, Npi::Unknown)
+        );
+    }
+}

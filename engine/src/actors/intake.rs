@@ -1,0 +1,177 @@
+//! Intake actor: turns consumed records into notifications per carrier, and everything that
+//! will not be sent into statuses and dead letters. A shell around [`crate::intake::Intake`].
+
+use actix::{Actor, Addr, Context, Handler, ResponseFuture};
+use futures::future::join_all;
+
+use super::shard::Shard;
+use super::sink::Sink;
+use super::{DeadLetter, Dispatch, Publish, Records};
+use crate::event::{Rejection, State, StatusEvent, SCHEMA_VERSION};
+use crate::intake::{Decision, Intake};
+use crate::metrics;
+use crate::notification::Origin;
+
+pub struct IntakeActor {
+    intake: Intake,
+    /// One shard per carrier, indexed by carrier id.
+    shards: Vec<Addr<Shard>>,
+    sink: Addr<Sink>,
+    mailbox: usize,
+}
+
+impl IntakeActor {
+    pub fn new(intake: Intake, shards: Vec<Addr<Shard>>, sink: Addr<Sink>, mailbox: usize) -> Self {
+        IntakeActor {
+            intake,
+            shards,
+            sink,
+            mailbox,
+        }
+    }
+}
+
+impl Actor for IntakeActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(self.mailbox);
+    }
+}
+
+impl Handler<Records> for IntakeActor {
+    type Result = ResponseFuture<()>;
+
+    /// Decides every record, then hands the batches on and waits until each stage took its
+    /// share, so that a slow stage slows the source.
+    fn handle(&mut self, Records(records): Records, _: &mut Context<Self>) -> Self::Result {
+        metrics::events_consumed(records.len() as u64);
+        let mut per_shard: Vec<Vec<_>> = (0..self.shards.len()).map(|_| Vec::new()).collect();
+        let mut publish = Publish::default();
+        for r in records {
+            let origin = Origin {
+                partition: r.partition,
+                offset: r.offset,
+            };
+            match self.intake.decide(&r.payload, origin) {
+                Decision::Send(n) => {
+                    if let Some(batch) = n.route.first().and_then(|&c| per_shard.get_mut(c)) {
+                        batch.push(n);
+                    }
+                }
+                Decision::Skip { meta, reason } => {
+                    metrics::notification_skipped(reason);
+                    let mut s = meta.status(State::Skipped);
+                    s.reason = Some(reason.to_owned());
+                    publish.statuses.push((s, Some(origin)));
+                }
+                Decision::Reject {
+                    event_id,
+                    rejection,
+                } => {
+                    metrics::event_rejected(rejection.code());
+                    if let Some(id) = event_id {
+                        publish
+                            .statuses
+                            .push((rejected_status(id, &rejection), None));
+                    }
+                    publish
+                        .dead_letters
+                        .push(dead_letter(origin, r.key, r.payload, &rejection));
+                }
+            }
+        }
+        let sends: Vec<_> = per_shard
+            .into_iter()
+            .enumerate()
+            .filter(|(_, b)| !b.is_empty())
+            .map(|(i, b)| self.shards[i].send(Dispatch(b)))
+            .collect();
+        let sink = self.sink.clone();
+        Box::pin(async move {
+            if !publish.is_empty() {
+                if let Err(e) = sink.send(publish).await {
+                    tracing::error!(error = %e, "sink is gone");
+                }
+            }
+            for r in join_all(sends).await {
+                if let Err(e) = r {
+                    tracing::error!(error = %e, "a carrier shard is gone");
+                }
+            }
+        })
+    }
+}
+
+fn rejected_status(event_id: String, r: &Rejection) -> StatusEvent {
+    StatusEvent {
+        schema_version: SCHEMA_VERSION,
+        event_id,
+        transaction_id: None,
+        state: State::Rejected,
+        reason: Some(r.code().to_owned()),
+        detail: Some(r.to_string()),
+        carrier: None,
+        message_ids: Vec::new(),
+        segments: 0,
+        command_status: None,
+        destination: None,
+        occurred_at: None,
+        at: time::OffsetDateTime::now_utc(),
+    }
+}
+
+fn dead_letter(
+    origin: Origin,
+    key: Option<Vec<u8>>,
+    payload: Vec<u8>,
+    r: &Rejection,
+) -> DeadLetter {
+    let payload = match r {
+        // Never store card data, not even on the dead-letter topic.
+        Rejection::CardNotTruncated => redact_card(&payload),
+        _ => payload,
+    };
+    DeadLetter {
+        origin,
+        key,
+        payload,
+        reason: r.code(),
+        detail: r.to_string(),
+    }
+}
+
+fn redact_card(payload: &[u8]) -> Vec<u8> {
+    match serde_json::from_slice::<serde_json::Value>(payload) {
+        Ok(mut v) => {
+            if let Some(card) = v.get_mut("card_last4") {
+                *card = serde_json::Value::String("[redacted]".into());
+            }
+            v.to_string().into_bytes()
+        }
+        Err(_) => b"[redacted]".to_vec(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_card_number_never_reaches_the_dead_letter_copy() {
+        let raw = br#"{"event_id":"e","card_last4":"4111111111111111","amount_minor":5}"#;
+        let dl = dead_letter(
+            Origin {
+                partition: 0,
+                offset: 1,
+            },
+            None,
+            raw.to_vec(),
+            &Rejection::CardNotTruncated,
+        );
+        let text = String::from_utf8(dl.payload).unwrap();
+        assert!(!text.contains("4111"), "{text}");
+        assert!(text.contains(r#""amount_minor":5"#), "{text}");
+        assert_eq!(dl.reason, "card_number_not_truncated");
+    }
+}

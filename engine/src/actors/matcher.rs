@@ -1,0 +1,145 @@
+//! Matcher actor: registers accepted notifications, applies receipts, publishes what they
+//! decide. A shell around [`crate::matcher::Matcher`]; handlers are atomic so that statuses
+//! reach the sink in the order they were decided.
+
+use std::time::Duration;
+
+use actix::{Actor, Addr, AsyncContext, AtomicResponse, Context, Handler, Message, WrapFuture};
+use tokio::time::Instant;
+
+use super::sink::Sink;
+use super::{Publish, Receipts, SubmitResult, Submitted};
+use crate::event::State;
+use crate::matcher::{Matcher, ReceiptOutcome};
+use crate::metrics;
+
+pub struct MatcherActor {
+    matcher: Matcher,
+    sink: Addr<Sink>,
+    /// Carrier names by id, for metrics.
+    carriers: Vec<String>,
+    mailbox: usize,
+}
+
+impl MatcherActor {
+    pub fn new(matcher: Matcher, sink: Addr<Sink>, carriers: Vec<String>, mailbox: usize) -> Self {
+        MatcherActor {
+            matcher,
+            sink,
+            carriers,
+            mailbox,
+        }
+    }
+
+    fn forward(&self, publish: Publish) -> AtomicResponse<Self, ()> {
+        metrics::receipts_awaited(self.matcher.awaiting());
+        let sink = self.sink.clone();
+        AtomicResponse::new(Box::pin(
+            async move {
+                if !publish.is_empty() && sink.send(publish).await.is_err() {
+                    tracing::error!("sink is gone");
+                }
+            }
+            .into_actor(self),
+        ))
+    }
+}
+
+impl Actor for MatcherActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(self.mailbox);
+        ctx.run_interval(Duration::from_secs(1), |act, ctx| {
+            let mut out = Vec::new();
+            let unmatched = act.matcher.expire(Instant::now(), &mut out);
+            for _ in 0..unmatched {
+                metrics::receipt("any", "unmatched");
+            }
+            if !out.is_empty() {
+                let publish = Publish {
+                    statuses: out.into_iter().map(|s| (s, None)).collect(),
+                    ..Publish::default()
+                };
+                let sink = act.sink.clone();
+                ctx.wait(
+                    async move {
+                        let _ = sink.send(publish).await;
+                    }
+                    .into_actor(act),
+                );
+            }
+        });
+    }
+}
+
+impl Handler<Submitted> for MatcherActor {
+    type Result = AtomicResponse<Self, ()>;
+
+    fn handle(&mut self, Submitted(results): Submitted, _: &mut Context<Self>) -> Self::Result {
+        let now = Instant::now();
+        let mut publish = Publish::default();
+        let mut decided = Vec::new();
+        for r in results {
+            match r {
+                SubmitResult::Accepted { accepted, origin } => {
+                    let mut s = accepted.meta.status(State::Accepted);
+                    s.carrier = Some(accepted.carrier_name.to_string());
+                    s.message_ids = accepted.message_ids.clone();
+                    if let Ok(age) = (s.at - accepted.meta.occurred_at).try_into() {
+                        metrics::debit_to_accept(Duration::as_secs_f64(&age));
+                    }
+                    publish.statuses.push((s, Some(origin)));
+                    self.matcher.accept(accepted, now, &mut decided);
+                }
+                SubmitResult::NotAccepted { status, origin, .. } => {
+                    publish.statuses.push((*status, Some(origin)));
+                }
+            }
+        }
+        publish
+            .statuses
+            .extend(decided.into_iter().map(|s| (s, None)));
+        self.forward(publish)
+    }
+}
+
+impl Handler<Receipts> for MatcherActor {
+    type Result = AtomicResponse<Self, ()>;
+
+    fn handle(&mut self, msg: Receipts, _: &mut Context<Self>) -> Self::Result {
+        let now = Instant::now();
+        let mut decided = Vec::new();
+        let name = self
+            .carriers
+            .get(msg.carrier)
+            .map_or("unknown", String::as_str);
+        for r in msg.receipts {
+            let outcome = match self.matcher.receipt(msg.carrier, r, now, &mut decided) {
+                ReceiptOutcome::Matched => "matched",
+                ReceiptOutcome::Intermediate => "intermediate",
+                ReceiptOutcome::Duplicate => "duplicate",
+                ReceiptOutcome::Parked => "parked",
+            };
+            metrics::receipt(name, outcome);
+        }
+        let publish = Publish {
+            statuses: decided.into_iter().map(|s| (s, None)).collect(),
+            ..Publish::default()
+        };
+        self.forward(publish)
+    }
+}
+
+/// Asks how many notifications still wait for receipts (used to drain on shutdown).
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct Awaiting;
+
+impl Handler<Awaiting> for MatcherActor {
+    type Result = usize;
+
+    fn handle(&mut self, _: Awaiting, _: &mut Context<Self>) -> usize {
+        self.matcher.awaiting()
+    }
+}

@@ -1,0 +1,376 @@
+//! Carrier shard actor: owns one carrier's binds, its rate (counted in segments) and the
+//! notifications in flight to it. Keeps each bind up (reconnecting with jittered exponential
+//! backoff), submits every segment of a notification through one bind, and reports the
+//! outcome and the carrier's receipts to the matcher in batches.
+
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use actix::{Actor, Addr, Context, Handler, Message, ResponseFuture};
+use bytes::Bytes;
+use futures::future::join_all;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use pigeon_smpp::session::{self, Inbound, Session, SessionConfig, Submit, SubmitOutcome};
+use rand::Rng;
+use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use super::matcher::MatcherActor;
+use super::{Dispatch, Receipts, SubmitResult, Submitted};
+use crate::config::CarrierConfig;
+use crate::event::State;
+use crate::matcher::Accepted;
+use crate::metrics;
+use crate::notification::Notification;
+use crate::router::CarrierId;
+
+/// How many times a segment refused before it was written is tried on another bind.
+const NOT_SENT_ATTEMPTS: usize = 3;
+
+/// State shared by the shard's handler and the tasks it spawns.
+struct Shared {
+    carrier: CarrierId,
+    name: Arc<str>,
+    source_addr: String,
+    /// One slot per bind; `None` while that bind is down.
+    binds: RwLock<Vec<Option<Session>>>,
+    bind_up: Notify,
+    next_bind: AtomicUsize,
+    limiter: DefaultDirectRateLimiter,
+    /// Notifications in flight at most: binds x window.
+    in_flight: Arc<Semaphore>,
+    results: mpsc::Sender<SubmitResult>,
+}
+
+impl Shared {
+    /// A bind that is up, round robin; waits for one when all are down.
+    async fn pick(&self) -> Session {
+        loop {
+            let notified = self.bind_up.notified();
+            if let Some(s) = self.try_pick() {
+                return s;
+            }
+            notified.await;
+        }
+    }
+
+    fn try_pick(&self) -> Option<Session> {
+        let binds = self.binds.read().unwrap_or_else(|p| p.into_inner());
+        let n = binds.len();
+        let start = self.next_bind.fetch_add(1, Ordering::Relaxed);
+        (0..n)
+            .filter_map(|i| binds[(start + i) % n].as_ref())
+            .find(|s| !s.is_closed())
+            .cloned()
+    }
+
+    fn set_bind(&self, i: usize, s: Option<Session>) {
+        let mut binds = self.binds.write().unwrap_or_else(|p| p.into_inner());
+        binds[i] = s;
+        let up = binds.iter().filter(|b| b.is_some()).count();
+        drop(binds);
+        metrics::carrier_binds(&self.name, up);
+        self.bind_up.notify_waiters();
+    }
+
+    async fn rate(&self, segments: u32) {
+        let n = NonZeroU32::new(segments.max(1)).unwrap_or(NonZeroU32::MIN);
+        if self.limiter.until_n_ready(n).await.is_err() {
+            // More segments than the burst allows at once: take them one by one.
+            for _ in 0..segments {
+                self.limiter.until_ready().await;
+            }
+        }
+    }
+}
+
+pub struct Shard {
+    shared: Arc<Shared>,
+    cfg: CarrierConfig,
+    matcher: Addr<MatcherActor>,
+    stop: CancellationToken,
+    mailbox: usize,
+    results_rx: Option<mpsc::Receiver<SubmitResult>>,
+}
+
+impl Shard {
+    pub fn new(
+        carrier: CarrierId,
+        cfg: CarrierConfig,
+        matcher: Addr<MatcherActor>,
+        mailbox: usize,
+    ) -> Shard {
+        let sps = NonZeroU32::new(cfg.max_segments_per_second).unwrap_or(NonZeroU32::MIN);
+        let (tx, rx) = mpsc::channel(1024);
+        let shared = Arc::new(Shared {
+            carrier,
+            name: cfg.name.as_str().into(),
+            source_addr: cfg.source_addr.clone(),
+            binds: RwLock::new(vec![None; cfg.binds]),
+            bind_up: Notify::new(),
+            next_bind: AtomicUsize::new(0),
+            limiter: RateLimiter::direct(Quota::per_second(sps)),
+            in_flight: Arc::new(Semaphore::new(cfg.binds * cfg.window)),
+            results: tx,
+        });
+        Shard {
+            shared,
+            cfg,
+            matcher,
+            stop: CancellationToken::new(),
+            mailbox,
+            results_rx: Some(rx),
+        }
+    }
+
+    fn session_config(&self) -> SessionConfig {
+        let c = &self.cfg;
+        SessionConfig {
+            addr: c.address.clone(),
+            system_id: c.system_id.clone(),
+            password: session::Password::new(c.password.clone()),
+            system_type: c.system_type.clone(),
+            bind: session::BindKind::Transceiver,
+            window: c.window,
+            response_timeout: Duration::from_millis(c.response_timeout_ms),
+            enquire_link_interval: Duration::from_millis(c.enquire_link_interval_ms),
+            bind_timeout: Duration::from_millis(c.bind_timeout_ms),
+        }
+    }
+}
+
+impl Actor for Shard {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(self.mailbox);
+        let (inbound_tx, inbound_rx) = mpsc::channel(4096);
+        for i in 0..self.cfg.binds {
+            actix::spawn(keep_bind(
+                self.shared.clone(),
+                i,
+                self.session_config(),
+                inbound_tx.clone(),
+                self.stop.clone(),
+            ));
+        }
+        actix::spawn(forward_receipts(
+            self.shared.carrier,
+            inbound_rx,
+            self.matcher.clone(),
+        ));
+        if let Some(rx) = self.results_rx.take() {
+            actix::spawn(forward_results(rx, self.matcher.clone()));
+        }
+    }
+}
+
+/// Keeps bind `i` up until `stop`: connect, wait until the session closes, back off, again.
+async fn keep_bind(
+    shared: Arc<Shared>,
+    i: usize,
+    cfg: SessionConfig,
+    inbound: mpsc::Sender<Inbound>,
+    stop: CancellationToken,
+) {
+    let mut backoff = Duration::from_millis(100);
+    let max = Duration::from_secs(30);
+    while !stop.is_cancelled() {
+        let connected = tokio::select! {
+            _ = stop.cancelled() => break,
+            r = session::connect(cfg.clone(), inbound.clone()) => r,
+        };
+        match connected {
+            Ok(s) => {
+                info!(carrier = %shared.name, bind = i, "bound");
+                backoff = Duration::from_millis(100);
+                shared.set_bind(i, Some(s.clone()));
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = s.closed() => {}
+                }
+                shared.set_bind(i, None);
+                warn!(carrier = %shared.name, bind = i, "bind lost; reconnecting");
+            }
+            Err(e) => warn!(carrier = %shared.name, bind = i, error = %e, "bind failed"),
+        }
+        // Full jitter: anywhere in [backoff/2, backoff], so that binds do not storm together.
+        let jitter = rand::rng().random_range(backoff / 2..=backoff);
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = tokio::time::sleep(jitter) => {}
+        }
+        backoff = (backoff * 2).min(max);
+    }
+}
+
+async fn forward_receipts(
+    carrier: CarrierId,
+    mut rx: mpsc::Receiver<Inbound>,
+    matcher: Addr<MatcherActor>,
+) {
+    let mut buf = Vec::with_capacity(256);
+    while rx.recv_many(&mut buf, 256).await > 0 {
+        let receipts: Vec<_> = buf
+            .drain(..)
+            .filter_map(|i| match i {
+                Inbound::Receipt(r) => Some(r),
+                Inbound::Closed { .. } => None,
+            })
+            .collect();
+        if !receipts.is_empty() && matcher.send(Receipts { carrier, receipts }).await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn forward_results(mut rx: mpsc::Receiver<SubmitResult>, matcher: Addr<MatcherActor>) {
+    let mut buf = Vec::with_capacity(256);
+    while rx.recv_many(&mut buf, 256).await > 0 {
+        if matcher
+            .send(Submitted(std::mem::take(&mut buf)))
+            .await
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
+impl Handler<Dispatch> for Shard {
+    type Result = ResponseFuture<()>;
+
+    /// Admits the batch at the carrier's rate and within its window; returns once every
+    /// notification of it is on its way, so that a full carrier slows the intake.
+    fn handle(&mut self, Dispatch(batch): Dispatch, _: &mut Context<Self>) -> Self::Result {
+        let shared = self.shared.clone();
+        Box::pin(async move {
+            for n in batch {
+                let Ok(permit) = shared.in_flight.clone().acquire_owned().await else {
+                    return;
+                };
+                shared.rate(n.meta.segments).await;
+                actix::spawn(submit(shared.clone(), n, permit));
+            }
+        })
+    }
+}
+
+/// Submits every segment of `n`, then reports the outcome.
+async fn submit(shared: Arc<Shared>, n: Notification, permit: OwnedSemaphorePermit) {
+    let parts: Vec<Bytes> = n
+        .text
+        .parts
+        .iter()
+        .map(|p| Bytes::copy_from_slice(p))
+        .collect();
+    let mut outcomes: Vec<Option<SubmitOutcome>> = vec![None; parts.len()];
+    for _ in 0..NOT_SENT_ATTEMPTS {
+        let session = shared.pick().await;
+        let todo: Vec<usize> = (0..parts.len())
+            .filter(|&i| matches!(outcomes[i], None | Some(SubmitOutcome::NotSent)))
+            .collect();
+        if todo.is_empty() {
+            break;
+        }
+        let sends = todo.iter().map(|&i| {
+            session.submit(Submit {
+                source_addr: shared.source_addr.clone(),
+                destination_addr: n.destination.clone(),
+                data_coding: n.text.coding.data_coding(),
+                esm_class: n.text.esm_class(),
+                short_message: parts[i].clone(),
+                registered_delivery: true,
+            })
+        });
+        for (i, o) in todo.iter().zip(join_all(sends).await) {
+            outcomes[*i] = Some(o);
+        }
+    }
+    drop(permit);
+    let result = conclude(&shared, n, outcomes);
+    let _ = shared.results.send(result).await;
+}
+
+/// One outcome for the whole notification from its segments' outcomes.
+fn conclude(
+    shared: &Shared,
+    n: Notification,
+    outcomes: Vec<Option<SubmitOutcome>>,
+) -> SubmitResult {
+    let mut ids = Vec::with_capacity(outcomes.len());
+    let mut refused = None;
+    let mut ambiguous = false;
+    let mut not_sent = false;
+    for o in outcomes {
+        match o {
+            Some(SubmitOutcome::Accepted { message_id }) => ids.push(message_id),
+            Some(SubmitOutcome::Rejected { command_status }) => {
+                refused.get_or_insert(command_status);
+            }
+            Some(SubmitOutcome::Timeout | SubmitOutcome::Lost) => ambiguous = true,
+            Some(SubmitOutcome::NotSent) | None => not_sent = true,
+        }
+    }
+    let segments = n.meta.segments as u64;
+    if ids.len() == n.text.parts.len() {
+        metrics::submit(&shared.name, "accepted", segments);
+        let accepted = Accepted {
+            meta: n.meta,
+            carrier: shared.carrier,
+            carrier_name: shared.name.clone(),
+            message_ids: ids,
+        };
+        return SubmitResult::Accepted {
+            accepted,
+            origin: n.origin,
+        };
+    }
+    let (state, reason, outcome) = if let Some(status) = refused {
+        let reason = match session::classify(status) {
+            session::StatusClass::Throttled => "carrier_throttled",
+            session::StatusClass::QueueFull => "carrier_queue_full",
+            session::StatusClass::Retryable => "carrier_error",
+            session::StatusClass::Permanent => "carrier_refused",
+        };
+        (State::Failed, reason, "refused")
+    } else if ambiguous {
+        (State::Ambiguous, "no_submit_response", "ambiguous")
+    } else {
+        debug_assert!(not_sent);
+        (State::Failed, "carrier_unavailable", "not_sent")
+    };
+    metrics::submit(&shared.name, outcome, segments);
+    let mut status = n.meta.status(state);
+    status.reason = Some(reason.to_owned());
+    status.carrier = Some(shared.name.to_string());
+    status.command_status = refused;
+    status.message_ids = ids;
+    SubmitResult::NotAccepted {
+        status: Box::new(status),
+        origin: n.origin,
+    }
+}
+
+/// Unbinds every session; sent once on shutdown after the pipeline drained.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Unbind;
+
+impl Handler<Unbind> for Shard {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, _: Unbind, _: &mut Context<Self>) -> Self::Result {
+        self.stop.cancel();
+        let sessions: Vec<Session> = {
+            let binds = self.shared.binds.read().unwrap_or_else(|p| p.into_inner());
+            binds.iter().flatten().cloned().collect()
+        };
+        Box::pin(async move {
+            join_all(sessions.iter().map(Session::unbind)).await;
+        })
+    }
+}

@@ -1,0 +1,480 @@
+//! Engine configuration: a TOML file with environment overrides, validated into typed values.
+//!
+//! The field docs are the operator docs (`docs/configuration.md` mirrors them). Every key has
+//! a default except the broker address and the carriers. Environment variables override the
+//! file: `PIGEON_KAFKA__BROKERS=host:9092` sets `kafka.brokers` (double underscore for a dot).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use figment::providers::{Env, Format, Toml};
+use figment::Figment;
+use pigeon_kafka::KafkaConfig;
+use serde::{Deserialize, Serialize};
+
+use crate::template::Template;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub kafka: KafkaConfig,
+    #[serde(default)]
+    pub topics: Topics,
+    #[serde(default)]
+    pub engine: EngineConfig,
+    /// Carriers by name, in the order they are tried when a route names several.
+    #[serde(default)]
+    pub carriers: Vec<CarrierConfig>,
+    pub routing: RoutingConfig,
+    #[serde(default)]
+    pub templates: TemplatesConfig,
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Topics {
+    /// Debit events (input).
+    #[serde(default = "d_debits")]
+    pub debits: String,
+    /// Status events (output), keyed by event id.
+    #[serde(default = "d_statuses")]
+    pub statuses: String,
+    /// Undecodable or invalid debit events, with the reason in the record headers.
+    #[serde(default = "d_dead_letter")]
+    pub dead_letter: String,
+}
+
+fn d_debits() -> String {
+    "pigeon.debits".into()
+}
+fn d_statuses() -> String {
+    "pigeon.statuses".into()
+}
+fn d_dead_letter() -> String {
+    "pigeon.dead-letter".into()
+}
+
+impl Default for Topics {
+    fn default() -> Self {
+        Self {
+            debits: d_debits(),
+            statuses: d_statuses(),
+            dead_letter: d_dead_letter(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EngineConfig {
+    /// Records taken from Kafka per batch at most.
+    #[serde(default = "d_batch_max")]
+    pub batch_max: usize,
+    /// How long the source waits to fill a batch after its first record.
+    #[serde(default = "d_batch_linger_ms")]
+    pub batch_linger_ms: u64,
+    /// Capacity of each actor's mailbox, in batches.
+    #[serde(default = "d_mailbox")]
+    pub mailbox_capacity: usize,
+    /// Worker threads (actix arbiters) for carrier shards; 0 means one per core.
+    #[serde(default)]
+    pub arbiters: usize,
+    /// How often done offsets are committed.
+    #[serde(default = "d_commit_interval_ms")]
+    pub commit_interval_ms: u64,
+    /// On shutdown, how long to wait for in-flight work and outstanding receipts.
+    #[serde(default = "d_drain_timeout_ms")]
+    pub drain_timeout_ms: u64,
+    /// How long an accepted message waits for its receipt before it is left unconfirmed.
+    #[serde(default = "d_receipt_timeout_ms")]
+    pub receipt_timeout_ms: u64,
+    /// Largest debit event accepted, in bytes.
+    #[serde(default = "d_max_event_bytes")]
+    pub max_event_bytes: usize,
+}
+
+fn d_batch_max() -> usize {
+    512
+}
+fn d_batch_linger_ms() -> u64 {
+    5
+}
+fn d_mailbox() -> usize {
+    16
+}
+fn d_commit_interval_ms() -> u64 {
+    1_000
+}
+fn d_drain_timeout_ms() -> u64 {
+    30_000
+}
+fn d_receipt_timeout_ms() -> u64 {
+    48 * 3_600 * 1_000
+}
+fn d_max_event_bytes() -> usize {
+    4_096
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            batch_max: d_batch_max(),
+            batch_linger_ms: d_batch_linger_ms(),
+            mailbox_capacity: d_mailbox(),
+            arbiters: 0,
+            commit_interval_ms: d_commit_interval_ms(),
+            drain_timeout_ms: d_drain_timeout_ms(),
+            receipt_timeout_ms: d_receipt_timeout_ms(),
+            max_event_bytes: d_max_event_bytes(),
+        }
+    }
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CarrierConfig {
+    /// Name used in routes, statuses and metrics.
+    pub name: String,
+    /// SMSC address, `host:port`.
+    pub address: String,
+    pub system_id: String,
+    /// Never logged.
+    pub password: String,
+    #[serde(default)]
+    pub system_type: String,
+    /// Sender shown to the customer: an alphanumeric name or a number.
+    #[serde(default = "d_source_addr")]
+    pub source_addr: String,
+    /// Simultaneous binds (sessions) to open; never more than the carrier allows.
+    #[serde(default = "d_binds")]
+    pub binds: usize,
+    /// Unanswered submit_sm per bind at most.
+    #[serde(default = "d_window")]
+    pub window: usize,
+    /// Segments per second the carrier allows this account, over all binds.
+    #[serde(default = "d_max_sps")]
+    pub max_segments_per_second: u32,
+    /// How long to wait for a submit_sm_resp before the submit is ambiguous.
+    #[serde(default = "d_response_timeout_ms")]
+    pub response_timeout_ms: u64,
+    /// Idle time after which an enquire_link is sent.
+    #[serde(default = "d_enquire_link_ms")]
+    pub enquire_link_interval_ms: u64,
+    /// How long a bind may take.
+    #[serde(default = "d_bind_timeout_ms")]
+    pub bind_timeout_ms: u64,
+}
+
+impl std::fmt::Debug for CarrierConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CarrierConfig")
+            .field("name", &self.name)
+            .field("address", &self.address)
+            .field("system_id", &self.system_id)
+            .field("password", &"***")
+            .field("binds", &self.binds)
+            .field("window", &self.window)
+            .field("max_segments_per_second", &self.max_segments_per_second)
+            .finish_non_exhaustive()
+    }
+}
+
+fn d_source_addr() -> String {
+    "Pigeon".into()
+}
+fn d_binds() -> usize {
+    1
+}
+fn d_window() -> usize {
+    64
+}
+fn d_max_sps() -> u32 {
+    100
+}
+fn d_response_timeout_ms() -> u64 {
+    10_000
+}
+fn d_enquire_link_ms() -> u64 {
+    30_000
+}
+fn d_bind_timeout_ms() -> u64 {
+    10_000
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoutingConfig {
+    /// Route for destinations whose operator is unknown; empty means such events are
+    /// skipped with reason `no_route`.
+    #[serde(default)]
+    pub default_route: Vec<String>,
+    /// Operator name -> carriers to use, primary first.
+    #[serde(default)]
+    pub operators: BTreeMap<String, Vec<String>>,
+    /// E.164 prefix (with `+`) -> operator name; the longest matching prefix wins.
+    #[serde(default)]
+    pub prefixes: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TemplatesConfig {
+    /// Bank name shown in messages (`{bank}`).
+    #[serde(default = "d_bank")]
+    pub bank: String,
+    /// Phone number customers call about a debit they did not make (`{support}`).
+    #[serde(default = "d_support")]
+    pub support: String,
+    /// Locale used when an event's locale has no template.
+    #[serde(default = "d_fallback_locale")]
+    pub fallback_locale: String,
+    /// Locale -> template; see `docs/configuration.md` for the placeholders. The built-in
+    /// templates cover `en` and `zh-CN`; entries here add or replace.
+    #[serde(default)]
+    pub locales: BTreeMap<String, String>,
+}
+
+fn d_bank() -> String {
+    "Pigeon Bank".into()
+}
+fn d_support() -> String {
+    "+44 20 7946 0000".into()
+}
+fn d_fallback_locale() -> String {
+    "en".into()
+}
+
+impl Default for TemplatesConfig {
+    fn default() -> Self {
+        Self {
+            bank: d_bank(),
+            support: d_support(),
+            fallback_locale: d_fallback_locale(),
+            locales: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Prometheus scrape address; empty disables the exporter.
+    #[serde(default = "d_metrics_listen")]
+    pub listen: String,
+}
+
+fn d_metrics_listen() -> String {
+    "127.0.0.1:9464".into()
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            listen: d_metrics_listen(),
+        }
+    }
+}
+
+/// Every problem found in a configuration, each on its own line.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", .0.join("\n"))]
+pub struct ConfigErrors(pub Vec<String>);
+
+impl Config {
+    /// Reads `path`, applies `PIGEON_*` environment overrides, and validates the result.
+    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        Self::from_figment(Figment::new().merge(Toml::file_exact(path)))
+    }
+
+    /// Parses TOML text (no environment), then validates.
+    pub fn from_toml(text: &str) -> Result<Config, ConfigErrors> {
+        let fig = Figment::new().merge(Toml::string(text));
+        let cfg: Config = fig.extract().map_err(figment_errors)?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn from_figment(fig: Figment) -> Result<Config, ConfigErrors> {
+        let fig = fig.merge(Env::prefixed("PIGEON_").split("__"));
+        let cfg: Config = fig.extract().map_err(figment_errors)?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Checks what the types cannot: references between sections, ranges, templates.
+    /// Collects every error rather than stopping at the first.
+    pub fn validate(&self) -> Result<(), ConfigErrors> {
+        let mut errs = Vec::new();
+        if self.kafka.brokers.trim().is_empty() {
+            errs.push("kafka.brokers: must name at least one broker".to_owned());
+        }
+        if self.carriers.is_empty() {
+            errs.push("carriers: at least one carrier is needed".to_owned());
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for (i, c) in self.carriers.iter().enumerate() {
+            let at = format!("carriers[{i}] ({})", c.name);
+            if c.name.is_empty() {
+                errs.push(format!("{at}.name: must not be empty"));
+            }
+            if !names.insert(c.name.as_str()) {
+                errs.push(format!("{at}.name: duplicate carrier name"));
+            }
+            if c.address.parse::<std::net::SocketAddr>().is_err() && !c.address.contains(':') {
+                errs.push(format!(
+                    "{at}.address: expected host:port, got {:?}",
+                    c.address
+                ));
+            }
+            if c.binds == 0 {
+                errs.push(format!("{at}.binds: must be at least 1"));
+            }
+            if c.window == 0 || c.window > 4_096 {
+                errs.push(format!("{at}.window: must be 1..=4096, got {}", c.window));
+            }
+            if c.max_segments_per_second == 0 {
+                errs.push(format!("{at}.max_segments_per_second: must be at least 1"));
+            }
+            if c.system_id.len() > 15 {
+                errs.push(format!(
+                    "{at}.system_id: at most 15 characters (SMPP limit)"
+                ));
+            }
+            if c.password.len() > 8 {
+                errs.push(format!(
+                    "{at}.password: at most 8 characters (SMPP 3.4 limit)"
+                ));
+            }
+            if c.source_addr.is_empty() || c.source_addr.len() > 20 {
+                errs.push(format!("{at}.source_addr: must be 1..=20 characters"));
+            }
+            if c.response_timeout_ms == 0 {
+                errs.push(format!("{at}.response_timeout_ms: must be above 0"));
+            }
+        }
+        let known = |n: &str| self.carriers.iter().any(|c| c.name == n);
+        for n in &self.routing.default_route {
+            if !known(n) {
+                errs.push(format!("routing.default_route: unknown carrier {n:?}"));
+            }
+        }
+        for (op, route) in &self.routing.operators {
+            if route.is_empty() {
+                errs.push(format!("routing.operators.{op}: route is empty"));
+            }
+            for n in route {
+                if !known(n) {
+                    errs.push(format!("routing.operators.{op}: unknown carrier {n:?}"));
+                }
+            }
+        }
+        for (prefix, op) in &self.routing.prefixes {
+            let digits = prefix.strip_prefix('+').unwrap_or("");
+            if digits.is_empty() || digits.len() > 15 || !digits.bytes().all(|b| b.is_ascii_digit())
+            {
+                errs.push(format!(
+                    "routing.prefixes.{prefix:?}: expected + and 1..=15 digits"
+                ));
+            }
+            if !self.routing.operators.contains_key(op) {
+                errs.push(format!(
+                    "routing.prefixes.{prefix:?}: unknown operator {op:?}"
+                ));
+            }
+        }
+        for (locale, text) in &self.templates.locales {
+            if let Err(e) = Template::parse(text) {
+                errs.push(format!("templates.locales.{locale:?}: {e}"));
+            }
+        }
+        let e = &self.engine;
+        if e.batch_max == 0 {
+            errs.push("engine.batch_max: must be at least 1".to_owned());
+        }
+        if e.mailbox_capacity == 0 {
+            errs.push("engine.mailbox_capacity: must be at least 1".to_owned());
+        }
+        if e.max_event_bytes < 256 {
+            errs.push("engine.max_event_bytes: must be at least 256".to_owned());
+        }
+        if !self.metrics.listen.is_empty()
+            && self.metrics.listen.parse::<std::net::SocketAddr>().is_err()
+        {
+            errs.push(format!(
+                "metrics.listen: expected ip:port, got {:?}",
+                self.metrics.listen
+            ));
+        }
+        if errs.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigErrors(errs))
+        }
+    }
+}
+
+fn figment_errors(e: figment::Error) -> ConfigErrors {
+    ConfigErrors(e.into_iter().map(|e| e.to_string()).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+        [kafka]
+        brokers = "127.0.0.1:9092"
+        [[carriers]]
+        name = "a"
+        address = "127.0.0.1:2775"
+        system_id = "pigeon"
+        password = "secret"
+        [routing]
+        default_route = ["a"]
+        operators = { uk = ["a"] }
+        prefixes = { "+44" = "uk" }
+    "#;
+
+    #[test]
+    fn a_minimal_file_gets_documented_defaults() {
+        let c = Config::from_toml(GOOD).expect("valid");
+        assert_eq!(c.topics.debits, "pigeon.debits");
+        assert_eq!(c.carriers[0].window, 64);
+        assert_eq!(c.engine.batch_max, 512);
+        assert_eq!(c.kafka.group_id, "pigeon");
+    }
+
+    #[test]
+    fn every_semantic_error_is_reported_at_once() {
+        let bad = GOOD
+            .replace(r#"default_route = ["a"]"#, r#"default_route = ["nope"]"#)
+            .replace(r#""+44" = "uk""#, r#""44x" = "mars""#)
+            .replace(
+                r#"password = "secret""#,
+                "password = \"far-too-long\"\nwindow = 0",
+            );
+        let errs = Config::from_toml(&bad).expect_err("invalid").0;
+        let all = errs.join("\n");
+        assert!(all.contains("default_route"), "{all}");
+        assert!(all.contains("expected + and"), "{all}");
+        assert!(all.contains("unknown operator"), "{all}");
+        assert!(all.contains("password"), "{all}");
+        assert!(all.contains("window"), "{all}");
+        assert_eq!(errs.len(), 5, "{all}");
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let bad = GOOD.replace("[routing]", "[routing]\ndefault_rout = []");
+        let errs = Config::from_toml(&bad).expect_err("unknown field").0;
+        assert!(errs.join(" ").contains("default_rout"), "{errs:?}");
+    }
+
+    #[test]
+    fn the_password_never_shows_in_debug_output() {
+        let c = Config::from_toml(GOOD).expect("valid");
+        assert!(!format!("{c:?}").contains("secret"));
+    }
+}

@@ -1,0 +1,205 @@
+//! Intake: decode, validate, check eligibility, render, encode and segment, route.
+//!
+//! Every event that will not be sent ends here with an explicit reason. Plain logic, no
+//! actors: the intake actor is a shell around [`Intake::decide`].
+
+use std::sync::Arc;
+
+use pigeon_smpp::encoding;
+
+use crate::event::{self, DebitEvent, Rejection};
+use crate::notification::{mask_number, Meta, Notification, Origin};
+use crate::router::{CarrierId, Router};
+use crate::template::Templates;
+
+/// What becomes of one consumed record.
+#[derive(Debug)]
+pub enum Decision {
+    /// Ready for a carrier.
+    Send(Notification),
+    /// A valid event that will not be sent; ends with status `skipped`.
+    Skip { meta: Meta, reason: &'static str },
+    /// An invalid event: the record goes to the dead-letter topic, and a `rejected` status
+    /// is published when the event id could be read.
+    Reject {
+        event_id: Option<String>,
+        rejection: Rejection,
+    },
+}
+
+/// Decides each record's fate.
+#[derive(Debug)]
+pub struct Intake {
+    templates: Templates,
+    router: Router,
+    max_event_bytes: usize,
+    /// Concatenation reference for the next multi-part message.
+    next_ref: u8,
+    /// Interned routes, so that notifications share them.
+    routes: Vec<Arc<[CarrierId]>>,
+}
+
+impl Intake {
+    pub fn new(templates: Templates, router: Router, max_event_bytes: usize) -> Intake {
+        Intake {
+            templates,
+            router,
+            max_event_bytes,
+            next_ref: 0,
+            routes: Vec::new(),
+        }
+    }
+
+    pub fn decide(&mut self, payload: &[u8], origin: Origin) -> Decision {
+        let ev = match event::decode(payload, self.max_event_bytes) {
+            Ok(ev) => ev,
+            Err((event_id, rejection)) => {
+                return Decision::Reject {
+                    event_id,
+                    rejection,
+                }
+            }
+        };
+        let (msisdn, route) = match self.router.route(&ev.destination) {
+            Ok((n, route)) => (n, intern(&mut self.routes, route)),
+            Err(no) => {
+                let meta = meta(&ev, 0);
+                return Decision::Skip {
+                    meta,
+                    reason: no.code(),
+                };
+            }
+        };
+        let text = self.templates.render(&ev);
+        let reference = self.next_ref;
+        self.next_ref = self.next_ref.wrapping_add(1);
+        let text = encoding::segment(&text, reference);
+        let meta = meta(&ev, text.parts.len() as u32);
+        Decision::Send(Notification {
+            meta,
+            origin,
+            destination: msisdn.digits(),
+            text,
+            route,
+        })
+    }
+}
+
+fn intern(routes: &mut Vec<Arc<[CarrierId]>>, route: &[CarrierId]) -> Arc<[CarrierId]> {
+    if let Some(r) = routes.iter().find(|r| &***r == route) {
+        return r.clone();
+    }
+    let r: Arc<[CarrierId]> = route.into();
+    routes.push(r.clone());
+    r
+}
+
+fn meta(ev: &DebitEvent, segments: u32) -> Meta {
+    Meta {
+        event_id: ev.event_id.clone(),
+        transaction_id: ev.transaction_id.clone(),
+        occurred_at: ev.occurred_at,
+        masked: mask_number(&ev.destination),
+        segments,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use pigeon_smpp::encoding::Coding;
+
+    fn intake() -> Intake {
+        let cfg = Config::from_toml(
+            r#"
+            [kafka]
+            brokers = "127.0.0.1:1"
+            [[carriers]]
+            name = "a"
+            address = "127.0.0.1:1"
+            system_id = "p"
+            password = "p"
+            [routing]
+            operators = { uk = ["a"], cn = ["a"] }
+            prefixes = { "+44" = "uk", "+86" = "cn" }
+            "#,
+        )
+        .expect("valid");
+        let templates = Templates::new(&cfg.templates).expect("templates");
+        Intake::new(templates, Router::new(&cfg.routing, &cfg.carriers), 4096)
+    }
+
+    fn event(dest: &str, locale: &str, merchant: &str) -> Vec<u8> {
+        serde_json::json!({
+            "schema_version": 1, "event_id": "evt-1", "transaction_id": "t-1",
+            "occurred_at": "2026-11-25T19:00:00Z", "customer_ref": "c-1",
+            "destination": dest, "card_last4": "4242", "amount_minor": 1250,
+            "currency": "GBP", "merchant": merchant, "locale": locale
+        })
+        .to_string()
+        .into_bytes()
+    }
+
+    const AT: Origin = Origin {
+        partition: 0,
+        offset: 7,
+    };
+
+    #[test]
+    fn an_english_debit_is_one_gsm_segment_to_its_route() {
+        let Decision::Send(n) = intake().decide(&event("+447700900123", "en", "Cafe"), AT) else {
+            panic!("expected send");
+        };
+        assert_eq!(n.text.coding, Coding::Gsm7);
+        assert_eq!(n.text.parts.len(), 1);
+        assert_eq!(n.destination, "447700900123");
+        assert_eq!(n.meta.masked, "+********0123");
+        assert_eq!(&*n.route, &[0]);
+        assert_eq!(n.origin, AT);
+    }
+
+    #[test]
+    fn chinese_is_ucs2_and_a_long_text_is_split() {
+        let Decision::Send(n) = intake().decide(&event("+8613800138000", "zh-CN", "咖啡店"), AT)
+        else {
+            panic!("expected send");
+        };
+        assert_eq!(n.text.coding, Coding::Ucs2);
+        let long = "The Very Long Merchant Name Limited Trading As Something";
+        let Decision::Send(n) = intake().decide(&event("+447700900123", "en", long), AT) else {
+            panic!("expected send");
+        };
+        assert_eq!(n.text.parts.len(), 2);
+        assert_eq!(n.meta.segments, 2);
+    }
+
+    #[test]
+    fn bad_numbers_and_unrouted_numbers_are_skipped_with_reasons() {
+        let mut i = intake();
+        match i.decide(&event("07700900123", "en", "x"), AT) {
+            Decision::Skip { reason, meta } => {
+                assert_eq!(reason, "invalid_number");
+                assert_eq!(meta.event_id, "evt-1");
+            }
+            other => panic!("{other:?}"),
+        }
+        match i.decide(&event("+15551234567", "en", "x"), AT) {
+            Decision::Skip { reason, .. } => assert_eq!(reason, "no_route"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn malformed_input_is_rejected() {
+        match intake().decide(b"\x00garbage", AT) {
+            Decision::Reject {
+                event_id: None,
+                rejection,
+            } => {
+                assert_eq!(rejection.code(), "malformed_event")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

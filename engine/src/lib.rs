@@ -1,0 +1,23 @@
+//! Pigeon: consumes card-debit events from Kafka, sends one SMS per debit through carriers'
+//! SMPP links, matches delivery receipts, and publishes a status for every event.
+//!
+//! Map of the crate, in data-path order:
+//! - [`config`]: the TOML configuration, validated into typed values.
+//! - [`event`]: debit and status event schemas (version 1) and input validation.
+//! - [`intake`]: decode, validate, render ([`template`]), encode and segment, route ([`router`]).
+//! - [`notification`]: what travels between stages for one debit; number masking.
+//! - [`matcher`]: receipt correlation table.
+//! - [`actors`]: the actix shells around the above, and the messages between them.
+//! - [`pipeline`]: wiring, start-up and graceful drain.
+//! - [`metrics`]: every metric the engine emits.
+
+pub mod actors;
+pub mod config;
+pub mod event;
+pub mod intake;
+pub mod matcher;
+pub mod metrics;
+pub mod notification;
+pub mod pipeline;
+pub mod router;
+pub mod template;

@@ -1,0 +1,56 @@
+//! Every metric the engine emits, in one place. Labels are low-cardinality only (carrier,
+//! state, reason, outcome): never a number, an event id or a message id.
+
+use metrics::{counter, gauge, histogram};
+
+pub fn events_consumed(n: u64) {
+    counter!("pigeon_events_consumed_total").increment(n);
+}
+
+pub fn event_rejected(reason: &'static str) {
+    counter!("pigeon_events_rejected_total", "reason" => reason).increment(1);
+}
+
+pub fn notification_skipped(reason: &'static str) {
+    counter!("pigeon_notifications_skipped_total", "reason" => reason).increment(1);
+}
+
+pub fn status_published(state: &'static str) {
+    counter!("pigeon_statuses_published_total", "state" => state).increment(1);
+}
+
+pub fn status_publish_failed() {
+    counter!("pigeon_status_publish_failures_total").increment(1);
+}
+
+pub fn submit(carrier: &str, outcome: &'static str, segments: u64) {
+    counter!("pigeon_segments_submitted_total", "carrier" => carrier.to_owned(), "outcome" => outcome)
+        .increment(segments);
+}
+
+pub fn receipt(carrier: &str, outcome: &'static str) {
+    counter!("pigeon_receipts_total", "carrier" => carrier.to_owned(), "outcome" => outcome)
+        .increment(1);
+}
+
+pub fn receipts_awaited(n: usize) {
+    gauge!("pigeon_receipts_awaited").set(n as f64);
+}
+
+/// Time the source spent waiting for the pipeline to take a batch (backpressure).
+pub fn source_blocked(micros: u64) {
+    counter!("pigeon_source_blocked_microseconds_total").increment(micros);
+}
+
+pub fn offsets_committed(partitions: usize) {
+    counter!("pigeon_offset_commits_total").increment(partitions as u64);
+}
+
+pub fn carrier_binds(carrier: &str, up: usize) {
+    gauge!("pigeon_carrier_binds_up", "carrier" => carrier.to_owned()).set(up as f64);
+}
+
+/// Seconds from the debit's occurred_at to a carrier accepting its notification.
+pub fn debit_to_accept(seconds: f64) {
+    histogram!("pigeon_debit_to_accept_seconds").record(seconds);
+}

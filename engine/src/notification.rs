@@ -1,0 +1,89 @@
+//! A notification in flight: what every stage after intake needs to know about one debit.
+
+use std::sync::Arc;
+
+use pigeon_smpp::encoding::Segmented;
+use time::OffsetDateTime;
+
+use crate::event::{State, StatusEvent, SCHEMA_VERSION};
+use crate::router::CarrierId;
+
+/// The part of a notification that statuses are made of. Holds no message text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Meta {
+    pub event_id: String,
+    pub transaction_id: String,
+    pub occurred_at: OffsetDateTime,
+    /// Destination with all but the last four digits masked.
+    pub masked: String,
+    pub segments: u32,
+}
+
+impl Meta {
+    /// A status for this notification, stamped now.
+    pub fn status(&self, state: State) -> StatusEvent {
+        StatusEvent {
+            schema_version: SCHEMA_VERSION,
+            event_id: self.event_id.clone(),
+            transaction_id: Some(self.transaction_id.clone()),
+            state,
+            reason: None,
+            detail: None,
+            carrier: None,
+            message_ids: Vec::new(),
+            segments: self.segments,
+            command_status: None,
+            destination: Some(self.masked.clone()),
+            occurred_at: Some(self.occurred_at),
+            at: OffsetDateTime::now_utc(),
+        }
+    }
+}
+
+/// Kafka coordinates of the record a notification came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Origin {
+    pub partition: i32,
+    pub offset: i64,
+}
+
+/// A notification ready for a carrier.
+#[derive(Debug, Clone)]
+pub struct Notification {
+    pub meta: Meta,
+    pub origin: Origin,
+    /// Destination digits without `+`.
+    pub destination: String,
+    pub text: Segmented,
+    /// Carriers to use, primary first.
+    pub route: Arc<[CarrierId]>,
+}
+
+/// Masks all but the last four digits: `+447700900123` -> `+********0123`.
+pub fn mask_number(n: &str) -> String {
+    let digits = n.bytes().filter(u8::is_ascii_digit).count();
+    let mut seen = 0;
+    n.chars()
+        .map(|c| {
+            if c.is_ascii_digit() {
+                seen += 1;
+                if seen + 4 <= digits {
+                    return '*';
+                }
+            }
+            c
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masking_keeps_only_the_last_four_digits() {
+        assert_eq!(mask_number("+447700900123"), "+********0123");
+        assert_eq!(mask_number("8613800138000"), "*********8000");
+        assert_eq!(mask_number("123"), "123");
+    }
+}

@@ -1,0 +1,125 @@
+//! Wiring: builds the stages downstream first, runs until asked to stop, then drains.
+//!
+//! Shutdown order: stop consuming; wait (bounded by `engine.drain_timeout_ms`) until every
+//! consumed record is decided and every accepted notification has its receipt; commit;
+//! unbind every session; flush the producer.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::{Actor, Addr, Arbiter};
+use anyhow::Context as _;
+use pigeon_kafka::{Publisher, Source};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::actors::checkpoint::{Checkpoint, CommitNow};
+use crate::actors::intake::IntakeActor;
+use crate::actors::matcher::{Awaiting, MatcherActor};
+use crate::actors::shard::{Shard, Unbind};
+use crate::actors::sink::{Sink, SinkTopics};
+use crate::actors::source;
+use crate::config::Config;
+use crate::intake::Intake;
+use crate::matcher::Matcher;
+use crate::router::Router;
+use crate::template::Templates;
+
+/// Receipts that arrive before their submit response wait this long for it.
+const PARK_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Runs the engine inside the current actix system until `stop` is cancelled, then drains.
+pub async fn run(cfg: Config, stop: CancellationToken) -> anyhow::Result<()> {
+    let e = &cfg.engine;
+    let mailbox = e.mailbox_capacity;
+    let templates = Templates::new(&cfg.templates).context("templates")?;
+    let router = Router::new(&cfg.routing, &cfg.carriers);
+
+    let source = Arc::new(
+        Source::subscribe(&cfg.kafka, &cfg.topics.debits).context("subscribing to debits")?,
+    );
+    let publisher = Publisher::new(&cfg.kafka).context("creating the producer")?;
+
+    // Downstream first.
+    let checkpoint =
+        Checkpoint::new(source.clone(), Duration::from_millis(e.commit_interval_ms)).start();
+    let topics = SinkTopics {
+        statuses: cfg.topics.statuses.as_str().into(),
+        dead_letter: cfg.topics.dead_letter.as_str().into(),
+        source: cfg.topics.debits.as_str().into(),
+    };
+    let sink = Sink::new(publisher.clone(), topics, checkpoint.clone(), mailbox).start();
+    let matcher = MatcherActor::new(
+        Matcher::new(Duration::from_millis(e.receipt_timeout_ms), PARK_TIMEOUT),
+        sink.clone(),
+        cfg.carriers.iter().map(|c| c.name.clone()).collect(),
+        mailbox,
+    )
+    .start();
+
+    let workers = if e.arbiters == 0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        e.arbiters
+    };
+    let arbiters: Vec<Arbiter> = (0..workers).map(|_| Arbiter::new()).collect();
+    let shards: Vec<Addr<Shard>> = cfg
+        .carriers
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let (c, m) = (c.clone(), matcher.clone());
+            Shard::start_in_arbiter(&arbiters[i % workers].handle(), move |_| {
+                Shard::new(i, c, m, mailbox)
+            })
+        })
+        .collect();
+    let intake_arbiter = Arbiter::new();
+    let intake = {
+        let (shards, sink) = (shards.clone(), sink.clone());
+        let max = e.max_event_bytes;
+        IntakeActor::start_in_arbiter(&intake_arbiter.handle(), move |_| {
+            IntakeActor::new(Intake::new(templates, router, max), shards, sink, mailbox)
+        })
+    };
+
+    info!(carriers = cfg.carriers.len(), workers, "engine started");
+    source::run(
+        source.clone(),
+        intake,
+        e.batch_max,
+        Duration::from_millis(e.batch_linger_ms),
+        stop,
+    )
+    .await;
+
+    info!("draining");
+    let deadline = Instant::now() + Duration::from_millis(e.drain_timeout_ms);
+    loop {
+        let outstanding = source.outstanding();
+        let awaiting = matcher.send(Awaiting).await.unwrap_or(0);
+        if outstanding == 0 && awaiting == 0 {
+            break;
+        }
+        if Instant::now() >= deadline {
+            warn!(outstanding, awaiting, "drain timed out");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = checkpoint.send(CommitNow).await;
+    for s in &shards {
+        let _ = s.send(Unbind).await;
+    }
+    let flushed = publisher.flush(Duration::from_secs(10));
+    if let Err(e) = flushed {
+        warn!(error = %e, "producer flush failed");
+    }
+    source.unsubscribe();
+    for a in arbiters.iter().chain(std::iter::once(&intake_arbiter)) {
+        a.stop();
+    }
+    info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,202 @@
+//! `pigeon-load`: produces debit events at a target rate, waits for their statuses and
+//! verifies that each got exactly one terminal status. Exits non-zero when one did not.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use pigeon_loadtest::load::{self, DebitMix, LoadOptions};
+
+#[derive(Parser)]
+#[command(
+    name = "pigeon-load",
+    version,
+    about = "Debit generator and exactly-once verifier"
+)]
+struct Cli {
+    /// Kafka bootstrap servers.
+    #[arg(long, default_value = "127.0.0.1:19092")]
+    brokers: String,
+    #[arg(long, default_value = "pigeon.debits")]
+    debits_topic: String,
+    #[arg(long, default_value = "pigeon.statuses")]
+    statuses_topic: String,
+    /// Debit events to produce.
+    #[arg(long, default_value_t = 1000)]
+    count: u64,
+    /// Debits per second.
+    #[arg(long, default_value_t = 1000)]
+    rate: u64,
+    /// Fraction of Chinese (UCS-2) debits.
+    #[arg(long, default_value_t = 0.1)]
+    chinese: f64,
+    /// Fraction of long (two-segment) debits.
+    #[arg(long, default_value_t = 0.1)]
+    long: f64,
+    /// Seconds to wait for the last status after the last debit.
+    #[arg(long, default_value_t = 120)]
+    settle_timeout_s: u64,
+    /// Prefix of this run's event ids (default: a fresh random one).
+    #[arg(long)]
+    run_id: Option<String>,
+    /// Also write the report as JSON here.
+    #[arg(long)]
+    report: Option<PathBuf>,
+    /// Instead of generating debits, produce the JSON lines of this file as they are and
+    /// print the statuses of those whose event_id starts with `<run-id>-`.
+    #[arg(long)]
+    events: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let opts = LoadOptions {
+        brokers: cli.brokers,
+        debits_topic: cli.debits_topic,
+        statuses_topic: cli.statuses_topic,
+        count: cli.count,
+        rate: cli.rate,
+        mix: DebitMix {
+            chinese: cli.chinese,
+            long: cli.long,
+            malformed_every: 0,
+        },
+        settle_timeout: Duration::from_secs(cli.settle_timeout_s),
+        run_id: cli
+            .run_id
+            .unwrap_or_else(|| format!("load-{}", &uuid::Uuid::new_v4().simple().to_string()[..8])),
+    };
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("pigeon-load: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Some(file) = &cli.events {
+        return replay(&rt, &opts, file);
+    }
+    match rt.block_on(load::run(&opts)) {
+        Ok(report) => {
+            let a = &report.accounting;
+            println!(
+                "run {}: produced {} debits in {:.2} s ({:.0}/s); {} terminal statuses in {:.2} s end to end ({:.0}/s)",
+                report.run_id,
+                report.count,
+                report.produce_seconds,
+                report.produce_rate,
+                a.terminal,
+                report.end_to_end_seconds,
+                report.end_to_end_rate
+            );
+            println!("terminal states: {:?}", a.by_state);
+            println!("all statuses:    {:?}", a.all_statuses);
+            println!(
+                "latency debit produced -> terminal status (ms): p50 {} p90 {} p99 {} max {}",
+                report.latency_ms.p50,
+                report.latency_ms.p90,
+                report.latency_ms.p99,
+                report.latency_ms.max
+            );
+            println!(
+                "accounting: expected {} terminal {} missing {} duplicated {} -> {}",
+                a.expected,
+                a.terminal,
+                a.missing,
+                a.duplicated,
+                if a.exactly_once() {
+                    "exactly once"
+                } else {
+                    "NOT exactly once"
+                }
+            );
+            if let Some(path) = cli.report {
+                match serde_json::to_vec_pretty(&report) {
+                    Ok(json) => {
+                        if let Err(e) = std::fs::write(&path, json) {
+                            eprintln!("pigeon-load: writing {}: {e}", path.display());
+                        }
+                    }
+                    Err(e) => eprintln!("pigeon-load: {e}"),
+                }
+            }
+            if a.exactly_once() {
+                ExitCode::SUCCESS
+            } else {
+                if !a.missing_sample.is_empty() {
+                    eprintln!("missing, e.g.: {:?}", a.missing_sample);
+                }
+                ExitCode::from(1)
+            }
+        }
+        Err(e) => {
+            eprintln!("pigeon-load: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn replay(rt: &tokio::runtime::Runtime, opts: &LoadOptions, file: &std::path::Path) -> ExitCode {
+    let trail = rt.block_on(load::replay(
+        &opts.brokers,
+        &opts.debits_topic,
+        &opts.statuses_topic,
+        file,
+        &opts.run_id,
+        opts.settle_timeout,
+    ));
+    let trail = match trail {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("pigeon-load: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut complete = true;
+    for (id, statuses) in trail {
+        let steps: Vec<String> = statuses
+            .iter()
+            .map(|s| {
+                let mut step = s.state.as_str().to_owned();
+                let mut extra = Vec::new();
+                if let Some(c) = &s.carrier {
+                    extra.push(format!("carrier={c}"));
+                }
+                if s.segments > 0 {
+                    extra.push(format!("segments={}", s.segments));
+                }
+                if let Some(r) = &s.reason {
+                    extra.push(format!("reason={r}"));
+                }
+                if let Some(d) = &s.destination {
+                    extra.push(format!("to={d}"));
+                }
+                if !extra.is_empty() {
+                    step.push_str(&format!("({})", extra.join(" ")));
+                }
+                step
+            })
+            .collect();
+        complete &= statuses.iter().any(|s| s.state.is_terminal());
+        println!(
+            "{id:<10} {}",
+            if steps.is_empty() {
+                "(no status)".to_owned()
+            } else {
+                steps.join(" -> ")
+            }
+        );
+    }
+    if complete {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}

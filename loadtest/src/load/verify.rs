@@ -1,0 +1,211 @@
+//! Status collection and exactly-once accounting: every produced event must end with
+//! exactly one terminal status.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use hdrhistogram::Histogram;
+use pigeon::event::StatusEvent;
+use pigeon_kafka::{KafkaConfig, Outgoing};
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::Message;
+use serde::Serialize;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+/// What the statuses say about a run.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct Accounting {
+    /// Valid events produced.
+    pub expected: u64,
+    /// Events with at least one terminal status.
+    pub terminal: u64,
+    /// Events without any terminal status.
+    pub missing: u64,
+    /// Events with more than one terminal status.
+    pub duplicated: u64,
+    /// Terminal statuses by state.
+    pub by_state: BTreeMap<String, u64>,
+    /// Every status seen (terminal or not) by state.
+    pub all_statuses: BTreeMap<String, u64>,
+    /// Up to ten event ids without a terminal status.
+    pub missing_sample: Vec<String>,
+}
+
+impl Accounting {
+    /// Exactly one terminal status per expected event, and nothing else.
+    pub fn exactly_once(&self) -> bool {
+        self.missing == 0 && self.duplicated == 0 && self.terminal == self.expected
+    }
+}
+
+struct Seen {
+    produced_at: HashMap<String, Instant>,
+    terminal: HashMap<String, u32>,
+    states: BTreeMap<String, u64>,
+    terminal_states: BTreeMap<String, u64>,
+    statuses: HashMap<String, Vec<StatusEvent>>,
+    last_terminal: Option<Instant>,
+    latency: Histogram<u64>,
+}
+
+impl Seen {
+    fn new() -> Seen {
+        Seen {
+            produced_at: HashMap::new(),
+            terminal: HashMap::new(),
+            states: BTreeMap::new(),
+            terminal_states: BTreeMap::new(),
+            statuses: HashMap::new(),
+            last_terminal: None,
+            // 1 ms to 1 h at 3 significant digits: constant, valid bounds.
+            latency: Histogram::new_with_bounds(1, 3_600_000, 3).expect("valid bounds"),
+        }
+    }
+}
+
+/// Consumes the status topic in the background, keeping this run's statuses.
+pub struct StatusCollector {
+    seen: Arc<Mutex<Seen>>,
+    terminal_count: watch::Receiver<u64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+fn lock(m: &Mutex<Seen>) -> MutexGuard<'_, Seen> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl StatusCollector {
+    /// Starts consuming `topic` from the beginning in a group of its own.
+    pub fn start(kafka: &KafkaConfig, topic: &str, run_id: &str) -> anyhow::Result<Self> {
+        let mut cfg = kafka.clone();
+        cfg.group_id = format!("pigeon-load-{run_id}");
+        let consumer: StreamConsumer = cfg.consumer().create()?;
+        consumer.subscribe(&[topic])?;
+        let seen = Arc::new(Mutex::new(Seen::new()));
+        let (tx, rx) = watch::channel(0u64);
+        let prefix = format!("{run_id}-");
+        let s = seen.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let m = match consumer.recv().await {
+                    Ok(m) => m,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "status consume error");
+                        continue;
+                    }
+                };
+                let Some(status) = m
+                    .payload()
+                    .and_then(|p| serde_json::from_slice::<StatusEvent>(p).ok())
+                    .filter(|st| st.event_id.starts_with(&prefix))
+                else {
+                    continue;
+                };
+                let now = Instant::now();
+                let mut seen = lock(&s);
+                *seen
+                    .states
+                    .entry(status.state.as_str().to_owned())
+                    .or_default() += 1;
+                if status.state.is_terminal() {
+                    *seen
+                        .terminal_states
+                        .entry(status.state.as_str().to_owned())
+                        .or_default() += 1;
+                    let first = {
+                        let c = seen.terminal.entry(status.event_id.clone()).or_default();
+                        *c += 1;
+                        *c == 1
+                    };
+                    seen.last_terminal = Some(now);
+                    if first {
+                        let produced = seen.produced_at.get(&status.event_id).copied();
+                        if let Some(p) = produced {
+                            seen.latency
+                                .saturating_record((now - p).as_millis().max(1) as u64);
+                        }
+                        let n = seen.terminal.len() as u64;
+                        let _ = tx.send(n);
+                    }
+                }
+                seen.statuses
+                    .entry(status.event_id.clone())
+                    .or_default()
+                    .push(status);
+            }
+        });
+        Ok(StatusCollector {
+            seen,
+            terminal_count: rx,
+            task,
+        })
+    }
+
+    /// Notes the produce time of these records (keyed by event id).
+    pub fn mark_produced(&self, records: &[Outgoing]) {
+        let now = Instant::now();
+        let mut seen = lock(&self.seen);
+        for r in records {
+            if let Some(k) = r.key.as_ref().and_then(|k| std::str::from_utf8(k).ok()) {
+                seen.produced_at.insert(k.to_owned(), now);
+            }
+        }
+    }
+
+    /// Waits until `n` events have a terminal status, or until `deadline`.
+    pub async fn wait_terminal(&self, n: u64, deadline: Instant) -> bool {
+        let mut rx = self.terminal_count.clone();
+        tokio::time::timeout_at(deadline, rx.wait_for(|c| *c >= n))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    /// Events with a terminal status so far.
+    pub fn terminal_count(&self) -> u64 {
+        *self.terminal_count.borrow()
+    }
+
+    /// Every status seen for `event_id`, in order.
+    pub fn statuses(&self, event_id: &str) -> Vec<StatusEvent> {
+        lock(&self.seen)
+            .statuses
+            .get(event_id)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Accounts for `expected` ids; returns the accounting, the time of the last terminal
+    /// status, and the produce -> terminal latency histogram.
+    pub fn finish(&self, expected: &[String]) -> (Accounting, Option<Instant>, Histogram<u64>) {
+        let seen = lock(&self.seen);
+        let mut a = Accounting {
+            expected: expected.len() as u64,
+            by_state: seen.terminal_states.clone(),
+            all_statuses: seen.states.clone(),
+            ..Accounting::default()
+        };
+        for id in expected {
+            match seen.terminal.get(id).copied().unwrap_or(0) {
+                0 => {
+                    a.missing += 1;
+                    if a.missing_sample.len() < 10 {
+                        a.missing_sample.push(id.clone());
+                    }
+                }
+                1 => a.terminal += 1,
+                _ => {
+                    a.terminal += 1;
+                    a.duplicated += 1;
+                }
+            }
+        }
+        (a, seen.last_terminal, seen.latency.clone())
+    }
+}
+
+impl Drop for StatusCollector {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

@@ -1,0 +1,178 @@
+//! Shared set-up for the end-to-end tests: the real broker (started by the project's
+//! scripts; address in `PIGEON_TEST_BROKERS`), topics of the test's own, pigeon-sim carriers
+//! on ports of their own, and the engine in-process on an actix system of its own.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use pigeon::config::Config;
+use pigeon_kafka::{KafkaConfig, Outgoing, Publisher};
+use pigeon_loadtest::sim::{self, Account, CarrierSim, SimConfig, SimHandle};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use tokio_util::sync::CancellationToken;
+
+pub fn brokers() -> String {
+    std::env::var("PIGEON_TEST_BROKERS").unwrap_or_else(|_| "127.0.0.1:19092".to_owned())
+}
+
+/// Topic names unique to one test.
+#[derive(Debug, Clone)]
+pub struct Topics {
+    pub debits: String,
+    pub statuses: String,
+    pub dead_letter: String,
+    pub group: String,
+}
+
+impl Topics {
+    pub fn unique(test: &str) -> Topics {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let id = &id[..8];
+        Topics {
+            debits: format!("t.{test}.{id}.debits"),
+            statuses: format!("t.{test}.{id}.statuses"),
+            dead_letter: format!("t.{test}.{id}.dead-letter"),
+            group: format!("pigeon-{test}-{id}"),
+        }
+    }
+
+    /// Creates the topics on the broker with explicit partition counts.
+    pub async fn create(&self) {
+        let admin: AdminClient<DefaultClientContext> = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", brokers())
+            .create()
+            .expect("admin client");
+        let topics = [
+            NewTopic::new(&self.debits, 4, TopicReplication::Fixed(1)),
+            NewTopic::new(&self.statuses, 4, TopicReplication::Fixed(1)),
+            NewTopic::new(&self.dead_letter, 1, TopicReplication::Fixed(1)),
+        ];
+        let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+        let results =
+            tokio::time::timeout(Duration::from_secs(20), admin.create_topics(&topics, &opts))
+                .await
+                .expect("topic creation answered in time")
+                .expect("topic creation");
+        for r in results {
+            r.expect("topic created");
+        }
+    }
+}
+
+/// Two simulated carriers, `carrier-a` and `carrier-b`, on ports of their own.
+pub async fn start_sim(dlr_delay: Duration) -> SimHandle {
+    let any: SocketAddr = "127.0.0.1:0".parse().expect("addr");
+    let carriers = ["carrier-a", "carrier-b"]
+        .into_iter()
+        .map(|name| {
+            let mut c = CarrierSim::new(name, any, Account::new("pigeon", "secret"));
+            c.dlr_delay = dlr_delay;
+            c
+        })
+        .collect();
+    sim::start(SimConfig { carriers })
+        .await
+        .expect("simulator starts")
+}
+
+/// Engine configuration pointing at `sim` and `topics`.
+pub fn engine_config(sim: &SimHandle, topics: &Topics) -> Config {
+    let a = sim.addr("carrier-a").expect("carrier-a");
+    let b = sim.addr("carrier-b").expect("carrier-b");
+    Config::from_toml(&format!(
+        r#"
+        [kafka]
+        brokers = "{brokers}"
+        group_id = "{group}"
+        [topics]
+        debits = "{debits}"
+        statuses = "{statuses}"
+        dead_letter = "{dead_letter}"
+        [engine]
+        commit_interval_ms = 200
+        drain_timeout_ms = 20000
+        arbiters = 2
+        [[carriers]]
+        name = "carrier-a"
+        address = "{a}"
+        system_id = "pigeon"
+        password = "secret"
+        max_segments_per_second = 20000
+        [[carriers]]
+        name = "carrier-b"
+        address = "{b}"
+        system_id = "pigeon"
+        password = "secret"
+        max_segments_per_second = 20000
+        [routing]
+        default_route = ["carrier-a"]
+        operators = {{ uk = ["carrier-a", "carrier-b"], cn = ["carrier-b", "carrier-a"] }}
+        prefixes = {{ "+44" = "uk", "+86" = "cn" }}
+        [metrics]
+        listen = ""
+        "#,
+        brokers = brokers(),
+        group = topics.group,
+        debits = topics.debits,
+        statuses = topics.statuses,
+        dead_letter = topics.dead_letter,
+    ))
+    .expect("test config is valid")
+}
+
+/// The engine running in-process on an actix system of its own thread.
+pub struct Engine {
+    stop: CancellationToken,
+    thread: std::thread::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Engine {
+    pub fn start(cfg: Config) -> Engine {
+        let stop = CancellationToken::new();
+        let s = stop.clone();
+        let thread = std::thread::spawn(move || {
+            actix_rt::System::new().block_on(pigeon::pipeline::run(cfg, s))
+        });
+        Engine { stop, thread }
+    }
+
+    /// Graceful stop (as on SIGTERM): returns when the engine drained and stopped.
+    pub async fn stop(self) {
+        self.stop.cancel();
+        let thread = self.thread;
+        tokio::task::spawn_blocking(move || thread.join())
+            .await
+            .expect("join task")
+            .expect("engine thread did not panic")
+            .expect("engine stopped cleanly");
+    }
+}
+
+/// Produces raw records to `topic`, keyed, waiting for every acknowledgement.
+pub async fn produce(topic: &str, records: Vec<(Vec<u8>, Vec<u8>)>) {
+    let publisher = Publisher::new(&KafkaConfig::new(brokers())).expect("producer");
+    let batch: Vec<Outgoing> = records
+        .into_iter()
+        .map(|(k, p)| Outgoing {
+            key: Some(k),
+            payload: p,
+            headers: Vec::new(),
+        })
+        .collect();
+    for r in publisher.publish(topic, &batch).await {
+        r.expect("produced");
+    }
+}
+
+/// A consumer of `topic` from its beginning, in a group of its own.
+pub fn consumer(topic: &str) -> StreamConsumer {
+    let mut cfg = KafkaConfig::new(brokers());
+    cfg.group_id = format!("reader-{}", uuid::Uuid::new_v4().simple());
+    let c: StreamConsumer = cfg.consumer().create().expect("consumer");
+    c.subscribe(&[topic]).expect("subscribe");
+    c
+}
