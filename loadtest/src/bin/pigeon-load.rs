@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
+use pigeon::event::State;
 use pigeon_loadtest::load::{self, DebitMix, LoadOptions};
 
 #[derive(Parser)]
@@ -22,6 +23,9 @@ struct Cli {
     debits_topic: String,
     #[arg(long, default_value = "pigeon.statuses")]
     statuses_topic: String,
+    /// Dead-letter topic, read in `--events` mode.
+    #[arg(long, default_value = "pigeon.dead-letter")]
+    dead_letter_topic: String,
     /// Debit events to produce.
     #[arg(long, default_value_t = 1000)]
     count: u64,
@@ -81,7 +85,7 @@ fn main() -> ExitCode {
         }
     };
     if let Some(file) = &cli.events {
-        return replay(&rt, &opts, file);
+        return replay(&rt, &opts, file, &cli.dead_letter_topic);
     }
     match rt.block_on(load::run(&opts)) {
         Ok(report) => {
@@ -98,12 +102,22 @@ fn main() -> ExitCode {
             );
             println!("terminal states: {:?}", a.by_state);
             println!("all statuses:    {:?}", a.all_statuses);
+            let l = &report.latency_ms;
             println!(
-                "latency debit produced -> terminal status (ms): p50 {} p90 {} p99 {} max {}",
-                report.latency_ms.p50,
-                report.latency_ms.p90,
-                report.latency_ms.p99,
-                report.latency_ms.max
+                "latency (ms) debit -> accepted:            {}",
+                l.debit_to_accepted
+            );
+            println!(
+                "latency (ms) debit -> terminal decided:    {}",
+                l.debit_to_terminal
+            );
+            println!(
+                "latency (ms) terminal decided -> seen:     {}",
+                l.status_hop
+            );
+            println!(
+                "latency (ms) produced -> terminal seen:    {}",
+                l.produced_to_terminal_seen
             );
             println!(
                 "accounting: expected {} terminal {} missing {} duplicated {} -> {}",
@@ -143,8 +157,13 @@ fn main() -> ExitCode {
     }
 }
 
-fn replay(rt: &tokio::runtime::Runtime, opts: &LoadOptions, file: &std::path::Path) -> ExitCode {
-    let trail = rt.block_on(load::replay(
+fn replay(
+    rt: &tokio::runtime::Runtime,
+    opts: &LoadOptions,
+    file: &std::path::Path,
+    dead_letter_topic: &str,
+) -> ExitCode {
+    let replayed = rt.block_on(load::replay(
         &opts.brokers,
         &opts.debits_topic,
         &opts.statuses_topic,
@@ -152,7 +171,7 @@ fn replay(rt: &tokio::runtime::Runtime, opts: &LoadOptions, file: &std::path::Pa
         &opts.run_id,
         opts.settle_timeout,
     ));
-    let trail = match trail {
+    let replayed = match replayed {
         Ok(t) => t,
         Err(e) => {
             eprintln!("pigeon-load: {e:#}");
@@ -160,7 +179,9 @@ fn replay(rt: &tokio::runtime::Runtime, opts: &LoadOptions, file: &std::path::Pa
         }
     };
     let mut complete = true;
-    for (id, statuses) in trail {
+    let mut expect_dead = replayed.keys.len() - replayed.statuses.len();
+    for (id, statuses) in &replayed.statuses {
+        expect_dead += usize::from(statuses.iter().any(|s| s.state == State::Rejected));
         let steps: Vec<String> = statuses
             .iter()
             .map(|s| {
@@ -193,6 +214,29 @@ fn replay(rt: &tokio::runtime::Runtime, opts: &LoadOptions, file: &std::path::Pa
                 steps.join(" -> ")
             }
         );
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let dead = rt.block_on(async {
+        load::dead_letters(
+            &opts.brokers,
+            dead_letter_topic,
+            &replayed.keys,
+            expect_dead,
+            deadline,
+        )
+        .await
+    });
+    match dead {
+        Ok(dead) => {
+            println!(
+                "dead-letter topic {dead_letter_topic}: {} record(s) from this file",
+                dead.len()
+            );
+            for (key, reason) in dead {
+                println!("  key {key:<8} reason={reason}");
+            }
+        }
+        Err(e) => eprintln!("pigeon-load: reading dead letters: {e:#}"),
     }
     if complete {
         ExitCode::SUCCESS

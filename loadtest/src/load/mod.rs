@@ -44,8 +44,20 @@ pub struct LoadReport {
     pub end_to_end_seconds: f64,
     pub end_to_end_rate: f64,
     pub accounting: Accounting,
-    /// Debit produced -> terminal status consumed, in milliseconds.
-    pub latency_ms: Percentiles,
+    /// Latencies in milliseconds.
+    pub latency_ms: LatencyReport,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct LatencyReport {
+    /// Debit produced -> its terminal status consumed by this tool.
+    pub produced_to_terminal_seen: Percentiles,
+    /// Debit occurred_at -> `accepted` decided by the engine.
+    pub debit_to_accepted: Percentiles,
+    /// Debit occurred_at -> terminal status decided by the engine.
+    pub debit_to_terminal: Percentiles,
+    /// Terminal status decided -> consumed by this tool.
+    pub status_hop: Percentiles,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -56,6 +68,27 @@ pub struct Percentiles {
     pub max: u64,
 }
 
+impl Percentiles {
+    pub fn of(h: &hdrhistogram::Histogram<u64>) -> Percentiles {
+        Percentiles {
+            p50: h.value_at_quantile(0.50),
+            p90: h.value_at_quantile(0.90),
+            p99: h.value_at_quantile(0.99),
+            max: h.max(),
+        }
+    }
+}
+
+impl std::fmt::Display for Percentiles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "p50 {} p90 {} p99 {} max {}",
+            self.p50, self.p90, self.p99, self.max
+        )
+    }
+}
+
 /// Produces `opts.count` debits at `opts.rate` while collecting statuses, then waits for the
 /// stragglers and accounts for every event.
 pub async fn run(opts: &LoadOptions) -> anyhow::Result<LoadReport> {
@@ -64,6 +97,12 @@ pub async fn run(opts: &LoadOptions) -> anyhow::Result<LoadReport> {
         .context("subscribing to statuses")?;
     let publisher = Publisher::new(&kafka).context("creating the producer")?;
     let mut generator = Generator::new(&opts.run_id, opts.mix.clone());
+    if !collector
+        .wait_assigned(Instant::now() + Duration::from_secs(60))
+        .await
+    {
+        anyhow::bail!("the status consumer got no partitions within 60 s");
+    }
 
     let started = Instant::now();
     let produced = produce(
@@ -79,7 +118,7 @@ pub async fn run(opts: &LoadOptions) -> anyhow::Result<LoadReport> {
 
     let deadline = Instant::now() + opts.settle_timeout;
     collector.wait_terminal(produced, deadline).await;
-    let (accounting, last_terminal, hist) = collector.finish(&generator.ids());
+    let (accounting, last_terminal, lat) = collector.finish(&generator.ids());
     let end_to_end_seconds = last_terminal.map_or(0.0, |t| (t - started).as_secs_f64());
     Ok(LoadReport {
         run_id: opts.run_id.clone(),
@@ -93,11 +132,11 @@ pub async fn run(opts: &LoadOptions) -> anyhow::Result<LoadReport> {
             0.0
         },
         accounting,
-        latency_ms: Percentiles {
-            p50: hist.value_at_quantile(0.50),
-            p90: hist.value_at_quantile(0.90),
-            p99: hist.value_at_quantile(0.99),
-            max: hist.max(),
+        latency_ms: LatencyReport {
+            produced_to_terminal_seen: Percentiles::of(&lat.produced_to_terminal_seen),
+            debit_to_accepted: Percentiles::of(&lat.debit_to_accepted),
+            debit_to_terminal: Percentiles::of(&lat.debit_to_terminal),
+            status_hop: Percentiles::of(&lat.status_hop),
         },
     })
 }
@@ -169,13 +208,15 @@ pub async fn replay(
     file: &std::path::Path,
     prefix: &str,
     timeout: Duration,
-) -> anyhow::Result<Vec<(String, Vec<pigeon::event::StatusEvent>)>> {
+) -> anyhow::Result<Replay> {
     let text =
         std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
     let kafka = KafkaConfig::new(brokers);
     let collector = StatusCollector::start(&kafka, statuses_topic, prefix)?;
+    collector.wait_assigned(Instant::now() + timeout).await;
     let publisher = Publisher::new(&kafka)?;
     let mut ids = Vec::new();
+    let mut keys = Vec::new();
     let mut batch = Vec::new();
     for (i, line) in text.lines().filter(|l| !l.trim().is_empty()).enumerate() {
         let id = serde_json::from_str::<serde_json::Value>(line)
@@ -186,6 +227,7 @@ pub async fn replay(
                     .map(str::to_owned)
             });
         let key = id.clone().unwrap_or_else(|| format!("line-{}", i + 1));
+        keys.push(key.clone());
         if let Some(id) = id.filter(|id| id.starts_with(&format!("{prefix}-"))) {
             ids.push(id);
         }
@@ -202,11 +244,61 @@ pub async fn replay(
     collector
         .wait_terminal(ids.len() as u64, Instant::now() + timeout)
         .await;
-    Ok(ids
+    let statuses: Vec<_> = ids
         .into_iter()
         .map(|id| {
             let s = collector.statuses(&id);
             (id, s)
         })
-        .collect())
+        .collect();
+    Ok(Replay { statuses, keys })
+}
+
+/// What [`replay`] saw: statuses per event id in file order, and every record key produced.
+#[derive(Debug, Clone)]
+pub struct Replay {
+    pub statuses: Vec<(String, Vec<pigeon::event::StatusEvent>)>,
+    pub keys: Vec<String>,
+}
+
+/// Reads the dead-letter topic from the beginning until `want` records keyed by one of
+/// `keys` were seen, or until `deadline`: (key, reason) in topic order.
+pub async fn dead_letters(
+    brokers: &str,
+    topic: &str,
+    keys: &[String],
+    want: usize,
+    deadline: Instant,
+) -> anyhow::Result<Vec<(String, String)>> {
+    use rdkafka::consumer::{Consumer, StreamConsumer};
+    use rdkafka::message::{Headers, Message};
+    let mut cfg = KafkaConfig::new(brokers);
+    cfg.group_id = format!("pigeon-load-dlt-{}", uuid::Uuid::new_v4().simple());
+    let consumer: StreamConsumer = cfg.consumer().create()?;
+    consumer.subscribe(&[topic])?;
+    let mut found = Vec::new();
+    while found.len() < want {
+        let Ok(m) = tokio::time::timeout_at(deadline, consumer.recv()).await else {
+            break;
+        };
+        let m = m?;
+        let key = m
+            .key()
+            .map(|k| String::from_utf8_lossy(k).into_owned())
+            .unwrap_or_default();
+        if !keys.contains(&key) {
+            continue;
+        }
+        let reason = m
+            .headers()
+            .and_then(|h| {
+                h.iter()
+                    .find(|h| h.key == "pigeon.reason")
+                    .and_then(|h| h.value)
+            })
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .unwrap_or_default();
+        found.push((key, reason));
+    }
+    Ok(found)
 }

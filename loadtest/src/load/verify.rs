@@ -46,7 +46,29 @@ struct Seen {
     terminal_states: BTreeMap<String, u64>,
     statuses: HashMap<String, Vec<StatusEvent>>,
     last_terminal: Option<Instant>,
-    latency: Histogram<u64>,
+    latency: Latencies,
+}
+
+/// Latency histograms of a run, in milliseconds.
+#[derive(Debug, Clone)]
+pub struct Latencies {
+    /// Debit produced -> its terminal status consumed here.
+    pub produced_to_terminal_seen: Histogram<u64>,
+    /// Debit's occurred_at -> accepted status decided (the engine's clock).
+    pub debit_to_accepted: Histogram<u64>,
+    /// Debit's occurred_at -> terminal status decided.
+    pub debit_to_terminal: Histogram<u64>,
+    /// Terminal status decided -> consumed here (the broker hop and this consumer).
+    pub status_hop: Histogram<u64>,
+}
+
+fn histogram() -> Histogram<u64> {
+    // 1 ms to 1 h at 3 significant digits: constant, valid bounds.
+    Histogram::new_with_bounds(1, 3_600_000, 3).expect("valid bounds")
+}
+
+fn record(h: &mut Histogram<u64>, d: time::Duration) {
+    h.saturating_record(d.whole_milliseconds().clamp(1, i128::from(u32::MAX)) as u64);
 }
 
 impl Seen {
@@ -58,14 +80,19 @@ impl Seen {
             terminal_states: BTreeMap::new(),
             statuses: HashMap::new(),
             last_terminal: None,
-            // 1 ms to 1 h at 3 significant digits: constant, valid bounds.
-            latency: Histogram::new_with_bounds(1, 3_600_000, 3).expect("valid bounds"),
+            latency: Latencies {
+                produced_to_terminal_seen: histogram(),
+                debit_to_accepted: histogram(),
+                debit_to_terminal: histogram(),
+                status_hop: histogram(),
+            },
         }
     }
 }
 
 /// Consumes the status topic in the background, keeping this run's statuses.
 pub struct StatusCollector {
+    consumer: Arc<StreamConsumer>,
     seen: Arc<Mutex<Seen>>,
     terminal_count: watch::Receiver<u64>,
     task: tokio::task::JoinHandle<()>,
@@ -80,13 +107,15 @@ impl StatusCollector {
     pub fn start(kafka: &KafkaConfig, topic: &str, run_id: &str) -> anyhow::Result<Self> {
         let mut cfg = kafka.clone();
         cfg.group_id = format!("pigeon-load-{run_id}");
-        let consumer: StreamConsumer = cfg.consumer().create()?;
+        let consumer: Arc<StreamConsumer> = Arc::new(cfg.consumer().create()?);
         consumer.subscribe(&[topic])?;
         let seen = Arc::new(Mutex::new(Seen::new()));
         let (tx, rx) = watch::channel(0u64);
         let prefix = format!("{run_id}-");
         let s = seen.clone();
+        let c = consumer.clone();
         let task = tokio::spawn(async move {
+            let consumer = c;
             loop {
                 let m = match consumer.recv().await {
                     Ok(m) => m,
@@ -103,7 +132,13 @@ impl StatusCollector {
                     continue;
                 };
                 let now = Instant::now();
+                let wall = time::OffsetDateTime::now_utc();
                 let mut seen = lock(&s);
+                if let Some(at) = status.occurred_at {
+                    if status.state == pigeon::event::State::Accepted {
+                        record(&mut seen.latency.debit_to_accepted, status.at - at);
+                    }
+                }
                 *seen
                     .states
                     .entry(status.state.as_str().to_owned())
@@ -122,9 +157,13 @@ impl StatusCollector {
                     if first {
                         let produced = seen.produced_at.get(&status.event_id).copied();
                         if let Some(p) = produced {
-                            seen.latency
-                                .saturating_record((now - p).as_millis().max(1) as u64);
+                            let h = &mut seen.latency.produced_to_terminal_seen;
+                            h.saturating_record((now - p).as_millis().max(1) as u64);
                         }
+                        if let Some(at) = status.occurred_at {
+                            record(&mut seen.latency.debit_to_terminal, status.at - at);
+                        }
+                        record(&mut seen.latency.status_hop, wall - status.at);
                         let n = seen.terminal.len() as u64;
                         let _ = tx.send(n);
                     }
@@ -136,10 +175,25 @@ impl StatusCollector {
             }
         });
         Ok(StatusCollector {
+            consumer,
             seen,
             terminal_count: rx,
             task,
         })
+    }
+
+    /// Waits until the collector's consumer holds its partitions (a group join takes
+    /// seconds), so that latency measured from now on is not the join's. False on timeout.
+    pub async fn wait_assigned(&self, deadline: Instant) -> bool {
+        loop {
+            if self.consumer.assignment().is_ok_and(|a| a.count() > 0) {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
     }
 
     /// Notes the produce time of these records (keyed by event id).
@@ -176,8 +230,8 @@ impl StatusCollector {
     }
 
     /// Accounts for `expected` ids; returns the accounting, the time of the last terminal
-    /// status, and the produce -> terminal latency histogram.
-    pub fn finish(&self, expected: &[String]) -> (Accounting, Option<Instant>, Histogram<u64>) {
+    /// status, and the latency histograms.
+    pub fn finish(&self, expected: &[String]) -> (Accounting, Option<Instant>, Latencies) {
         let seen = lock(&self.seen);
         let mut a = Accounting {
             expected: expected.len() as u64,

@@ -288,8 +288,7 @@ impl Session {
     pub async fn unbind(&self) {
         self.shared.permits.close();
         let _ = self.actions.send(Action::Unbind).await;
-        let mut closed = self.closed.clone();
-        let _ = closed.wait_for(|c| *c).await;
+        self.closed().await;
     }
 
     pub fn is_closed(&self) -> bool {
