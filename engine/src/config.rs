@@ -466,6 +466,20 @@ mod tests {
     }
 
     #[test]
+    fn environment_overrides_the_file() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("pigeon.toml", GOOD)?;
+            jail.set_env("PIGEON_KAFKA__BROKERS", "10.0.0.5:9092");
+            jail.set_env("PIGEON_ENGINE__BATCH_MAX", "64");
+            let c = Config::load(Path::new("pigeon.toml")).map_err(|e| e.to_string())?;
+            assert_eq!(c.kafka.brokers, "10.0.0.5:9092");
+            assert_eq!(c.engine.batch_max, 64);
+            assert_eq!(c.carriers[0].name, "a", "the rest comes from the file");
+            Ok(())
+        });
+    }
+
+    #[test]
     fn unknown_keys_are_rejected() {
         let bad = GOOD.replace("[routing]", "[routing]\ndefault_rout = []");
         let errs = Config::from_toml(&bad).expect_err("unknown field").0;
