@@ -165,6 +165,42 @@ pub struct CarrierConfig {
     /// How long a bind may take.
     #[serde(default = "d_bind_timeout_ms")]
     pub bind_timeout_ms: u64,
+    /// Further attempts of a segment the carrier throttled, found its queue full for, or
+    /// refused with a transient error; also of a segment a closing bind never wrote.
+    #[serde(default = "d_max_submit_retries")]
+    pub max_submit_retries: u32,
+    /// Backoff before the first retry; doubles each retry, with jitter.
+    #[serde(default = "d_retry_backoff_ms")]
+    pub retry_backoff_ms: u64,
+    /// Longest backoff between retries.
+    #[serde(default = "d_retry_backoff_max_ms")]
+    pub retry_backoff_max_ms: u64,
+    /// How this carrier's receipt ids relate to its submit_sm_resp ids: `as_is` (after
+    /// case and leading zeros are normalised), `hex_to_decimal` (responses in hex, receipts
+    /// in decimal), `decimal_to_hex`.
+    #[serde(default)]
+    pub receipt_id_form: ReceiptIdForm,
+}
+
+/// How a carrier's receipt ids relate to its submit response ids.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReceiptIdForm {
+    #[default]
+    AsIs,
+    HexToDecimal,
+    DecimalToHex,
+}
+
+impl ReceiptIdForm {
+    pub fn id_form(self) -> pigeon_smpp::receipt::IdForm {
+        use pigeon_smpp::receipt::IdForm;
+        match self {
+            ReceiptIdForm::AsIs => IdForm::AsIs,
+            ReceiptIdForm::HexToDecimal => IdForm::HexToDecimal,
+            ReceiptIdForm::DecimalToHex => IdForm::DecimalToHex,
+        }
+    }
 }
 
 impl std::fmt::Debug for CarrierConfig {
@@ -200,6 +236,15 @@ fn d_enquire_link_ms() -> u64 {
     30_000
 }
 fn d_bind_timeout_ms() -> u64 {
+    10_000
+}
+fn d_max_submit_retries() -> u32 {
+    5
+}
+fn d_retry_backoff_ms() -> u64 {
+    200
+}
+fn d_retry_backoff_max_ms() -> u64 {
     10_000
 }
 
@@ -466,6 +511,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail error type
     fn environment_overrides_the_file() {
         figment::Jail::expect_with(|jail| {
             jail.create_file("pigeon.toml", GOOD)?;

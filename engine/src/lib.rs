@@ -7,6 +7,7 @@
 //! - [`intake`]: decode, validate, render ([`template`]), encode and segment, route ([`router`]).
 //! - [`notification`]: what travels between stages for one debit; number masking.
 //! - [`matcher`]: receipt correlation table.
+//! - [`retry`]: which submit outcomes are retried, and the backoff.
 //! - [`actors`]: the actix shells around the above, and the messages between them.
 //! - [`pipeline`]: wiring, start-up and graceful drain.
 //! - [`metrics`]: every metric the engine emits.
@@ -19,5 +20,6 @@ pub mod matcher;
 pub mod metrics;
 pub mod notification;
 pub mod pipeline;
+pub mod retry;
 pub mod router;
 pub mod template;

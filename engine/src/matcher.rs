@@ -10,7 +10,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use pigeon_smpp::receipt::{match_key, Receipt, ReceiptState};
+use pigeon_smpp::receipt::{match_key, normalise_message_id, IdForm, Receipt, ReceiptState};
 use tokio::time::Instant;
 
 use crate::event::{State, StatusEvent};
@@ -67,10 +67,18 @@ pub struct Matcher {
     awaiting_deadlines: VecDeque<(Instant, u64)>,
     receipt_timeout: Duration,
     park_timeout: Duration,
+    /// Per carrier, how its submit response ids are rewritten to match its receipts.
+    id_forms: Vec<IdForm>,
 }
 
 impl Matcher {
-    pub fn new(receipt_timeout: Duration, park_timeout: Duration) -> Matcher {
+    /// `id_forms[carrier]` rewrites that carrier's submit response ids before matching
+    /// (carriers not listed: as they are).
+    pub fn new(
+        receipt_timeout: Duration,
+        park_timeout: Duration,
+        id_forms: Vec<IdForm>,
+    ) -> Matcher {
         Matcher {
             awaiting: HashMap::new(),
             by_id: HashMap::new(),
@@ -82,6 +90,15 @@ impl Matcher {
             awaiting_deadlines: VecDeque::new(),
             receipt_timeout,
             park_timeout,
+            id_forms,
+        }
+    }
+
+    /// The matching key of a submit response id of `carrier`.
+    fn submit_key(&self, carrier: CarrierId, id: &str) -> Key {
+        match self.id_forms.get(carrier).copied().unwrap_or_default() {
+            IdForm::AsIs => (carrier, match_key(id)),
+            form => (carrier, match_key(&normalise_message_id(id, form))),
         }
     }
 
@@ -103,7 +120,7 @@ impl Matcher {
         let keys: Vec<Key> = a
             .message_ids
             .iter()
-            .map(|id| (a.carrier, match_key(id)))
+            .map(|id| self.submit_key(a.carrier, id))
             .collect();
         let open = keys.len();
         self.awaiting.insert(
@@ -185,7 +202,8 @@ impl Matcher {
             self.awaiting_deadlines.pop_front();
             if let Some(w) = self.awaiting.remove(&slot) {
                 for id in &w.accepted.message_ids {
-                    self.by_id.remove(&(w.accepted.carrier, match_key(id)));
+                    let key = self.submit_key(w.accepted.carrier, id);
+                    self.by_id.remove(&key);
                 }
                 let mut s = carrier_status(&w.accepted, State::Unconfirmed);
                 s.reason = Some("no_receipt".into());
@@ -282,7 +300,7 @@ mod tests {
     }
 
     fn m() -> Matcher {
-        Matcher::new(Duration::from_secs(60), Duration::from_secs(10))
+        Matcher::new(Duration::from_secs(60), Duration::from_secs(10), Vec::new())
     }
 
     #[test]
@@ -335,6 +353,20 @@ mod tests {
             ReceiptOutcome::Parked
         );
         assert!(out.is_empty());
+    }
+
+    #[test]
+    fn a_carrier_with_hex_responses_and_decimal_receipts_is_matched() {
+        let mut m = Matcher::new(
+            Duration::from_secs(60),
+            Duration::from_secs(10),
+            vec![IdForm::HexToDecimal],
+        );
+        let (now, mut out) = (Instant::now(), Vec::new());
+        m.accept(accepted(&["0000FF"]), now, &mut out);
+        let r = m.receipt(0, receipt("255", ReceiptState::Delivered), now, &mut out);
+        assert_eq!(r, ReceiptOutcome::Matched);
+        assert_eq!(out.len(), 1);
     }
 
     #[test]

@@ -28,6 +28,12 @@ pub fn submit(carrier: &str, outcome: &'static str, segments: u64) {
         .increment(segments);
 }
 
+/// A segment submitted again after `outcome` (`not_sent`, `rejected`).
+pub fn submit_retry(carrier: &str, outcome: &'static str) {
+    counter!("pigeon_submit_retries_total", "carrier" => carrier.to_owned(), "outcome" => outcome)
+        .increment(1);
+}
+
 pub fn receipt(carrier: &str, outcome: &'static str) {
     counter!("pigeon_receipts_total", "carrier" => carrier.to_owned(), "outcome" => outcome)
         .increment(1);

@@ -51,7 +51,14 @@ pub async fn run(cfg: Config, stop: CancellationToken) -> anyhow::Result<()> {
     };
     let sink = Sink::new(publisher.clone(), topics, checkpoint.clone(), mailbox).start();
     let matcher = MatcherActor::new(
-        Matcher::new(Duration::from_millis(e.receipt_timeout_ms), PARK_TIMEOUT),
+        Matcher::new(
+            Duration::from_millis(e.receipt_timeout_ms),
+            PARK_TIMEOUT,
+            cfg.carriers
+                .iter()
+                .map(|c| c.receipt_id_form.id_form())
+                .collect(),
+        ),
         sink.clone(),
         cfg.carriers.iter().map(|c| c.name.clone()).collect(),
         mailbox,

@@ -1,7 +1,7 @@
 //! The `pigeon-sim` binary as scripts use it: flags or a TOML file in, one
 //! `listening carrier=NAME addr=ADDR` line per carrier out, a stats file rewritten while it
-//! runs, and the final JSON stats (totals plus per-carrier breakdown) on SIGTERM or SIGINT,
-//! exiting 0.
+//! runs, the live `GET /stats` endpoint, fault flags, and the final JSON stats (totals plus
+//! per-carrier breakdown) on SIGTERM or SIGINT, exiting 0.
 
 // A test crate: a panic is the failure report, helpers included.
 #![allow(clippy::unwrap_used)]
@@ -12,6 +12,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
+
+mod sim_support;
 
 use futures::{SinkExt, StreamExt};
 use pigeon_loadtest::sim::SimReport;
@@ -40,6 +42,16 @@ fn scratch_dir(tag: &str) -> PathBuf {
 
 /// Starts the binary and returns it with the `carriers` carriers it announced.
 async fn spawn(args: &[&str], carriers: usize) -> (Child, BTreeMap<String, SocketAddr>) {
+    let (child, announced, _) = spawn_announced(args, carriers, false).await;
+    (child, announced)
+}
+
+/// [`spawn`], also waiting for the stats endpoint's address when `stats` is set.
+async fn spawn_announced(
+    args: &[&str],
+    carriers: usize,
+    stats: bool,
+) -> (Child, BTreeMap<String, SocketAddr>, Option<SocketAddr>) {
     let mut child = Process::new(env!("CARGO_BIN_EXE_pigeon-sim"))
         .args(args)
         .env("RUST_LOG", "warn")
@@ -49,16 +61,21 @@ async fn spawn(args: &[&str], carriers: usize) -> (Child, BTreeMap<String, Socke
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut announced = BTreeMap::new();
-    while announced.len() < carriers {
+    let mut stats_addr = None;
+    while announced.len() < carriers || (stats && stats_addr.is_none()) {
         let line = within("listening line", lines.next_line())
             .await
             .unwrap()
             .expect("pigeon-sim exited before listening");
+        if let Some(addr) = line.strip_prefix("listening stats=") {
+            stats_addr = Some(addr.parse().unwrap());
+            continue;
+        }
         let rest = line.strip_prefix("listening carrier=").unwrap();
         let (name, addr) = rest.split_once(" addr=").unwrap();
         announced.insert(name.to_string(), addr.parse().unwrap());
     }
-    (child, announced)
+    (child, announced, stats_addr)
 }
 
 async fn bind_and_submit(addr: SocketAddr, dest: &str) {
@@ -179,6 +196,91 @@ async fn config_file_and_sigint() {
     assert_eq!(report.carriers["cmcc"].submits, 1);
     assert_eq!(report.total.data_codings.get("gsm7"), Some(&1));
     let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn fault_flags_and_the_stats_endpoint() {
+    let dir = scratch_dir("faults");
+    let stats_file = dir.join("stats.json");
+    let args = [
+        "--stats-file",
+        stats_file.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--account",
+        "bank:secret",
+        "--reject-prefix",
+        "86199",
+        "--throttle-tps",
+        "1000",
+        "--receipt-mix",
+        "DELIVRD=0.9,UNDELIV=0.1",
+        "--seed",
+        "3",
+        "--stats-listen",
+        "127.0.0.1:0",
+    ];
+    let (mut child, carriers, stats) = spawn_announced(&args, 1, true).await;
+    let stats = stats.unwrap();
+    bind_and_submit(carriers["carrier1"], "8613800000000").await;
+
+    let stream = within("connect", TcpStream::connect(carriers["carrier1"]))
+        .await
+        .unwrap();
+    let mut framed = Framed::new(stream, CommandCodec::new());
+    let bind = BindTransceiver::builder()
+        .system_id(COctetString::from_string("bank".to_string()).unwrap())
+        .password(COctetString::from_string("secret".to_string()).unwrap())
+        .build();
+    framed
+        .send(Command::new(CommandStatus::EsmeRok, 1, bind))
+        .await
+        .unwrap();
+    within("bind_resp", framed.next()).await.unwrap().unwrap();
+    let sm = SubmitSm::builder()
+        .destination_addr(COctetString::from_string("8619900000000".to_string()).unwrap())
+        .build();
+    framed
+        .send(Command::new(CommandStatus::EsmeRok, 2, sm))
+        .await
+        .unwrap();
+    let resp = within("submit_sm_resp", framed.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(resp.status(), CommandStatus::EsmeRinvdstadr);
+
+    let (status, body) = sim_support::http_get(stats, "/stats").await;
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    let report: SimReport = serde_json::from_str(&body).unwrap();
+    assert_eq!((report.total.submits, report.total.errors), (1, 1));
+    assert_eq!(report.carriers["carrier1"].errors, 1);
+    let (status, _) = sim_support::http_get(stats, "/").await;
+    assert_eq!(status, "HTTP/1.1 404 Not Found");
+
+    signal_and_wait(&mut child, "-TERM").await;
+    assert_eq!(read_report(&stats_file).unwrap().total.errors, 1);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn fault_flags_are_checked() {
+    for bad in [
+        ["--error-rate", "1.5"],
+        ["--receipt-mix", "LOST=1"],
+        ["--error-status", "0xZZ"],
+        ["--throttle-tps", "0"],
+    ] {
+        let status = Process::new(env!("CARGO_BIN_EXE_pigeon-sim"))
+            .args(["--listen", "127.0.0.1:0", "--account", "bank:secret"])
+            .args(bad)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .await
+            .unwrap();
+        assert!(!status.success(), "{bad:?} must be refused");
+    }
 }
 
 #[tokio::test]

@@ -25,10 +25,8 @@ use crate::event::State;
 use crate::matcher::Accepted;
 use crate::metrics;
 use crate::notification::Notification;
+use crate::retry::{Next, RetryPolicy};
 use crate::router::CarrierId;
-
-/// How many times a segment refused before it was written is tried on another bind.
-const NOT_SENT_ATTEMPTS: usize = 3;
 
 /// State shared by the shard's handler and the tasks it spawns.
 struct Shared {
@@ -40,6 +38,7 @@ struct Shared {
     bind_up: Notify,
     next_bind: AtomicUsize,
     limiter: DefaultDirectRateLimiter,
+    retry: RetryPolicy,
     /// Notifications in flight at most: binds x window.
     in_flight: Arc<Semaphore>,
     results: mpsc::Sender<SubmitResult>,
@@ -113,6 +112,11 @@ impl Shard {
             bind_up: Notify::new(),
             next_bind: AtomicUsize::new(0),
             limiter: RateLimiter::direct(Quota::per_second(sps)),
+            retry: RetryPolicy {
+                max_retries: cfg.max_submit_retries,
+                base: Duration::from_millis(cfg.retry_backoff_ms),
+                cap: Duration::from_millis(cfg.retry_backoff_max_ms),
+            },
             in_flight: Arc::new(Semaphore::new(cfg.binds * cfg.window)),
             results: tx,
         });
@@ -259,60 +263,58 @@ impl Handler<Dispatch> for Shard {
     }
 }
 
-/// Submits every segment of `n`, then reports the outcome.
+/// Submits every segment of `n`, each with its own retries, then reports the outcome.
 async fn submit(shared: Arc<Shared>, n: Notification, permit: OwnedSemaphorePermit) {
-    let parts: Vec<Bytes> = n
-        .text
-        .parts
-        .iter()
-        .map(|p| Bytes::copy_from_slice(p))
-        .collect();
-    let mut outcomes: Vec<Option<SubmitOutcome>> = vec![None; parts.len()];
-    for _ in 0..NOT_SENT_ATTEMPTS {
-        let session = shared.pick().await;
-        let todo: Vec<usize> = (0..parts.len())
-            .filter(|&i| matches!(outcomes[i], None | Some(SubmitOutcome::NotSent)))
-            .collect();
-        if todo.is_empty() {
-            break;
-        }
-        let sends = todo.iter().map(|&i| {
-            session.submit(Submit {
-                source_addr: shared.source_addr.clone(),
-                destination_addr: n.destination.clone(),
-                data_coding: n.text.coding.data_coding(),
-                esm_class: n.text.esm_class(),
-                short_message: parts[i].clone(),
-                registered_delivery: true,
-            })
-        });
-        for (i, o) in todo.iter().zip(join_all(sends).await) {
-            outcomes[*i] = Some(o);
-        }
-    }
+    let sends = n.text.parts.iter().map(|p| {
+        let submit = Submit {
+            source_addr: shared.source_addr.clone(),
+            destination_addr: n.destination.clone(),
+            data_coding: n.text.coding.data_coding(),
+            esm_class: n.text.esm_class(),
+            short_message: Bytes::copy_from_slice(p),
+            registered_delivery: true,
+        };
+        submit_segment(&shared, submit)
+    });
+    let outcomes = join_all(sends).await;
     drop(permit);
     let result = conclude(&shared, n, outcomes);
     let _ = shared.results.send(result).await;
 }
 
+/// One segment through any bind that is up, retried as the carrier's policy says. Every
+/// retry takes its own place in the carrier's rate.
+async fn submit_segment(shared: &Shared, submit: Submit) -> SubmitOutcome {
+    let mut attempt = 0;
+    loop {
+        let session = shared.pick().await;
+        let outcome = session.submit(submit.clone()).await;
+        let next = shared.retry.next(&outcome, attempt, &mut rand::rng());
+        match next {
+            Next::Done => return outcome,
+            Next::RetryNow => {}
+            Next::RetryAfter(d) => tokio::time::sleep(d).await,
+        }
+        metrics::submit_retry(&shared.name, outcome.label());
+        attempt += 1;
+        shared.rate(1).await;
+    }
+}
+
 /// One outcome for the whole notification from its segments' outcomes.
-fn conclude(
-    shared: &Shared,
-    n: Notification,
-    outcomes: Vec<Option<SubmitOutcome>>,
-) -> SubmitResult {
+fn conclude(shared: &Shared, n: Notification, outcomes: Vec<SubmitOutcome>) -> SubmitResult {
     let mut ids = Vec::with_capacity(outcomes.len());
     let mut refused = None;
     let mut ambiguous = false;
     let mut not_sent = false;
     for o in outcomes {
         match o {
-            Some(SubmitOutcome::Accepted { message_id }) => ids.push(message_id),
-            Some(SubmitOutcome::Rejected { command_status }) => {
+            SubmitOutcome::Accepted { message_id } => ids.push(message_id),
+            SubmitOutcome::Rejected { command_status } => {
                 refused.get_or_insert(command_status);
             }
-            Some(SubmitOutcome::Timeout | SubmitOutcome::Lost) => ambiguous = true,
-            Some(SubmitOutcome::NotSent) | None => not_sent = true,
+            SubmitOutcome::Timeout | SubmitOutcome::Lost => ambiguous = true,
+            SubmitOutcome::NotSent => not_sent = true,
         }
     }
     let segments = n.meta.segments as u64;

@@ -1,8 +1,6 @@
-//! Delivery receipts as the simulator sends them: message ids, the pending-receipt record a
-//! session keeps on its timer wheel, and the `deliver_sm` built from it (receipt text via
+//! Delivery receipts as the simulator sends them: the pending-receipt record a session keeps
+//! on its timer wheel (with the faults that will hit it), and the `deliver_sm` built from it (receipt text via
 //! `pigeon_smpp::receipt`, plus the `receipted_message_id` and `message_state` TLVs).
-
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use pigeon_smpp::receipt::{format_receipt_text, ReceiptState, ReceiptText};
 use rusmpp::pdus::DeliverSm;
@@ -12,16 +10,6 @@ use rusmpp::values::{EsmClass, MessageState, Npi, Ton};
 use time::format_description::FormatItem;
 use time::macros::format_description;
 use time::OffsetDateTime;
-
-use super::config::IdFormat;
-
-/// Process-wide message-id counter, so ids are unique across carriers and simulators.
-static NEXT_MESSAGE_ID: AtomicU64 = AtomicU64::new(1);
-
-/// A fresh message id in `format`.
-pub(crate) fn next_message_id(format: IdFormat) -> String {
-    format.format(NEXT_MESSAGE_ID.fetch_add(1, Relaxed))
-}
 
 /// `esm_class` of a delivery receipt (SMSC delivery receipt message type).
 pub(crate) const ESM_CLASS_RECEIPT: u8 = 0x04;
@@ -50,6 +38,7 @@ pub(crate) fn wants_receipt(registered_delivery: u8, state: ReceiptState) -> boo
 /// A receipt owed to the ESME for one `submit_sm`.
 #[derive(Debug, Clone)]
 pub(crate) struct PendingReceipt {
+    /// The id as the receipt spells it (may differ from `submit_sm_resp`).
     pub message_id: String,
     /// Address of the handset (the submit's destination; the receipt's source).
     pub handset: COctetString<1, 21>,
@@ -62,6 +51,10 @@ pub(crate) struct PendingReceipt {
     /// `YYMMDDhhmm` of the submit.
     pub submit_date: String,
     pub state: ReceiptState,
+    /// Send it twice (`duplicate_receipts`); cleared on the copy.
+    pub duplicate: bool,
+    /// Send it on another bind of the account (`receipts_on_other_bind`); cleared once moved.
+    pub other_bind: bool,
 }
 
 impl PendingReceipt {
@@ -123,12 +116,5 @@ mod tests {
     fn dates_are_ten_digits() {
         let t = OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
         assert_eq!(smpp_date(t), "2311142213");
-    }
-
-    #[test]
-    fn ids_are_unique() {
-        let a = next_message_id(IdFormat::Decimal);
-        let b = next_message_id(IdFormat::Decimal);
-        assert_ne!(a, b);
     }
 }

@@ -142,6 +142,15 @@ impl Registry {
         }
     }
 
+    /// Hands `item` to a live receiver of `system_id` other than `from`; gives it back when
+    /// there is none (the caller then delivers it itself).
+    pub fn offer_other(&self, system_id: &str, from: u64, item: Handoff) -> Option<Handoff> {
+        match self.lock().get_mut(system_id) {
+            Some(account) => account.offer(from, item),
+            None => Some(item),
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, AccountState>> {
         self.accounts.lock().unwrap_or_else(PoisonError::into_inner)
     }

@@ -16,6 +16,8 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use super::config::{CarrierSim, SimConfig};
+use super::faults::Throttles;
+use super::http;
 use super::reassembly::Reassembler;
 use super::registry::Registry;
 use super::session;
@@ -33,6 +35,8 @@ pub(crate) struct CarrierShared {
     pub pairs: Arc<PairSet>,
     pub reassembly: Reassembler,
     pub registry: Registry,
+    /// One `throttle_tps` bucket per account.
+    pub throttles: Throttles,
 }
 
 #[derive(Debug)]
@@ -77,6 +81,7 @@ pub async fn start(cfg: SimConfig) -> anyhow::Result<SimHandle> {
             pairs: Arc::clone(&pairs),
             reassembly: Reassembler::default(),
             registry: Registry::default(),
+            throttles: Throttles::default(),
         });
         info!(carrier = %shared.cfg.name, %addr, "carrier listening");
         let running = spawn_acceptor(&shared, listener, root.child_token(), &tracker);
@@ -162,16 +167,36 @@ impl SimHandle {
 
     /// Totals plus the per-carrier breakdown, as the binary writes them.
     pub fn report(&self) -> SimReport {
-        let carriers: BTreeMap<String, SimStats> = self
+        let shared: Vec<&CarrierShared> = self.carriers.iter().map(|c| &*c.shared).collect();
+        report_of(&shared)
+    }
+
+    /// Serves `GET /stats` (the [`SimHandle::report`] as JSON) on `listen` until the
+    /// simulator stops; returns the address bound (port 0 picks a free one).
+    pub async fn serve_stats(&self, listen: SocketAddr) -> anyhow::Result<SocketAddr> {
+        let listener = TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("stats endpoint: cannot listen on {listen}"))?;
+        let addr = listener
+            .local_addr()
+            .context("stats listener has no local address")?;
+        let shared: Vec<Arc<CarrierShared>> = self
             .carriers
             .iter()
-            .map(|c| (c.shared.cfg.name.clone(), c.shared.counters.snapshot()))
+            .map(|c| Arc::clone(&c.shared))
             .collect();
-        let mut total = SimStats::default();
-        for s in carriers.values() {
-            total.add(s);
-        }
-        SimReport { total, carriers }
+        let report: http::ReportFn = Arc::new(move || {
+            let refs: Vec<&CarrierShared> = shared.iter().map(|c| &**c).collect();
+            report_of(&refs)
+        });
+        self.tracker.spawn(http::serve(
+            listener,
+            report,
+            self.root.child_token(),
+            self.tracker.clone(),
+        ));
+        info!(%addr, "stats endpoint listening");
+        Ok(addr)
     }
 
     /// Simulates a carrier outage: stops listening and drops every session of `name` without
@@ -235,6 +260,19 @@ impl SimHandle {
     fn find(&self, name: &str) -> Option<&CarrierRuntime> {
         self.carriers.iter().find(|c| c.shared.cfg.name == name)
     }
+}
+
+/// Totals plus the per-carrier breakdown of `carriers`.
+fn report_of(carriers: &[&CarrierShared]) -> SimReport {
+    let carriers: BTreeMap<String, SimStats> = carriers
+        .iter()
+        .map(|c| (c.cfg.name.clone(), c.counters.snapshot()))
+        .collect();
+    let mut total = SimStats::default();
+    for s in carriers.values() {
+        total.add(s);
+    }
+    SimReport { total, carriers }
 }
 
 impl Drop for SimHandle {

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 /// A snapshot of what the simulator has seen; sums over carriers where it says so.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(default)]
 pub struct SimStats {
     /// Successful binds.
     pub binds: u64,
@@ -33,6 +34,22 @@ pub struct SimStats {
     pub data_codings: BTreeMap<String, u64>,
     /// Segments that went into completed concatenated messages.
     pub segments_reassembled: u64,
+    /// Submits answered `ESME_RTHROTTLED` (over `throttle_tps`).
+    pub throttled: u64,
+    /// Submits answered with an injected error (`error_rate` or `reject_prefixes`).
+    pub errors: u64,
+    /// Submits accepted and never answered (`no_response_rate`).
+    pub no_response: u64,
+    /// Sessions dropped by `drop_every`.
+    pub drops: u64,
+    /// Sessions that went half-open (`half_open_after`).
+    pub half_opens: u64,
+    /// Receipts sent a second time by `duplicate_receipts`.
+    pub duplicate_receipts_sent: u64,
+    /// Receipts moved to another bind by `receipts_on_other_bind`.
+    pub receipts_other_bind: u64,
+    /// Receipts sent before their `submit_sm_resp`.
+    pub receipts_before_response: u64,
 }
 
 impl SimStats {
@@ -47,6 +64,14 @@ impl SimStats {
         self.unique_pairs += other.unique_pairs;
         self.duplicate_pairs += other.duplicate_pairs;
         self.segments_reassembled += other.segments_reassembled;
+        self.throttled += other.throttled;
+        self.errors += other.errors;
+        self.no_response += other.no_response;
+        self.drops += other.drops;
+        self.half_opens += other.half_opens;
+        self.duplicate_receipts_sent += other.duplicate_receipts_sent;
+        self.receipts_other_bind += other.receipts_other_bind;
+        self.receipts_before_response += other.receipts_before_response;
         for (k, v) in &other.data_codings {
             *self.data_codings.entry(k.clone()).or_default() += v;
         }
@@ -83,6 +108,14 @@ pub(crate) struct Counters {
     pub unique_pairs: AtomicU64,
     pub duplicate_pairs: AtomicU64,
     pub segments_reassembled: AtomicU64,
+    pub throttled: AtomicU64,
+    pub errors: AtomicU64,
+    pub no_response: AtomicU64,
+    pub drops: AtomicU64,
+    pub half_opens: AtomicU64,
+    pub duplicate_receipts_sent: AtomicU64,
+    pub receipts_other_bind: AtomicU64,
+    pub receipts_before_response: AtomicU64,
     /// Indexed by the `data_coding` byte.
     codings: [AtomicU64; 256],
 }
@@ -99,6 +132,14 @@ impl Default for Counters {
             unique_pairs: AtomicU64::new(0),
             duplicate_pairs: AtomicU64::new(0),
             segments_reassembled: AtomicU64::new(0),
+            throttled: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            no_response: AtomicU64::new(0),
+            drops: AtomicU64::new(0),
+            half_opens: AtomicU64::new(0),
+            duplicate_receipts_sent: AtomicU64::new(0),
+            receipts_other_bind: AtomicU64::new(0),
+            receipts_before_response: AtomicU64::new(0),
             codings: std::array::from_fn(|_| AtomicU64::new(0)),
         }
     }
@@ -136,6 +177,14 @@ impl Counters {
             duplicate_pairs: self.duplicate_pairs.load(Relaxed),
             data_codings,
             segments_reassembled: self.segments_reassembled.load(Relaxed),
+            throttled: self.throttled.load(Relaxed),
+            errors: self.errors.load(Relaxed),
+            no_response: self.no_response.load(Relaxed),
+            drops: self.drops.load(Relaxed),
+            half_opens: self.half_opens.load(Relaxed),
+            duplicate_receipts_sent: self.duplicate_receipts_sent.load(Relaxed),
+            receipts_other_bind: self.receipts_other_bind.load(Relaxed),
+            receipts_before_response: self.receipts_before_response.load(Relaxed),
         }
     }
 }

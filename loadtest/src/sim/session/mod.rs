@@ -1,35 +1,46 @@
-//! One ESME connection: the task that owns the socket, answers every PDU, and keeps the
-//! receipts it owes on its own timer wheel ([`DelayQueue`]). Nothing here is locked per
-//! PDU; counters are atomics and the submit path touches shared maps only for multipart
-//! reassembly and the duplicate digest. Hostile or broken input ends this session only.
+//! One ESME connection: the task that owns the socket, answers every PDU, keeps the receipts
+//! it owes on its own timer wheel ([`DelayQueue`]) and its delayed responses in an ordered
+//! [`outbox::Outbox`], and plays the carrier's connection faults (drop, half-open). Nothing
+//! here is locked per PDU; counters are atomics and the submit path touches shared maps only
+//! for multipart reassembly and the duplicate digest. Hostile or broken input ends this
+//! session only.
+//!
+//! - this file: the event loop, binds, link PDUs, and the connection faults;
+//! - `submit`: `submit_sm` with its faults (throttle, errors, silence, latency);
+//! - `receipts`: sending receipts (duplicates, other binds) and handing over what is owed;
+//! - `outbox`: responses held back by `response_latency`, in order.
+
+mod outbox;
+mod receipts;
+mod submit;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{FutureExt, SinkExt, StreamExt};
-use rusmpp::pdus::{
-    BindReceiverResp, BindTransceiverResp, BindTransmitterResp, SubmitSm, SubmitSmResp,
-};
+use rusmpp::pdus::{BindReceiverResp, BindTransceiverResp, BindTransmitterResp, SubmitSmResp};
 use rusmpp::tokio_codec::{CommandCodec, DecodeError, EncodeError};
 use rusmpp::types::COctetString;
 use rusmpp::{Command, CommandId, CommandStatus, Pdu};
-use time::OffsetDateTime;
+use tokio::io::AsyncReadExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
-use tokio::time::{Instant, MissedTickBehavior};
+use tokio::time::{Instant, MissedTickBehavior, Sleep};
 use tokio_util::codec::{FramedRead, FramedWrite};
 use tokio_util::sync::CancellationToken;
 use tokio_util::time::DelayQueue;
 use tracing::{debug, info};
 
-use super::dlr::{next_message_id, smpp_date, wants_receipt, PendingReceipt};
+use super::dlr::PendingReceipt;
+use super::faults::{Dice, Throttle};
 use super::registry::{BindRefused, Handoff};
 use super::server::CarrierShared;
 use super::stats::Counters;
-use super::submit;
+use outbox::Outbox;
 
 /// Receipts other sessions may queue towards this one before they are kept for later.
 const HANDOFF_CAPACITY: usize = 4096;
@@ -74,9 +85,29 @@ enum Flow {
     Close,
 }
 
+/// A connection fault scheduled for this session (`drop_every`, `half_open_after`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ConnFault {
+    /// Close the socket without an unbind.
+    Drop,
+    /// Stop answering and sending, keep the socket until the client closes it.
+    HalfOpen,
+}
+
+/// How serving ended.
+#[derive(Debug)]
+enum End {
+    /// The session is over; the reason is logged.
+    Closed(&'static str),
+    /// The session went silent; it lingers until the client gives up.
+    HalfOpen,
+}
+
 /// What woke the session up.
 enum Event {
     Killed,
+    Fault,
+    Responses,
     Frame(Option<Result<Command, DecodeError>>),
     Due(PendingReceipt),
     Handoff(Handoff),
@@ -97,6 +128,15 @@ struct Session {
     next_seq: u32,
     writer: FramedWrite<OwnedWriteHalf, CommandCodec>,
     handoff_tx: mpsc::Sender<Handoff>,
+    /// Fault decisions of this session.
+    dice: Dice,
+    /// The account's `throttle_tps` bucket, once bound.
+    throttle: Option<Arc<Throttle>>,
+    /// `submit_sm_resp`s held back by `response_latency`.
+    outbox: Outbox,
+    /// The connection fault due when `fault_timer` fires.
+    fault: Option<ConnFault>,
+    fault_timer: Pin<Box<Sleep>>,
 }
 
 /// Serves one accepted connection until it closes or `cancel` fires.
@@ -110,8 +150,10 @@ pub(crate) async fn run(
     let _ = stream.set_nodelay(true);
     let (rd, wr) = stream.into_split();
     let (handoff_tx, mut handoff_rx) = mpsc::channel(HANDOFF_CAPACITY);
+    let id = carrier.registry.next_session_id();
     let mut session = Session {
-        id: carrier.registry.next_session_id(),
+        id,
+        dice: Dice::new(carrier.cfg.seed, id),
         carrier,
         peer,
         state: State::Open,
@@ -120,10 +162,15 @@ pub(crate) async fn run(
         next_seq: 1,
         writer: FramedWrite::new(wr, CommandCodec::new()),
         handoff_tx,
+        throttle: None,
+        outbox: Outbox::new(),
+        fault: None,
+        fault_timer: Box::pin(tokio::time::sleep_until(Instant::now())),
     };
-    let reader = FramedRead::new(rd, CommandCodec::new());
-    let reason = match session.serve(reader, &mut handoff_rx, &cancel).await {
-        Ok(reason) => reason,
+    let mut reader = FramedRead::new(rd, CommandCodec::new());
+    let reason = match session.serve(&mut reader, &mut handoff_rx, &cancel).await {
+        Ok(End::Closed(reason)) => reason,
+        Ok(End::HalfOpen) => black_hole(reader.into_inner(), &cancel).await,
         Err(e) => {
             debug!(error = %e, "session write failed");
             "write failed"
@@ -132,19 +179,36 @@ pub(crate) async fn run(
     session.finish(reason, handoff_rx);
 }
 
+/// A half-open session: reads only to notice the client closing (the bytes are dropped),
+/// writes nothing, and keeps its bind slot until the client gives up or the carrier stops.
+async fn black_hole(mut rd: OwnedReadHalf, cancel: &CancellationToken) -> &'static str {
+    let mut sink = [0u8; 4096];
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return "carrier stopped while half-open",
+            read = rd.read(&mut sink) => match read {
+                Ok(0) | Err(_) => return "peer gave up on a half-open session",
+                Ok(_) => {}
+            },
+        }
+    }
+}
+
 impl Session {
     async fn serve(
         &mut self,
-        mut reader: Reader,
+        reader: &mut Reader,
         handoff_rx: &mut mpsc::Receiver<Handoff>,
         cancel: &CancellationToken,
-    ) -> Result<&'static str, EncodeError> {
+    ) -> Result<End, EncodeError> {
         let mut orphan_check = tokio::time::interval(ORPHAN_CHECK);
         orphan_check.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
             let event = tokio::select! {
                 biased;
                 () = cancel.cancelled() => Event::Killed,
+                () = self.fault_timer.as_mut(), if self.fault.is_some() => Event::Fault,
+                () = self.outbox.timer(), if !self.outbox.is_empty() => Event::Responses,
                 Some(due) = self.receipts.next(), if !self.receipts.is_empty() => {
                     Event::Due(due.into_inner())
                 }
@@ -153,10 +217,12 @@ impl Session {
                 _ = orphan_check.tick() => Event::OrphanCheck,
             };
             match event {
-                Event::Killed => return Ok("carrier stopped"),
+                Event::Killed => return Ok(End::Closed("carrier stopped")),
+                Event::Fault => return Ok(self.on_fault()),
+                Event::Responses => self.send_due_responses().await?,
                 Event::Frame(frame) => {
-                    if let Some(reason) = self.on_frames(frame, &mut reader).await? {
-                        return Ok(reason);
+                    if let Some(reason) = self.on_frames(frame, reader).await? {
+                        return Ok(End::Closed(reason));
                     }
                 }
                 Event::Due(receipt) => self.on_due(receipt).await?,
@@ -244,6 +310,10 @@ impl Session {
                 Ok(Flow::Continue)
             }
             Pdu::Unbind => {
+                // Answer everything held back before saying goodbye.
+                for response in self.outbox.drain() {
+                    self.writer.feed(response).await?;
+                }
                 self.reply(CommandStatus::EsmeRok, seq, Pdu::UnbindResp)
                     .await?;
                 Ok(Flow::Close)
@@ -305,6 +375,10 @@ impl Session {
                 for h in kept {
                     self.receipts.insert_at(h.receipt, h.deadline);
                 }
+                self.throttle = cfg
+                    .throttle_tps
+                    .map(|tps| self.carrier.throttles.get(system_id, tps));
+                self.schedule_conn_fault();
                 self.reply(CommandStatus::EsmeRok, seq, bind_resp(kind))
                     .await?;
                 Ok(Flow::Continue)
@@ -312,96 +386,36 @@ impl Session {
         }
     }
 
-    async fn submit(&mut self, seq: u32, sm: &SubmitSm) -> Result<(), EncodeError> {
-        let may_submit = matches!(&self.state, State::Bound { kind, .. } if kind.can_submit());
-        if !may_submit {
-            return self
-                .reply(CommandStatus::EsmeRinvbndsts, seq, submit_resp(""))
-                .await;
-        }
-        let Some((concat, payload)) = submit::split(sm) else {
-            return self
-                .reply(CommandStatus::EsmeRinvesmclass, seq, submit_resp(""))
-                .await;
+    /// Arms the earliest of `drop_every` and `half_open_after`, counted from the bind.
+    fn schedule_conn_fault(&mut self) {
+        let cfg = &self.carrier.cfg;
+        let faults = [
+            (cfg.drop_every, ConnFault::Drop),
+            (cfg.half_open_after, ConnFault::HalfOpen),
+        ];
+        let Some((after, fault)) = faults
+            .into_iter()
+            .filter_map(|(after, fault)| after.map(|a| (a, fault)))
+            .min_by_key(|(after, _)| *after)
+        else {
+            return;
         };
-        let carrier = Arc::clone(&self.carrier);
-        Counters::incr(&carrier.counters.submits);
-        let message_id = next_message_id(carrier.cfg.id_format);
-        self.reply(CommandStatus::EsmeRok, seq, submit_resp(&message_id))
-            .await?;
-        submit::count_message(&carrier, sm, concat, payload);
-        let state = carrier.cfg.receipt_state;
-        if wants_receipt(u8::from(sm.registered_delivery), state) {
-            let receipt = PendingReceipt {
-                message_id,
-                handset: sm.destination_addr.clone(),
-                handset_ton: sm.dest_addr_ton,
-                handset_npi: sm.dest_addr_npi,
-                esme: sm.source_addr.clone(),
-                esme_ton: sm.source_addr_ton,
-                esme_npi: sm.source_addr_npi,
-                submit_date: smpp_date(OffsetDateTime::now_utc()),
-                state,
-            };
-            self.receipts.insert(receipt, carrier.cfg.dlr_delay);
-        }
-        Ok(())
+        self.fault = Some(fault);
+        self.fault_timer.as_mut().reset(Instant::now() + after);
     }
 
-    /// Sends `first` and every other receipt already due; passes on those it cannot carry.
-    async fn on_due(&mut self, first: PendingReceipt) -> Result<(), EncodeError> {
-        let can_receive = matches!(&self.state, State::Bound { kind, .. } if kind.can_receive());
-        let mut elsewhere = Vec::new();
-        let mut next = Some(first);
-        let mut handled = 0;
-        while let Some(receipt) = next {
-            if can_receive {
-                self.send_receipt(receipt).await?;
-            } else {
-                elsewhere.push(Handoff {
-                    deadline: Instant::now(),
-                    receipt,
-                });
+    fn on_fault(&mut self) -> End {
+        let counters = &self.carrier.counters;
+        match self.fault.take() {
+            Some(ConnFault::HalfOpen) => {
+                Counters::incr(&counters.half_opens);
+                info!(carrier = %self.carrier.cfg.name, peer = %self.peer, "session goes half-open (fault)");
+                End::HalfOpen
             }
-            handled += 1;
-            next = if handled < MAX_BATCH {
-                self.receipts
-                    .next()
-                    .now_or_never()
-                    .flatten()
-                    .map(|e| e.into_inner())
-            } else {
-                None
-            };
-        }
-        if let State::Bound { system_id, .. } = &self.state {
-            self.carrier.registry.route(system_id, self.id, elsewhere);
-        }
-        SinkExt::<Command>::flush(&mut self.writer).await
-    }
-
-    async fn send_receipt(&mut self, receipt: PendingReceipt) -> Result<(), EncodeError> {
-        let seq = self.next_seq;
-        // Sequence numbers run 1..=0x7FFF_FFFF.
-        self.next_seq = if seq >= 0x7FFF_FFFF { 1 } else { seq + 1 };
-        let deliver = receipt.to_deliver_sm();
-        self.writer
-            .feed(Command::new(CommandStatus::EsmeRok, seq, deliver))
-            .await?;
-        self.outstanding.insert(seq, receipt);
-        Counters::incr(&self.carrier.counters.receipts_sent);
-        Ok(())
-    }
-
-    fn adopt_orphans(&mut self) {
-        let State::Bound { system_id, kind } = &self.state else {
-            return;
-        };
-        if !kind.can_receive() || !self.carrier.registry.has_orphans() {
-            return;
-        }
-        for h in self.carrier.registry.take_orphans(system_id) {
-            self.receipts.insert_at(h.receipt, h.deadline);
+            Some(ConnFault::Drop) | None => {
+                Counters::incr(&counters.drops);
+                End::Closed("dropped (fault)")
+            }
         }
     }
 
@@ -412,41 +426,6 @@ impl Session {
         pdu: Pdu,
     ) -> Result<(), EncodeError> {
         self.writer.feed(Command::new(status, seq, pdu)).await
-    }
-
-    /// Leaves the registry and passes every receipt still owed (queued, handed over, or sent
-    /// and not acknowledged) to another bind of the account, or to the carrier to keep.
-    fn finish(mut self, reason: &'static str, mut handoff_rx: mpsc::Receiver<Handoff>) {
-        let State::Bound { system_id, .. } = &self.state else {
-            debug!(peer = %self.peer, reason, "connection closed before bind");
-            return;
-        };
-        let registry = &self.carrier.registry;
-        registry.unbind(system_id, self.id);
-        let now = Instant::now();
-        let mut owed: Vec<Handoff> = self
-            .outstanding
-            .drain()
-            .map(|(_, receipt)| Handoff {
-                deadline: now,
-                receipt,
-            })
-            .collect();
-        // Unlisted first, then closed: a hand-off either landed before the close (and is
-        // drained here) or fails and stays with the carrier. None is lost in between.
-        handoff_rx.close();
-        while let Ok(h) = handoff_rx.try_recv() {
-            owed.push(h);
-        }
-        while let Some(key) = self.receipts.peek() {
-            let expired = self.receipts.remove(&key);
-            owed.push(Handoff {
-                deadline: expired.deadline(),
-                receipt: expired.into_inner(),
-            });
-        }
-        info!(carrier = %self.carrier.cfg.name, peer = %self.peer, system_id, reason, receipts_owed = owed.len(), "session closed");
-        registry.route(system_id, self.id, owed);
     }
 }
 
