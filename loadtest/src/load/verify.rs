@@ -41,6 +41,8 @@ impl Accounting {
 
 struct Seen {
     produced_at: HashMap<String, Instant>,
+    /// Ids with a terminal or an ambiguous status: nothing more is owed by the engine now.
+    settled: std::collections::HashSet<String>,
     terminal: HashMap<String, u32>,
     states: BTreeMap<String, u64>,
     terminal_states: BTreeMap<String, u64>,
@@ -75,6 +77,7 @@ impl Seen {
     fn new() -> Seen {
         Seen {
             produced_at: HashMap::new(),
+            settled: std::collections::HashSet::new(),
             terminal: HashMap::new(),
             states: BTreeMap::new(),
             terminal_states: BTreeMap::new(),
@@ -95,6 +98,7 @@ pub struct StatusCollector {
     consumer: Arc<StreamConsumer>,
     seen: Arc<Mutex<Seen>>,
     terminal_count: watch::Receiver<u64>,
+    settled_count: watch::Receiver<u64>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -111,6 +115,7 @@ impl StatusCollector {
         consumer.subscribe(&[topic])?;
         let seen = Arc::new(Mutex::new(Seen::new()));
         let (tx, rx) = watch::channel(0u64);
+        let (settled_tx, settled_rx) = watch::channel(0u64);
         let prefix = format!("{run_id}-");
         let s = seen.clone();
         let c = consumer.clone();
@@ -134,6 +139,11 @@ impl StatusCollector {
                 let now = Instant::now();
                 let wall = time::OffsetDateTime::now_utc();
                 let mut seen = lock(&s);
+                let settles =
+                    status.state.is_terminal() || status.state == pigeon::event::State::Ambiguous;
+                if settles && seen.settled.insert(status.event_id.clone()) {
+                    let _ = settled_tx.send(seen.settled.len() as u64);
+                }
                 if let Some(at) = status.occurred_at {
                     if status.state == pigeon::event::State::Accepted {
                         record(&mut seen.latency.debit_to_accepted, status.at - at);
@@ -178,6 +188,7 @@ impl StatusCollector {
             consumer,
             seen,
             terminal_count: rx,
+            settled_count: settled_rx,
             task,
         })
     }
@@ -213,6 +224,19 @@ impl StatusCollector {
         tokio::time::timeout_at(deadline, rx.wait_for(|c| *c >= n))
             .await
             .is_ok_and(|r| r.is_ok())
+    }
+
+    /// Waits until `n` events have a terminal or an ambiguous status, or until `deadline`.
+    pub async fn wait_settled(&self, n: u64, deadline: Instant) -> bool {
+        let mut rx = self.settled_count.clone();
+        tokio::time::timeout_at(deadline, rx.wait_for(|c| *c >= n))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    /// Events with a terminal or an ambiguous status so far.
+    pub fn settled_count(&self) -> u64 {
+        *self.settled_count.borrow()
     }
 
     /// Events with a terminal status so far.

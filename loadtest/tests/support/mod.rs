@@ -65,12 +65,21 @@ impl Topics {
 
 /// Two simulated carriers, `carrier-a` and `carrier-b`, on ports of their own.
 pub async fn start_sim(dlr_delay: Duration) -> SimHandle {
+    start_sim_with(dlr_delay, |_| {}).await
+}
+
+/// As [`start_sim`], with `carrier-a` (the primary for UK numbers) adjusted by `fault`.
+pub async fn start_sim_with(dlr_delay: Duration, fault: impl Fn(&mut CarrierSim)) -> SimHandle {
     let any: SocketAddr = "127.0.0.1:0".parse().expect("addr");
     let carriers = ["carrier-a", "carrier-b"]
         .into_iter()
         .map(|name| {
             let mut c = CarrierSim::new(name, any, Account::new("pigeon", "secret"));
             c.dlr_delay = dlr_delay;
+            c.seed = Some(42);
+            if name == "carrier-a" {
+                fault(&mut c);
+            }
             c
         })
         .collect();
@@ -81,6 +90,11 @@ pub async fn start_sim(dlr_delay: Duration) -> SimHandle {
 
 /// Engine configuration pointing at `sim` and `topics`.
 pub fn engine_config(sim: &SimHandle, topics: &Topics) -> Config {
+    engine_config_with(sim, topics, "")
+}
+
+/// As [`engine_config`], with extra TOML lines for `carrier-a`'s table.
+pub fn engine_config_with(sim: &SimHandle, topics: &Topics, carrier_a: &str) -> Config {
     let a = sim.addr("carrier-a").expect("carrier-a");
     let b = sim.addr("carrier-b").expect("carrier-b");
     Config::from_toml(&format!(
@@ -101,7 +115,7 @@ pub fn engine_config(sim: &SimHandle, topics: &Topics) -> Config {
         address = "{a}"
         system_id = "pigeon"
         password = "secret"
-        max_segments_per_second = 20000
+        {carrier_a}
         [[carriers]]
         name = "carrier-b"
         address = "{b}"
@@ -115,6 +129,11 @@ pub fn engine_config(sim: &SimHandle, topics: &Topics) -> Config {
         [metrics]
         listen = ""
         "#,
+        carrier_a = if carrier_a.contains("max_segments_per_second") {
+            carrier_a.to_owned()
+        } else {
+            format!("max_segments_per_second = 20000\n{carrier_a}")
+        },
         brokers = brokers(),
         group = topics.group,
         debits = topics.debits,
