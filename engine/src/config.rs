@@ -147,7 +147,13 @@ pub struct CarrierConfig {
     /// Sender shown to the customer: an alphanumeric name or a number.
     #[serde(default = "d_source_addr")]
     pub source_addr: String,
-    /// Simultaneous binds (sessions) to open; never more than the carrier allows.
+    /// `transceiver` (default): each bind submits and receives receipts; `transmitter`: submit
+    /// only (no receipts expected on these binds); `transmitter_receiver`: each bind is a
+    /// transmitter plus a receiver for the receipts, for carriers that want the pair.
+    #[serde(default)]
+    pub bind_type: BindType,
+    /// Simultaneous binds (sessions) to open; never more than the carrier allows. With
+    /// `transmitter_receiver`, each counts as two sessions at the carrier.
     #[serde(default = "d_binds")]
     pub binds: usize,
     /// Unanswered submit_sm per bind at most.
@@ -180,6 +186,16 @@ pub struct CarrierConfig {
     /// in decimal), `decimal_to_hex`.
     #[serde(default)]
     pub receipt_id_form: ReceiptIdForm,
+}
+
+/// Which SMPP binds are opened to a carrier.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BindType {
+    #[default]
+    Transceiver,
+    Transmitter,
+    TransmitterReceiver,
 }
 
 /// How a carrier's receipt ids relate to its submit response ids.

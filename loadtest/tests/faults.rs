@@ -251,3 +251,26 @@ async fn a_half_open_connection_is_detected_and_replaced() {
     assert_eq!(r.state("delivered") + ambiguous, 300, "{:?}", r.acc);
     assert!(r.sim.messages <= 300, "{:?}", r.sim);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_carrier_wanting_transmitter_and_receiver_pairs_gets_them() {
+    let r = run(
+        "txrx",
+        200,
+        |_| {},
+        "binds = 2\nbind_type = \"transmitter_receiver\"",
+    )
+    .await;
+    assert!(r.acc.exactly_once(), "{:?}", r.acc);
+    assert_eq!(
+        r.state("delivered"),
+        200,
+        "receipts came over the receivers: {:?}",
+        r.acc
+    );
+    let sessions = r.sim.binds;
+    assert!(
+        sessions >= 4 + 1,
+        "two pairs at carrier-a plus carrier-b: {sessions}"
+    );
+}

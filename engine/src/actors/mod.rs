@@ -11,6 +11,7 @@
 //!                                                     checkpoint ─> Kafka offset commit
 //! ```
 
+pub mod binds;
 pub mod checkpoint;
 pub mod intake;
 pub mod matcher;

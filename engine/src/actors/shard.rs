@@ -1,26 +1,25 @@
-//! Carrier shard actor: owns one carrier's binds, its rate (counted in segments) and the
-//! notifications in flight to it. Keeps each bind up (reconnecting with jittered exponential
-//! backoff), submits every segment of a notification through one bind, and reports the
-//! outcome and the carrier's receipts to the matcher in batches.
+//! Carrier shard actor: owns one carrier's binds ([`super::binds`]), its rate (counted in
+//! segments) and the notifications in flight to it. Submits every segment of a notification,
+//! retried as [`crate::retry`] says, and reports the outcome and the carrier's receipts to
+//! the matcher in batches.
 
 use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix::{Actor, Addr, Context, Handler, Message, ResponseFuture};
 use bytes::Bytes;
 use futures::future::join_all;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use pigeon_smpp::session::{self, Inbound, Session, SessionConfig, Submit, SubmitOutcome};
-use rand::Rng;
-use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
+use pigeon_smpp::session::Inbound;
+use pigeon_smpp::session::{self, BindKind, Session, SessionConfig, Submit, SubmitOutcome};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
 
+use super::binds::{self, Binds, Role};
 use super::matcher::MatcherActor;
 use super::{Dispatch, Receipts, SubmitResult, Submitted};
-use crate::config::CarrierConfig;
+use crate::config::{BindType, CarrierConfig};
 use crate::event::State;
 use crate::matcher::Accepted;
 use crate::metrics;
@@ -33,10 +32,7 @@ struct Shared {
     carrier: CarrierId,
     name: Arc<str>,
     source_addr: String,
-    /// One slot per bind; `None` while that bind is down.
-    binds: RwLock<Vec<Option<Session>>>,
-    bind_up: Notify,
-    next_bind: AtomicUsize,
+    binds: Arc<Binds>,
     limiter: DefaultDirectRateLimiter,
     retry: RetryPolicy,
     /// Notifications in flight at most: binds x window.
@@ -45,36 +41,6 @@ struct Shared {
 }
 
 impl Shared {
-    /// A bind that is up, round robin; waits for one when all are down.
-    async fn pick(&self) -> Session {
-        loop {
-            let notified = self.bind_up.notified();
-            if let Some(s) = self.try_pick() {
-                return s;
-            }
-            notified.await;
-        }
-    }
-
-    fn try_pick(&self) -> Option<Session> {
-        let binds = self.binds.read().unwrap_or_else(|p| p.into_inner());
-        let n = binds.len();
-        let start = self.next_bind.fetch_add(1, Ordering::Relaxed);
-        (0..n)
-            .filter_map(|i| binds[(start + i) % n].as_ref())
-            .find(|s| !s.is_closed())
-            .cloned()
-    }
-
-    fn set_bind(&self, i: usize, s: Option<Session>) {
-        let mut binds = self.binds.write().unwrap_or_else(|p| p.into_inner());
-        binds[i] = s;
-        let up = binds.iter().filter(|b| b.is_some()).count();
-        drop(binds);
-        metrics::carrier_binds(&self.name, up);
-        self.bind_up.notify_waiters();
-    }
-
     async fn rate(&self, segments: u32) {
         let n = NonZeroU32::new(segments.max(1)).unwrap_or(NonZeroU32::MIN);
         if self.limiter.until_n_ready(n).await.is_err() {
@@ -108,9 +74,7 @@ impl Shard {
             carrier,
             name: cfg.name.as_str().into(),
             source_addr: cfg.source_addr.clone(),
-            binds: RwLock::new(vec![None; cfg.binds]),
-            bind_up: Notify::new(),
-            next_bind: AtomicUsize::new(0),
+            binds: Arc::new(Binds::new(cfg.name.as_str().into(), cfg.binds)),
             limiter: RateLimiter::direct(Quota::per_second(sps)),
             retry: RetryPolicy {
                 max_retries: cfg.max_submit_retries,
@@ -138,6 +102,9 @@ impl Shard {
             password: session::Password::new(c.password.clone()),
             system_type: c.system_type.clone(),
             bind: session::BindKind::Transceiver,
+            interface_version: session::InterfaceVersion::V34,
+            address_range: String::new(),
+            tls: None,
             window: c.window,
             response_timeout: Duration::from_millis(c.response_timeout_ms),
             enquire_link_interval: Duration::from_millis(c.enquire_link_interval_ms),
@@ -152,14 +119,38 @@ impl Actor for Shard {
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(self.mailbox);
         let (inbound_tx, inbound_rx) = mpsc::channel(4096);
+        let (submit_kind, receivers) = match self.cfg.bind_type {
+            BindType::Transceiver => (BindKind::Transceiver, false),
+            BindType::Transmitter => (BindKind::Transmitter, false),
+            BindType::TransmitterReceiver => (BindKind::Transmitter, true),
+        };
         for i in 0..self.cfg.binds {
-            actix::spawn(keep_bind(
-                self.shared.clone(),
+            let mut cfg = self.session_config();
+            cfg.bind = submit_kind;
+            let binds = self.shared.binds.clone();
+            let keep = binds::keep(
+                binds,
+                Role::Submit,
                 i,
-                self.session_config(),
+                cfg,
                 inbound_tx.clone(),
                 self.stop.clone(),
-            ));
+            );
+            actix::spawn(keep);
+            if receivers {
+                let mut cfg = self.session_config();
+                cfg.bind = BindKind::Receiver;
+                let binds = self.shared.binds.clone();
+                let keep = binds::keep(
+                    binds,
+                    Role::Receive,
+                    i,
+                    cfg,
+                    inbound_tx.clone(),
+                    self.stop.clone(),
+                );
+                actix::spawn(keep);
+            }
         }
         actix::spawn(forward_receipts(
             self.shared.carrier,
@@ -169,45 +160,6 @@ impl Actor for Shard {
         if let Some(rx) = self.results_rx.take() {
             actix::spawn(forward_results(rx, self.matcher.clone()));
         }
-    }
-}
-
-/// Keeps bind `i` up until `stop`: connect, wait until the session closes, back off, again.
-async fn keep_bind(
-    shared: Arc<Shared>,
-    i: usize,
-    cfg: SessionConfig,
-    inbound: mpsc::Sender<Inbound>,
-    stop: CancellationToken,
-) {
-    let mut backoff = Duration::from_millis(100);
-    let max = Duration::from_secs(30);
-    while !stop.is_cancelled() {
-        let connected = tokio::select! {
-            _ = stop.cancelled() => break,
-            r = session::connect(cfg.clone(), inbound.clone()) => r,
-        };
-        match connected {
-            Ok(s) => {
-                info!(carrier = %shared.name, bind = i, "bound");
-                backoff = Duration::from_millis(100);
-                shared.set_bind(i, Some(s.clone()));
-                tokio::select! {
-                    _ = stop.cancelled() => break,
-                    _ = s.closed() => {}
-                }
-                shared.set_bind(i, None);
-                warn!(carrier = %shared.name, bind = i, "bind lost; reconnecting");
-            }
-            Err(e) => warn!(carrier = %shared.name, bind = i, error = %e, "bind failed"),
-        }
-        // Full jitter: anywhere in [backoff/2, backoff], so that binds do not storm together.
-        let jitter = rand::rng().random_range(backoff / 2..=backoff);
-        tokio::select! {
-            _ = stop.cancelled() => break,
-            _ = tokio::time::sleep(jitter) => {}
-        }
-        backoff = (backoff * 2).min(max);
     }
 }
 
@@ -287,7 +239,7 @@ async fn submit(shared: Arc<Shared>, n: Notification, permit: OwnedSemaphorePerm
 async fn submit_segment(shared: &Shared, submit: Submit) -> SubmitOutcome {
     let mut attempt = 0;
     loop {
-        let session = shared.pick().await;
+        let session = shared.binds.pick().await;
         let outcome = session.submit(submit.clone()).await;
         let next = shared.retry.next(&outcome, attempt, &mut rand::rng());
         match next {
@@ -367,10 +319,7 @@ impl Handler<Unbind> for Shard {
 
     fn handle(&mut self, _: Unbind, _: &mut Context<Self>) -> Self::Result {
         self.stop.cancel();
-        let sessions: Vec<Session> = {
-            let binds = self.shared.binds.read().unwrap_or_else(|p| p.into_inner());
-            binds.iter().flatten().cloned().collect()
-        };
+        let sessions = self.shared.binds.sessions();
         Box::pin(async move {
             join_all(sessions.iter().map(Session::unbind)).await;
         })

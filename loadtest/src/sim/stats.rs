@@ -92,6 +92,7 @@ pub fn coding_name(data_coding: u8) -> String {
     match Coding::from_data_coding(data_coding) {
         Some(Coding::Gsm7) => "gsm7".to_string(),
         Some(Coding::Ucs2) => "ucs2".to_string(),
+        Some(Coding::Latin1) => "latin1".to_string(),
         None => format!("{data_coding:#04x}"),
     }
 }

@@ -1,0 +1,157 @@
+//! A carrier's binds: the sessions that are up, picked round robin for submits, and the task
+//! per bind that keeps it up — connect, wait until it closes, back off with jitter, again.
+//!
+//! A bind slot holds a transceiver or a transmitter (submits go through it); a carrier that
+//! wants separate receivers gets a receiver session beside each transmitter, which only
+//! delivers receipts.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock, RwLockWriteGuard};
+use std::time::Duration;
+
+use pigeon_smpp::session::{self, Inbound, Session, SessionConfig};
+use rand::Rng;
+use tokio::sync::{mpsc, Notify};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::metrics;
+
+/// What a kept session is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Takes submits (transceiver or transmitter).
+    Submit,
+    /// Only delivers receipts (receiver).
+    Receive,
+}
+
+/// The sessions of one carrier that are up.
+pub struct Binds {
+    name: Arc<str>,
+    /// One slot per bind; `None` while that bind is down.
+    submitters: RwLock<Vec<Option<Session>>>,
+    receivers: RwLock<Vec<Option<Session>>>,
+    up: Notify,
+    next: AtomicUsize,
+}
+
+fn write<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Binds {
+    pub fn new(name: Arc<str>, slots: usize) -> Binds {
+        Binds {
+            name,
+            submitters: RwLock::new(vec![None; slots]),
+            receivers: RwLock::new(vec![None; slots]),
+            up: Notify::new(),
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    /// A submitting session that is up, round robin; waits for one when all are down.
+    pub async fn pick(&self) -> Session {
+        loop {
+            let notified = self.up.notified();
+            if let Some(s) = self.try_pick() {
+                return s;
+            }
+            notified.await;
+        }
+    }
+
+    pub fn try_pick(&self) -> Option<Session> {
+        let binds = self.submitters.read().unwrap_or_else(|p| p.into_inner());
+        let n = binds.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        (0..n)
+            .filter_map(|i| binds[(start + i) % n].as_ref())
+            .find(|s| !s.is_closed())
+            .cloned()
+    }
+
+    fn set(&self, role: Role, i: usize, s: Option<Session>) {
+        let slots = match role {
+            Role::Submit => &self.submitters,
+            Role::Receive => &self.receivers,
+        };
+        let mut slots = write(slots);
+        slots[i] = s;
+        let up = slots.iter().filter(|b| b.is_some()).count();
+        drop(slots);
+        if role == Role::Submit {
+            metrics::carrier_binds(&self.name, up);
+            self.up.notify_waiters();
+        }
+    }
+
+    /// Every session that is up, of either role.
+    pub fn sessions(&self) -> Vec<Session> {
+        let mut all: Vec<Session> = self
+            .submitters
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .flatten()
+            .cloned()
+            .collect();
+        all.extend(
+            self.receivers
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .flatten()
+                .cloned(),
+        );
+        all
+    }
+}
+
+/// Keeps session `i` of `role` up until `stop`: connect, wait until it closes, back off with
+/// full jitter (100 ms doubling to 30 s; longer when the carrier says its bind quota is used
+/// up or the account is refused), again.
+pub async fn keep(
+    binds: Arc<Binds>,
+    role: Role,
+    i: usize,
+    cfg: SessionConfig,
+    inbound: mpsc::Sender<Inbound>,
+    stop: CancellationToken,
+) {
+    let first = Duration::from_millis(100);
+    let max = Duration::from_secs(30);
+    let mut backoff = first;
+    while !stop.is_cancelled() {
+        let connected = tokio::select! {
+            _ = stop.cancelled() => break,
+            r = session::connect(cfg.clone(), inbound.clone()) => r,
+        };
+        let mut floor = Duration::ZERO;
+        match connected {
+            Ok(s) => {
+                info!(carrier = %binds.name, bind = i, ?role, "bound");
+                backoff = first;
+                binds.set(role, i, Some(s.clone()));
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = s.closed() => {}
+                }
+                binds.set(role, i, None);
+                warn!(carrier = %binds.name, bind = i, ?role, "bind lost; reconnecting");
+            }
+            Err(e) => {
+                floor = e.retry_after_hint();
+                warn!(carrier = %binds.name, bind = i, ?role, error = %e, "bind failed");
+            }
+        }
+        // Anywhere in [backoff/2, backoff], so that binds do not reconnect in lock step.
+        let wait = rand::rng().random_range(backoff / 2..=backoff).max(floor);
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = tokio::time::sleep(wait) => {}
+        }
+        backoff = (backoff * 2).min(max);
+    }
+}
