@@ -93,6 +93,15 @@ pub struct EngineConfig {
     /// Largest debit event accepted, in bytes.
     #[serde(default = "d_max_event_bytes")]
     pub max_event_bytes: usize,
+    /// How long after the debit its SMS is still worth sending. An event older than this
+    /// when consumed is skipped (`stale_event`); a notification no carrier accepted within
+    /// it ends `expired` and is never sent late.
+    #[serde(default = "d_validity_ms")]
+    pub validity_ms: u64,
+    /// How long a notification waits for a bind of its carrier before it moves to the next
+    /// carrier of its route. New notifications skip a carrier with no bind up at once.
+    #[serde(default = "d_failover_after_ms")]
+    pub failover_after_ms: u64,
 }
 
 fn d_batch_max() -> usize {
@@ -116,6 +125,12 @@ fn d_receipt_timeout_ms() -> u64 {
 fn d_max_event_bytes() -> usize {
     4_096
 }
+fn d_validity_ms() -> u64 {
+    600_000
+}
+fn d_failover_after_ms() -> u64 {
+    2_000
+}
 
 impl Default for EngineConfig {
     fn default() -> Self {
@@ -128,6 +143,8 @@ impl Default for EngineConfig {
             drain_timeout_ms: d_drain_timeout_ms(),
             receipt_timeout_ms: d_receipt_timeout_ms(),
             max_event_bytes: d_max_event_bytes(),
+            validity_ms: d_validity_ms(),
+            failover_after_ms: d_failover_after_ms(),
         }
     }
 }
@@ -338,6 +355,10 @@ impl Default for MetricsConfig {
     }
 }
 
+/// Top-level sections, the only names environment overrides may start with.
+const SECTIONS: &[&str] =
+    &["kafka", "topics", "engine", "carriers", "routing", "templates", "metrics"];
+
 /// Every problem found in a configuration, each on its own line.
 #[derive(Debug, thiserror::Error)]
 #[error("{}", .0.join("\n"))]
@@ -358,7 +379,15 @@ impl Config {
     }
 
     fn from_figment(fig: Figment) -> Result<Config, ConfigErrors> {
-        let fig = fig.merge(Env::prefixed("PIGEON_").split("__"));
+        // Only variables naming a section: others with the prefix (PIGEON_CONFIG, tools'
+        // own settings) are not configuration.
+        let env = Env::prefixed("PIGEON_")
+            .filter(|k| {
+                let k = k.as_str().to_ascii_lowercase();
+                SECTIONS.iter().any(|s| k.starts_with(&format!("{s}__")))
+            })
+            .split("__");
+        let fig = fig.merge(env);
         let cfg: Config = fig.extract().map_err(figment_errors)?;
         cfg.validate()?;
         Ok(cfg)
@@ -533,6 +562,8 @@ mod tests {
             jail.create_file("pigeon.toml", GOOD)?;
             jail.set_env("PIGEON_KAFKA__BROKERS", "10.0.0.5:9092");
             jail.set_env("PIGEON_ENGINE__BATCH_MAX", "64");
+            jail.set_env("PIGEON_CONFIG", "pigeon.toml");
+            jail.set_env("PIGEON_TEST_BROKERS", "not configuration");
             let c = Config::load(Path::new("pigeon.toml")).map_err(|e| e.to_string())?;
             assert_eq!(c.kafka.brokers, "10.0.0.5:9092");
             assert_eq!(c.engine.batch_max, 64);

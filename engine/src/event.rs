@@ -180,6 +180,8 @@ fn salvage_version(bytes: &[u8]) -> Option<u64> {
 pub enum State {
     /// Accepted by a carrier (submit_sm_resp OK for every segment); waiting for receipts.
     Accepted,
+    /// The carrier named could not take it; it moved to the next carrier of its route.
+    Retrying,
     /// The carrier reported the message delivered.
     Delivered,
     /// The carrier reported it could not deliver the message.
@@ -201,12 +203,13 @@ pub enum State {
 impl State {
     /// Whether no further status follows for this event.
     pub fn is_terminal(self) -> bool {
-        !matches!(self, State::Accepted | State::Ambiguous)
+        !matches!(self, State::Accepted | State::Ambiguous | State::Retrying)
     }
 
     pub fn as_str(self) -> &'static str {
         match self {
             State::Accepted => "accepted",
+            State::Retrying => "retrying",
             State::Delivered => "delivered",
             State::Undelivered => "undelivered",
             State::Expired => "expired",

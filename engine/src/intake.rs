@@ -4,10 +4,14 @@
 //! actors: the intake actor is a shell around [`Intake::decide`].
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use pigeon_smpp::encoding;
+use time::OffsetDateTime;
+use tokio::time::Instant;
 
 use crate::event::{self, DebitEvent, Rejection};
+use crate::health::CarrierHealth;
 use crate::notification::{mask_number, Meta, Notification, Origin};
 use crate::router::{CarrierId, Router};
 use crate::template::Templates;
@@ -27,12 +31,22 @@ pub enum Decision {
     },
 }
 
+/// Limits the intake enforces.
+#[derive(Debug, Clone, Copy)]
+pub struct IntakeLimits {
+    pub max_event_bytes: usize,
+    /// A debit older than this when consumed is skipped (`stale_event`); a notification not
+    /// accepted by a carrier this long after its debit ends `expired`.
+    pub validity: Duration,
+}
+
 /// Decides each record's fate.
 #[derive(Debug)]
 pub struct Intake {
     templates: Templates,
     router: Router,
-    max_event_bytes: usize,
+    limits: IntakeLimits,
+    health: Arc<CarrierHealth>,
     /// Concatenation reference for the next multi-part message.
     next_ref: u8,
     /// Interned routes, so that notifications share them.
@@ -40,18 +54,24 @@ pub struct Intake {
 }
 
 impl Intake {
-    pub fn new(templates: Templates, router: Router, max_event_bytes: usize) -> Intake {
+    pub fn new(
+        templates: Templates,
+        router: Router,
+        limits: IntakeLimits,
+        health: Arc<CarrierHealth>,
+    ) -> Intake {
         Intake {
             templates,
             router,
-            max_event_bytes,
+            limits,
+            health,
             next_ref: 0,
             routes: Vec::new(),
         }
     }
 
     pub fn decide(&mut self, payload: &[u8], origin: Origin) -> Decision {
-        let ev = match event::decode(payload, self.max_event_bytes) {
+        let ev = match event::decode(payload, self.limits.max_event_bytes) {
             Ok(ev) => ev,
             Err((event_id, rejection)) => {
                 return Decision::Reject {
@@ -70,17 +90,33 @@ impl Intake {
                 };
             }
         };
-        let text = self.templates.render(&ev);
+        let age = OffsetDateTime::now_utc() - ev.occurred_at;
+        let Some(left) = self
+            .limits
+            .validity
+            .checked_sub(age.try_into().unwrap_or(Duration::ZERO))
+            .filter(|left| !left.is_zero())
+        else {
+            return Decision::Skip {
+                meta: meta(&ev, 0),
+                reason: "stale_event",
+            };
+        };
+        let body: Arc<str> = self.templates.render(&ev).into();
         let reference = self.next_ref;
         self.next_ref = self.next_ref.wrapping_add(1);
-        let text = encoding::segment(&text, reference);
+        let text = encoding::segment(&body, reference);
         let meta = meta(&ev, text.parts.len() as u32);
+        let route_pos = self.health.choose(&route, 0);
         Decision::Send(Notification {
             meta,
             origin,
             destination: msisdn.digits(),
+            body,
             text,
             route,
+            route_pos,
+            deadline: Instant::now() + left,
         })
     }
 }
@@ -127,13 +163,30 @@ mod tests {
         )
         .expect("valid");
         let templates = Templates::new(&cfg.templates).expect("templates");
-        Intake::new(templates, Router::new(&cfg.routing, &cfg.carriers), 4096)
+        let limits = IntakeLimits {
+            max_event_bytes: 4096,
+            validity: Duration::from_secs(600),
+        };
+        let health = Arc::new(CarrierHealth::new(1));
+        Intake::new(
+            templates,
+            Router::new(&cfg.routing, &cfg.carriers),
+            limits,
+            health,
+        )
     }
 
     fn event(dest: &str, locale: &str, merchant: &str) -> Vec<u8> {
+        event_at(dest, locale, merchant, OffsetDateTime::now_utc())
+    }
+
+    fn event_at(dest: &str, locale: &str, merchant: &str, at: OffsetDateTime) -> Vec<u8> {
+        let at = at
+            .format(&time::format_description::well_known::Rfc3339)
+            .expect("rfc3339");
         serde_json::json!({
             "schema_version": 1, "event_id": "evt-1", "transaction_id": "t-1",
-            "occurred_at": "2026-11-25T19:00:00Z", "customer_ref": "c-1",
+            "occurred_at": at, "customer_ref": "c-1",
             "destination": dest, "card_last4": "4242", "amount_minor": 1250,
             "currency": "GBP", "merchant": merchant, "locale": locale
         })
@@ -188,6 +241,25 @@ mod tests {
             Decision::Skip { reason, .. } => assert_eq!(reason, "no_route"),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn a_debit_older_than_the_validity_is_stale_and_a_fresh_one_has_what_is_left() {
+        let old = OffsetDateTime::now_utc() - time::Duration::minutes(11);
+        match intake().decide(&event_at("+447700900123", "en", "x", old), AT) {
+            Decision::Skip { reason, .. } => assert_eq!(reason, "stale_event"),
+            other => panic!("{other:?}"),
+        }
+        let recent = OffsetDateTime::now_utc() - time::Duration::minutes(4);
+        let Decision::Send(n) = intake().decide(&event_at("+447700900123", "en", "x", recent), AT)
+        else {
+            panic!("expected send");
+        };
+        let left = n.deadline - Instant::now();
+        assert!(
+            left > Duration::from_secs(350) && left <= Duration::from_secs(360),
+            "{left:?}"
+        );
     }
 
     #[test]

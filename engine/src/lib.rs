@@ -7,19 +7,26 @@
 //! - [`intake`]: decode, validate, render ([`template`]), encode and segment, route ([`router`]).
 //! - [`notification`]: what travels between stages for one debit; number masking.
 //! - [`matcher`]: receipt correlation table.
+//! - [`health`]: which carriers can take traffic, shared by the shards and the intake.
+//! - [`outcome`]: one verdict per notification from its segments' submit outcomes.
 //! - [`retry`]: which submit outcomes are retried, and the backoff.
 //! - [`actors`]: the actix shells around the above, and the messages between them.
 //! - [`pipeline`]: wiring, start-up and graceful drain.
 //! - [`metrics`]: every metric the engine emits.
 
 pub mod actors;
+pub mod breaker;
 pub mod config;
 pub mod event;
+pub mod flow;
+pub mod health;
 pub mod intake;
 pub mod matcher;
 pub mod metrics;
 pub mod notification;
+pub mod outcome;
 pub mod pipeline;
 pub mod retry;
 pub mod router;
+pub mod routing;
 pub mod template;

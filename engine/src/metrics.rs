@@ -34,6 +34,12 @@ pub fn submit_retry(carrier: &str, outcome: &'static str) {
         .increment(1);
 }
 
+/// A notification moved from `carrier` to the next carrier of its route.
+pub fn handed_over(carrier: &str, reason: &'static str) {
+    counter!("pigeon_handovers_total", "carrier" => carrier.to_owned(), "reason" => reason)
+        .increment(1);
+}
+
 pub fn receipt(carrier: &str, outcome: &'static str) {
     counter!("pigeon_receipts_total", "carrier" => carrier.to_owned(), "outcome" => outcome)
         .increment(1);

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use pigeon_smpp::encoding::Segmented;
 use time::OffsetDateTime;
+use tokio::time::Instant;
 
 use crate::event::{State, StatusEvent, SCHEMA_VERSION};
 use crate::router::CarrierId;
@@ -54,9 +55,23 @@ pub struct Notification {
     pub origin: Origin,
     /// Destination digits without `+`.
     pub destination: String,
+    /// The rendered message, kept to encode it again for another carrier.
+    pub body: Arc<str>,
+    /// `body` encoded and split for the carrier at `route_pos`.
     pub text: Segmented,
     /// Carriers to use, primary first.
     pub route: Arc<[CarrierId]>,
+    /// Position in `route` of the carrier this notification is with now.
+    pub route_pos: usize,
+    /// Not accepted by then: it ends `expired`, never sent late.
+    pub deadline: Instant,
+}
+
+impl Notification {
+    /// The carrier this notification is with now.
+    pub fn carrier(&self) -> CarrierId {
+        self.route.get(self.route_pos).copied().unwrap_or_default()
+    }
 }
 
 /// Masks all but the last four digits: `+447700900123` -> `+********0123`.

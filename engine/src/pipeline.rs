@@ -4,7 +4,7 @@
 //! consumed record is decided and every accepted notification has its receipt; commit;
 //! unbind every session; flush the producer.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use actix::{Actor, Addr, Arbiter};
@@ -17,11 +17,12 @@ use tracing::{info, warn};
 use crate::actors::checkpoint::{Checkpoint, CommitNow};
 use crate::actors::intake::IntakeActor;
 use crate::actors::matcher::{Awaiting, MatcherActor};
-use crate::actors::shard::{Shard, Unbind};
+use crate::actors::shard::{Shard, ShardLinks, Unbind};
 use crate::actors::sink::{Sink, SinkTopics};
 use crate::actors::source;
 use crate::config::Config;
-use crate::intake::Intake;
+use crate::health::CarrierHealth;
+use crate::intake::{Intake, IntakeLimits};
 use crate::matcher::Matcher;
 use crate::router::Router;
 use crate::template::Templates;
@@ -71,23 +72,37 @@ pub async fn run(cfg: Config, stop: CancellationToken) -> anyhow::Result<()> {
         e.arbiters
     };
     let arbiters: Vec<Arbiter> = (0..workers).map(|_| Arbiter::new()).collect();
+    let health = Arc::new(CarrierHealth::new(cfg.carriers.len()));
+    let peers = Arc::new(OnceLock::new());
     let shards: Vec<Addr<Shard>> = cfg
         .carriers
         .iter()
         .enumerate()
         .map(|(i, c)| {
-            let (c, m) = (c.clone(), matcher.clone());
+            let c = c.clone();
+            let links = ShardLinks {
+                matcher: matcher.clone(),
+                health: health.clone(),
+                peers: peers.clone(),
+                failover_after: Duration::from_millis(e.failover_after_ms),
+                mailbox,
+            };
             Shard::start_in_arbiter(&arbiters[i % workers].handle(), move |_| {
-                Shard::new(i, c, m, mailbox)
+                Shard::new(i, c, links)
             })
         })
         .collect();
+    let _ = peers.set(shards.clone());
     let intake_arbiter = Arbiter::new();
     let intake = {
         let (shards, sink) = (shards.clone(), sink.clone());
-        let max = e.max_event_bytes;
+        let limits = IntakeLimits {
+            max_event_bytes: e.max_event_bytes,
+            validity: Duration::from_millis(e.validity_ms),
+        };
+        let intake = Intake::new(templates, router, limits, health);
         IntakeActor::start_in_arbiter(&intake_arbiter.handle(), move |_| {
-            IntakeActor::new(Intake::new(templates, router, max), shards, sink, mailbox)
+            IntakeActor::new(intake, shards, sink, mailbox)
         })
     };
 

@@ -270,7 +270,7 @@ async fn a_carrier_wanting_transmitter_and_receiver_pairs_gets_them() {
     );
     let sessions = r.sim.binds;
     assert!(
-        sessions >= 4 + 1,
+        sessions > 4,
         "two pairs at carrier-a plus carrier-b: {sessions}"
     );
 }

@@ -4,7 +4,7 @@
 
 use bytes::BytesMut;
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
-use pigeon_smpp::encoding::segment;
+use pigeon_smpp::encoding::{segment, segment_with, Alphabet, Concatenation, SegmentOptions};
 use pigeon_smpp::receipt::{parse_receipt, ReceiptTlvs};
 use rusmpp::{
     pdus::SubmitSm,
@@ -18,6 +18,10 @@ use tokio_util::codec::{Decoder, Encoder};
 const GSM_ONE: &str = "Your account ****1234 was debited EUR 12.50 at SUPERMARKET on 31/01 12:00. \
 Balance EUR 1,024.10. Not you? Call +49 30 1234567.";
 const UCS2: &str = "您尾号1234的账户于01月31日12:00消费支出人民币12.50元，余额1024.10元。【银行】";
+/// Outside GSM 03.38 (ç, ô) but inside Latin-1: UCS-2 by default, Latin-1 where allowed.
+const LATIN1: &str =
+    "Votre compte ****1234 a été débité de 12,50 EUR chez Façade le 31/01 à 12:00. \
+Solde 1.024,10 EUR. Ce n'était pas vous ? Appelez le +33 1 23 45 67 89. Réf. côté banque: A-1.";
 
 fn bench_segment(c: &mut Criterion) {
     let gsm_two = format!("{GSM_ONE} {GSM_ONE} {{ref: [A-1]}}");
@@ -29,6 +33,43 @@ fn bench_segment(c: &mut Criterion) {
         b.iter(|| segment(black_box(&gsm_two), 7))
     });
     g.bench_function("ucs2", |b| b.iter(|| segment(black_box(UCS2), 7)));
+    g.finish();
+}
+
+fn bench_segment_with(c: &mut Criterion) {
+    let gsm_two = format!("{GSM_ONE} {GSM_ONE} {{ref: [A-1]}}");
+    let opts = |alphabet, concatenation| SegmentOptions {
+        alphabet,
+        concatenation,
+    };
+    let udh16 = opts(Alphabet::Gsm7, Concatenation::Udh16);
+    let sar = opts(Alphabet::Gsm7, Concatenation::Sar);
+    let latin1 = opts(Alphabet::Latin1, Concatenation::Udh8);
+    let payload = opts(Alphabet::Gsm7, Concatenation::MessagePayload);
+    assert_eq!(segment_with(&gsm_two, 7, &udh16).parts.len(), 2);
+    assert_eq!(
+        segment_with(&gsm_two, 7, &sar).sar.map(|s| s.total),
+        Some(2)
+    );
+    let l = segment_with(LATIN1, 7, &latin1);
+    assert_eq!((l.coding.data_coding(), l.parts.len()), (0x03, 2));
+    assert_eq!(segment(LATIN1, 7).parts.len(), 3);
+    let mut g = c.benchmark_group("segment_with");
+    g.bench_function("udh16_gsm_2_parts", |b| {
+        b.iter(|| segment_with(black_box(&gsm_two), 0x1234, &udh16))
+    });
+    g.bench_function("sar_gsm_2_parts", |b| {
+        b.iter(|| segment_with(black_box(&gsm_two), 0x1234, &sar))
+    });
+    g.bench_function("latin1_2_parts", |b| {
+        b.iter(|| segment_with(black_box(LATIN1), 7, &latin1))
+    });
+    g.bench_function("ucs2_3_parts_same_text", |b| {
+        b.iter(|| segment_with(black_box(LATIN1), 7, &SegmentOptions::default()))
+    });
+    g.bench_function("message_payload_gsm", |b| {
+        b.iter(|| segment_with(black_box(&gsm_two), 7, &payload))
+    });
     g.finish();
 }
 
@@ -66,5 +107,11 @@ fn bench_codec(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, bench_segment, bench_receipt, bench_codec);
+criterion_group!(
+    benches,
+    bench_segment,
+    bench_segment_with,
+    bench_receipt,
+    bench_codec
+);
 criterion_main!(benches);

@@ -4,120 +4,76 @@
 //!
 //! - GSM 03.38 default alphabet plus its extension table (`€ [ ] { } ^ ~ \ |` and form feed,
 //!   each sent as escape `0x1B` + code), **unpacked**: one septet per octet, `data_coding` 0x00.
+//! - ISO-8859-1 (Latin-1), one octet per character, `data_coding` 0x03, for carriers that take
+//!   it ([`Alphabet::Latin1`]).
 //! - Anything else goes as UCS-2 / UTF-16BE, `data_coding` 0x08; characters outside the BMP
 //!   (emoji) become surrogate pairs.
-//! - One part holds 160 septets (GSM) or 70 UTF-16 units (UCS-2). Longer text is split into
-//!   parts of at most 153 septets / 67 units, each prefixed by the 6-octet concatenation UDH
-//!   `05 00 03 ref total seq`. An escape pair and a surrogate pair are never split.
 //!
-//! The implementation is table driven rather than rusmpp-extra's encoders: those lack the form
-//! feed extension, a decoder, and a count that does not allocate.
+//! Which alphabet a text gets is [`Alphabet::choose`]; how a long text travels is
+//! [`Concatenation`]; both come per carrier in [`SegmentOptions`] and meet in
+//! [`segment_with`]. [`segment`] is the default (GSM 03.38 else UCS-2, 8-bit UDH).
+//!
+//! Limits, in septets (GSM) / UTF-16 units (UCS-2) / octets (Latin-1):
+//!
+//! | | single | 8-bit UDH | 16-bit UDH | SAR | message_payload |
+//! |---|---|---|---|---|---|
+//! | GSM 03.38 | 160 | 153 | 152 | 152 | no split |
+//! | UCS-2 | 70 | 67 | 66 | 66 | no split |
+//! | Latin-1 | 140 | 134 | 133 | 133 | no split |
+//!
+//! SAR parts carry no UDH, but the SMSC writes one over the air, and which one is its choice:
+//! `sar_msg_ref_num` is 16 bits, so it may well use the 7-octet 16-bit element. Pigeon therefore
+//! sizes SAR parts for the 16-bit element (152 / 66 / 133), one unit less than the 8-bit UDH
+//! limits, so a part never has to be split again by the SMSC.
+//!
+//! Latin-1 is an SMPP-side alphabet only: the air interface knows GSM 7-bit, 8-bit data and
+//! UCS-2, so the SMSC transcodes. The Latin-1 limits are the 140 octets of user data, which
+//! holds for any transcoding that keeps one octet (or less) per character.
+//!
+//! An escape pair and a surrogate pair are never split across parts.
+
+mod gsm;
+mod parse;
+
+pub use gsm::{is_gsm7, is_latin1};
+pub use parse::{decode, parse_part, reassemble, Part};
+
+use gsm::{gsm_encode_char, Septets, ESC};
 
 /// `data_coding` for the GSM 03.38 default alphabet.
 pub const DATA_CODING_GSM7: u8 = 0x00;
+/// `data_coding` for ISO-8859-1 (Latin-1).
+pub const DATA_CODING_LATIN1: u8 = 0x03;
 /// `data_coding` for UCS-2.
 pub const DATA_CODING_UCS2: u8 = 0x08;
 /// `esm_class` bit telling that `short_message` starts with a user data header.
 pub const ESM_CLASS_UDHI: u8 = 0x40;
 /// Septets in a single, unsplit GSM message.
 pub const GSM7_SINGLE: usize = 160;
-/// Septets per part of a split GSM message (room left for the UDH).
+/// Septets per part of a split GSM message (room left for the 8-bit UDH).
 pub const GSM7_PART: usize = 153;
+/// Septets per part with the 16-bit UDH (7 octets = 8 septets), and per SAR part.
+pub const GSM7_PART_UDH16: usize = 152;
 /// UTF-16 units in a single, unsplit UCS-2 message.
 pub const UCS2_SINGLE: usize = 70;
 /// UTF-16 units per part of a split UCS-2 message.
 pub const UCS2_PART: usize = 67;
-/// Most parts a concatenated message can have (the UDH counts them in one octet).
+/// UTF-16 units per part with the 16-bit UDH, and per SAR part.
+pub const UCS2_PART_UDH16: usize = 66;
+/// Octets in a single, unsplit Latin-1 message.
+pub const LATIN1_SINGLE: usize = 140;
+/// Octets per part of a split Latin-1 message (8-bit UDH).
+pub const LATIN1_PART: usize = 134;
+/// Octets per part with the 16-bit UDH, and per SAR part.
+pub const LATIN1_PART_UDH16: usize = 133;
+/// Most parts a concatenated message can have (the UDH and SAR count them in one octet).
 pub const MAX_PARTS: usize = 255;
-/// Length of the concatenation UDH written by [`segment`] (`05 00 03 ref total seq`).
+/// Length of the 8-bit concatenation UDH written by [`segment`] (`05 00 03 ref total seq`).
 pub const UDH_LEN: usize = 6;
-
-const ESC: u8 = 0x1B;
-
-/// The GSM 03.38 default alphabet, indexed by septet. 0x1B is the escape, never a character.
-const GSM_TABLE: [char; 128] = [
-    '@', '£', '$', '¥', 'è', 'é', 'ù', 'ì', 'ò', 'Ç', '\n', 'Ø', 'ø', '\r', 'Å', 'å', //
-    'Δ', '_', 'Φ', 'Γ', 'Λ', 'Ω', 'Π', 'Ψ', 'Σ', 'Θ', 'Ξ', '\u{1B}', 'Æ', 'æ', 'ß', 'É', //
-    ' ', '!', '"', '#', '¤', '%', '&', '\'', '(', ')', '*', '+', ',', '-', '.', '/', //
-    '0', '1', '2', '3', '4', '5', '6', '7', '8', '9', ':', ';', '<', '=', '>', '?', //
-    '¡', 'A', 'B', 'C', 'D', 'E', 'F', 'G', 'H', 'I', 'J', 'K', 'L', 'M', 'N', 'O', //
-    'P', 'Q', 'R', 'S', 'T', 'U', 'V', 'W', 'X', 'Y', 'Z', 'Ä', 'Ö', 'Ñ', 'Ü', '§', //
-    '¿', 'a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'i', 'j', 'k', 'l', 'm', 'n', 'o', //
-    'p', 'q', 'r', 's', 't', 'u', 'v', 'w', 'x', 'y', 'z', 'ä', 'ö', 'ñ', 'ü', 'à', //
-];
-
-/// The extension table: character and the code that follows the escape.
-const GSM_EXT: [(char, u8); 10] = [
-    ('\u{0C}', 0x0A),
-    ('^', 0x14),
-    ('{', 0x28),
-    ('}', 0x29),
-    ('\\', 0x2F),
-    ('[', 0x3C),
-    ('~', 0x3D),
-    (']', 0x3E),
-    ('|', 0x40),
-    ('€', 0x65),
-];
-
-const NONE: u8 = 0xFF;
-
-/// ASCII character -> septet, `NONE` when not in the default table.
-const ASCII_TO_GSM: [u8; 128] = {
-    let mut rev = [NONE; 128];
-    let mut i = 0;
-    while i < 128 {
-        let c = GSM_TABLE[i] as u32;
-        if c < 128 && i != ESC as usize {
-            rev[c as usize] = i as u8;
-        }
-        i += 1;
-    }
-    rev
-};
-
-/// How a character is written in GSM 03.38.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Septets {
-    One(u8),
-    /// Escape then this code.
-    Ext(u8),
-}
-
-impl Septets {
-    fn len(self) -> usize {
-        match self {
-            Septets::One(_) => 1,
-            Septets::Ext(_) => 2,
-        }
-    }
-}
-
-fn gsm_encode_char(c: char) -> Option<Septets> {
-    let cp = c as u32;
-    if cp < 128 {
-        let s = ASCII_TO_GSM[cp as usize];
-        if s != NONE {
-            return Some(Septets::One(s));
-        }
-    } else if let Some(i) = GSM_TABLE.iter().position(|&t| t == c) {
-        // Non-ASCII entries of the default table (positions are < 128, so the cast is exact).
-        return Some(Septets::One(i as u8));
-    }
-    GSM_EXT
-        .iter()
-        .find(|(ch, _)| *ch == c)
-        .map(|&(_, code)| Septets::Ext(code))
-}
-
-fn gsm_ext_char(code: u8) -> Option<char> {
-    GSM_EXT.iter().find(|(_, k)| *k == code).map(|&(ch, _)| ch)
-}
-
-/// Whether `c` can be written in GSM 03.38 (default or extension table).
-pub fn is_gsm7(c: char) -> bool {
-    gsm_encode_char(c).is_some()
-}
+/// Length of the 16-bit concatenation UDH (`06 08 04 refhi reflo total seq`).
+pub const UDH16_LEN: usize = 7;
+/// Most octets the `message_payload` TLV holds (its length field is 16 bits).
+pub const MESSAGE_PAYLOAD_MAX: usize = 65_535;
 
 /// The alphabet a message is sent in; maps to SMPP `data_coding`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -126,14 +82,17 @@ pub enum Coding {
     Gsm7,
     /// UCS-2 / UTF-16BE, `data_coding` 0x08.
     Ucs2,
+    /// ISO-8859-1, one octet per character, `data_coding` 0x03.
+    Latin1,
 }
 
 impl Coding {
-    /// The SMPP `data_coding` value: 0x00 for GSM 03.38, 0x08 for UCS-2.
+    /// The SMPP `data_coding` value: 0x00 GSM 03.38, 0x03 Latin-1, 0x08 UCS-2.
     pub fn data_coding(self) -> u8 {
         match self {
             Coding::Gsm7 => DATA_CODING_GSM7,
             Coding::Ucs2 => DATA_CODING_UCS2,
+            Coding::Latin1 => DATA_CODING_LATIN1,
         }
     }
 
@@ -142,61 +101,168 @@ impl Coding {
         match dc {
             DATA_CODING_GSM7 => Some(Coding::Gsm7),
             DATA_CODING_UCS2 => Some(Coding::Ucs2),
+            DATA_CODING_LATIN1 => Some(Coding::Latin1),
             _ => None,
         }
     }
 
-    /// (units in a single message, units per part when split).
-    fn limits(self) -> (usize, usize) {
-        match self {
-            Coding::Gsm7 => (GSM7_SINGLE, GSM7_PART),
-            Coding::Ucs2 => (UCS2_SINGLE, UCS2_PART),
-        }
-    }
-
-    /// Units (septets or UTF-16 units) `c` takes; `None` when GSM cannot carry it.
+    /// Units (septets, UTF-16 units or octets) `c` takes; `None` when the coding cannot carry
+    /// it.
     fn units(self, c: char) -> Option<usize> {
         match self {
             Coding::Gsm7 => gsm_encode_char(c).map(Septets::len),
             Coding::Ucs2 => Some(c.len_utf16()),
+            Coding::Latin1 => is_latin1(c).then_some(1),
+        }
+    }
+
+    /// Octets one unit takes in `short_message`.
+    fn octets_per_unit(self) -> usize {
+        match self {
+            Coding::Gsm7 | Coding::Latin1 => 1,
+            Coding::Ucs2 => 2,
         }
     }
 }
 
-/// A message ready for `submit_sm`: one `short_message` per segment, UDH included when split.
+/// Which alphabets a carrier accepts; [`Alphabet::choose`] picks one per text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Alphabet {
+    /// GSM 03.38 when every character fits (extension table included), else UCS-2.
+    #[default]
+    Gsm7,
+    /// GSM 03.38 when every character fits; else Latin-1 (`data_coding` 0x03) when every
+    /// character is in ISO-8859-1 (U+0000..=U+00FF); else UCS-2. GSM comes first because it
+    /// holds more characters per part (160 vs 140); Latin-1 saves the text that GSM cannot
+    /// carry (`ç`, `ê`, `` ` ``, ...) from UCS-2's 70.
+    Latin1,
+    /// Always UCS-2.
+    Ucs2Only,
+}
+
+impl Alphabet {
+    /// The coding `text` is sent in under this alphabet policy.
+    pub fn choose(self, text: &str) -> Coding {
+        match self {
+            Alphabet::Ucs2Only => Coding::Ucs2,
+            _ if text.chars().all(is_gsm7) => Coding::Gsm7,
+            Alphabet::Latin1 if text.chars().all(is_latin1) => Coding::Latin1,
+            _ => Coding::Ucs2,
+        }
+    }
+}
+
+/// How a text longer than one message travels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Concatenation {
+    /// Parts with the 8-bit-reference UDH `05 00 03 ref total seq` (the reference's low
+    /// octet), `esm_class` UDHI.
+    #[default]
+    Udh8,
+    /// Parts with the 16-bit-reference UDH `06 08 04 refhi reflo total seq`, one unit less per
+    /// part than [`Concatenation::Udh8`], `esm_class` UDHI.
+    Udh16,
+    /// Parts carry payload only; each `submit_sm` gets the `sar_msg_ref_num` (the reference),
+    /// `sar_total_segments` and `sar_segment_seqnum` TLVs (see [`Segmented::sar_for_part`]).
+    Sar,
+    /// One `submit_sm`, empty `short_message`, the whole text in the `message_payload` TLV; the
+    /// SMSC splits. Text over [`MESSAGE_PAYLOAD_MAX`] octets must be refused by the caller.
+    MessagePayload,
+}
+
+impl Concatenation {
+    /// Units per part when split; `None` when this concatenation never splits.
+    fn part_limit(self, coding: Coding) -> Option<usize> {
+        let limit = match (self, coding) {
+            (Concatenation::MessagePayload, _) => return None,
+            (Concatenation::Udh8, Coding::Gsm7) => GSM7_PART,
+            (Concatenation::Udh8, Coding::Ucs2) => UCS2_PART,
+            (Concatenation::Udh8, Coding::Latin1) => LATIN1_PART,
+            (Concatenation::Udh16 | Concatenation::Sar, Coding::Gsm7) => GSM7_PART_UDH16,
+            (Concatenation::Udh16 | Concatenation::Sar, Coding::Ucs2) => UCS2_PART_UDH16,
+            (Concatenation::Udh16 | Concatenation::Sar, Coding::Latin1) => LATIN1_PART_UDH16,
+        };
+        Some(limit)
+    }
+}
+
+/// A carrier's alphabet and long-message options; the default is [`segment`]'s behaviour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct SegmentOptions {
+    pub alphabet: Alphabet,
+    pub concatenation: Concatenation,
+}
+
+/// The SAR TLV values shared by every part of a [`Concatenation::Sar`] message; each part's
+/// `sar_segment_seqnum` is its index + 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SarInfo {
+    /// `sar_msg_ref_num`.
+    pub reference: u16,
+    /// `sar_total_segments`.
+    pub total: u8,
+}
+
+/// A message ready for `submit_sm`: one body per `submit_sm`, UDH included when split with a
+/// UDH.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Segmented {
     pub coding: Coding,
-    /// `short_message` bodies; when more than one, each starts with a concatenation UDH and
-    /// `esm_class` must carry UDHI (0x40).
+    /// One body per `submit_sm`. With more than one and no `sar`, each starts with a
+    /// concatenation UDH and `esm_class` must carry UDHI (see [`Segmented::esm_class`]).
     pub parts: Vec<Vec<u8>>,
+    /// Set when the parts are numbered by SAR TLVs instead of a UDH (never for one part).
+    pub sar: Option<SarInfo>,
+    /// The single part goes in the `message_payload` TLV, with an empty `short_message`.
+    pub payload_tlv: bool,
 }
 
 impl Segmented {
+    /// Whether every part starts with a concatenation UDH.
+    pub fn has_udh(&self) -> bool {
+        self.parts.len() > 1 && self.sar.is_none() && !self.payload_tlv
+    }
+
     /// `esm_class` for these parts (0x40 when they carry a UDH, else 0).
     pub fn esm_class(&self) -> u8 {
-        if self.parts.len() > 1 {
+        if self.has_udh() {
             ESM_CLASS_UDHI
         } else {
             0
         }
     }
+
+    /// (`sar_msg_ref_num`, `sar_total_segments`, `sar_segment_seqnum`) for part `index`, when
+    /// this message uses SAR and `index` is one of its parts.
+    pub fn sar_for_part(&self, index: usize) -> Option<(u16, u8, u8)> {
+        let sar = self.sar?;
+        let seq = u8::try_from(index + 1).ok().filter(|&s| s <= sar.total)?;
+        Some((sar.reference, sar.total, seq))
+    }
 }
 
 /// GSM 03.38 when every character fits (extension table included), else UCS-2.
 pub fn choose_coding(text: &str) -> Coding {
-    if text.chars().all(is_gsm7) {
-        Coding::Gsm7
-    } else {
-        Coding::Ucs2
-    }
+    Alphabet::Gsm7.choose(text)
 }
 
-/// Calls `boundary(char_index_end)` at each point where a new part must start, walking the
-/// text once; returns the number of parts. Shared by [`segment`] and [`segment_count`] so the
-/// two can never disagree.
-fn walk_parts(text: &str, coding: Coding, mut boundary: impl FnMut(usize)) -> usize {
-    let (single, part) = coding.limits();
+/// Calls `boundary(byte_index)` at each point where a new part must start, walking the text
+/// once; returns the number of parts. Shared by [`segment_with`] and [`segment_count_with`]
+/// so the two can never disagree.
+fn walk_parts(
+    text: &str,
+    coding: Coding,
+    concatenation: Concatenation,
+    mut boundary: impl FnMut(usize),
+) -> usize {
+    let Some(part) = concatenation.part_limit(coding) else {
+        return 1;
+    };
+    let single = match coding {
+        Coding::Gsm7 => GSM7_SINGLE,
+        Coding::Ucs2 => UCS2_SINGLE,
+        Coding::Latin1 => LATIN1_SINGLE,
+    };
     let total: usize = text.chars().filter_map(|c| coding.units(c)).sum();
     if total <= single {
         return 1;
@@ -220,7 +286,7 @@ fn write_char(coding: Coding, c: char, out: &mut Vec<u8>) {
         Coding::Gsm7 => match gsm_encode_char(c) {
             Some(Septets::One(s)) => out.push(s),
             Some(Septets::Ext(code)) => out.extend_from_slice(&[ESC, code]),
-            // choose_coding only picks Gsm7 when every character fits.
+            // Alphabet::choose only picks Gsm7 when every character fits.
             None => {}
         },
         Coding::Ucs2 => {
@@ -229,39 +295,63 @@ fn write_char(coding: Coding, c: char, out: &mut Vec<u8>) {
                 out.extend_from_slice(&u.to_be_bytes());
             }
         }
+        Coding::Latin1 => {
+            // Alphabet::choose only picks Latin1 when every character fits.
+            if let Ok(b) = u8::try_from(u32::from(c)) {
+                out.push(b);
+            }
+        }
     }
 }
 
 fn encode_payload(coding: Coding, text: &str) -> Vec<u8> {
-    let mut out = Vec::with_capacity(text.len() * 2);
+    let mut out = Vec::with_capacity(text.len() * coding.octets_per_unit());
     for c in text.chars() {
         write_char(coding, c, &mut out);
     }
     out
 }
 
-/// Encodes and splits `text`; `reference` is the concatenation reference shared by the parts.
+/// Encodes and splits `text` with the default options (GSM 03.38 else UCS-2, 8-bit UDH);
+/// `reference` is the concatenation reference shared by the parts.
 ///
 /// A single part carries no UDH (an empty text gives one empty part). Text needing more than
 /// [`MAX_PARTS`] parts cannot be numbered in an 8-bit UDH: callers must refuse it (check
 /// [`segment_count`]); if they do not, total and sequence saturate at 255.
 pub fn segment(text: &str, reference: u8) -> Segmented {
-    let coding = choose_coding(text);
+    segment_with(text, u16::from(reference), &SegmentOptions::default())
+}
+
+/// Encodes and splits `text` per a carrier's `opts`; `reference` is the concatenation
+/// reference (only its low octet with [`Concatenation::Udh8`]).
+///
+/// A text that fits one message is one part without UDH or SAR, whatever the concatenation
+/// (with [`Concatenation::MessagePayload`] it is always one part, flagged `payload_tlv`).
+/// Text needing more than [`MAX_PARTS`] parts must be refused by the caller (check
+/// [`segment_count_with`]); if it is not, total and sequence saturate at 255.
+pub fn segment_with(text: &str, reference: u16, opts: &SegmentOptions) -> Segmented {
+    let coding = opts.alphabet.choose(text);
+    let concatenation = opts.concatenation;
+    let payload_tlv = concatenation == Concatenation::MessagePayload;
     let mut starts = Vec::new();
-    let n = walk_parts(text, coding, |i| starts.push(i));
+    let n = walk_parts(text, coding, concatenation, |i| starts.push(i));
     if n == 1 {
         return Segmented {
             coding,
             parts: vec![encode_payload(coding, text)],
+            sar: None,
+            payload_tlv,
         };
     }
     let total = u8::try_from(n).unwrap_or(u8::MAX);
-    let (_, part_units) = coding.limits();
-    let per_part_bytes = UDH_LEN
-        + match coding {
-            Coding::Gsm7 => part_units,
-            Coding::Ucs2 => part_units * 2,
-        };
+    let [ref_hi, ref_lo] = reference.to_be_bytes();
+    let header: &[u8] = match concatenation {
+        Concatenation::Udh8 => &[0x05, 0x00, 0x03, ref_lo, total],
+        Concatenation::Udh16 => &[0x06, 0x08, 0x04, ref_hi, ref_lo, total],
+        Concatenation::Sar | Concatenation::MessagePayload => &[],
+    };
+    let part_units = concatenation.part_limit(coding).unwrap_or(0);
+    let per_part_bytes = header.len() + 1 + part_units * coding.octets_per_unit();
     let mut parts = Vec::with_capacity(n);
     let mut from = 0;
     for (seq, &to) in starts
@@ -269,121 +359,36 @@ pub fn segment(text: &str, reference: u8) -> Segmented {
         .chain(std::iter::once(&text.len()))
         .enumerate()
     {
-        let seq = u8::try_from(seq + 1).unwrap_or(u8::MAX);
         let mut p = Vec::with_capacity(per_part_bytes);
-        p.extend_from_slice(&[0x05, 0x00, 0x03, reference, total, seq]);
+        if !header.is_empty() {
+            p.extend_from_slice(header);
+            p.push(u8::try_from(seq + 1).unwrap_or(u8::MAX));
+        }
         for c in text[from..to].chars() {
             write_char(coding, c, &mut p);
         }
         parts.push(p);
         from = to;
     }
-    Segmented { coding, parts }
+    let sar = (concatenation == Concatenation::Sar).then_some(SarInfo { reference, total });
+    Segmented {
+        coding,
+        parts,
+        sar,
+        payload_tlv,
+    }
 }
 
 /// The number of segments `text` needs (what rate limits count), without allocating parts.
 pub fn segment_count(text: &str) -> usize {
-    walk_parts(text, choose_coding(text), |_| {})
+    segment_count_with(text, &SegmentOptions::default())
 }
 
-/// One received `short_message` split into its concatenation header (if any) and payload.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Part<'a> {
-    /// (reference, total, sequence starting at 1) when a concatenation UDH is present.
-    pub concat: Option<(u16, u8, u8)>,
-    pub payload: &'a [u8],
-}
-
-/// Splits a `short_message` into UDH and payload; `udhi` is esm_class & 0x40 != 0.
-///
-/// Understands the 8-bit (IEI 0x00) and 16-bit (IEI 0x08) concatenation elements and skips
-/// any other element. A header running past the message, an element running past the header,
-/// a concatenation element of the wrong length, or a total / sequence of 0 or sequence above
-/// total is [`EncodingError::BadUdh`].
-pub fn parse_part(short_message: &[u8], udhi: bool) -> Result<Part<'_>, EncodingError> {
-    if !udhi {
-        return Ok(Part {
-            concat: None,
-            payload: short_message,
-        });
-    }
-    let (&udhl, rest) = short_message.split_first().ok_or(EncodingError::BadUdh)?;
-    let udhl = usize::from(udhl);
-    if rest.len() < udhl {
-        return Err(EncodingError::BadUdh);
-    }
-    let (mut header, payload) = rest.split_at(udhl);
-    let mut concat = None;
-    while !header.is_empty() {
-        let [iei, len, tail @ ..] = header else {
-            return Err(EncodingError::BadUdh);
-        };
-        let len = usize::from(*len);
-        if tail.len() < len {
-            return Err(EncodingError::BadUdh);
-        }
-        let (data, next) = tail.split_at(len);
-        match (*iei, data) {
-            (0x00, &[r, total, seq]) => concat = Some((u16::from(r), total, seq)),
-            (0x08, &[hi, lo, total, seq]) => {
-                concat = Some((u16::from_be_bytes([hi, lo]), total, seq))
-            }
-            (0x00 | 0x08, _) => return Err(EncodingError::BadUdh),
-            _ => {}
-        }
-        header = next;
-    }
-    if let Some((_, total, seq)) = concat {
-        if total == 0 || seq == 0 || seq > total {
-            return Err(EncodingError::BadUdh);
-        }
-    }
-    Ok(Part { concat, payload })
-}
-
-/// Decodes a payload (no UDH) in `coding` back to text.
-///
-/// GSM: an escape followed by a code missing from the extension table decodes as the default
-/// table's character for that code (3GPP TS 23.038 §6.2.1.1); a trailing escape or a byte
-/// above 0x7F is an error. UCS-2: an odd length or an unpaired surrogate is an error.
-pub fn decode(coding: Coding, payload: &[u8]) -> Result<String, EncodingError> {
-    match coding {
-        Coding::Gsm7 => {
-            let mut out = String::with_capacity(payload.len());
-            let mut it = payload.iter().copied();
-            while let Some(b) = it.next() {
-                if b > 0x7F {
-                    return Err(EncodingError::BadSeptet(b));
-                }
-                if b == ESC {
-                    let code = it.next().ok_or(EncodingError::BadSeptet(ESC))?;
-                    if code > 0x7F {
-                        return Err(EncodingError::BadSeptet(code));
-                    }
-                    match gsm_ext_char(code) {
-                        Some(c) => out.push(c),
-                        // Escape-escape (a further extension table) shows as a space.
-                        None if code == ESC => out.push(' '),
-                        None => out.push(GSM_TABLE[usize::from(code)]),
-                    }
-                } else {
-                    out.push(GSM_TABLE[usize::from(b)]);
-                }
-            }
-            Ok(out)
-        }
-        Coding::Ucs2 => {
-            if payload.len() % 2 != 0 {
-                return Err(EncodingError::BadUcs2);
-            }
-            let units = payload
-                .chunks_exact(2)
-                .map(|p| u16::from_be_bytes([p[0], p[1]]));
-            char::decode_utf16(units)
-                .collect::<Result<String, _>>()
-                .map_err(|_| EncodingError::BadUcs2)
-        }
-    }
+/// The number of `submit_sm` PDUs [`segment_with`] makes for `text` and `opts`, without
+/// allocating parts. With [`Concatenation::MessagePayload`] this is 1 although the SMSC still
+/// splits over the air (into what [`Concatenation::Udh8`] would count).
+pub fn segment_count_with(text: &str, opts: &SegmentOptions) -> usize {
+    walk_parts(text, opts.alphabet.choose(text), opts.concatenation, |_| {})
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -394,7 +399,12 @@ pub enum EncodingError {
     BadSeptet(u8),
     #[error("ucs-2 payload has an odd length or an unpaired surrogate")]
     BadUcs2,
+    #[error("parts are missing, out of order or disagree on reference or total")]
+    BadConcatenation,
 }
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod options_tests;

@@ -18,10 +18,12 @@ pub const SUBMIT_RESPONSE_SECONDS: &str = "pigeon_smpp_submit_response_seconds";
 pub const RECEIPTS_TOTAL: &str = "pigeon_smpp_receipts_total";
 /// Counter: responses whose request had already timed out or was never sent.
 pub const UNMATCHED_RESPONSES_TOTAL: &str = "pigeon_smpp_unmatched_responses_total";
+/// Counter: `deliver_sm` PDUs rusmpp could not decode, acknowledged and read leniently.
+pub const MALFORMED_DELIVER_SM_TOTAL: &str = "pigeon_smpp_malformed_deliver_sm_total";
 /// Counter: sessions bound.
 pub const BINDS_TOTAL: &str = "pigeon_smpp_binds_total";
 /// Counter: bind attempts that failed, label `reason` (`connect`, `timeout`, `refused`,
-/// `protocol`).
+/// `tls`, `config`, `protocol`).
 pub const BIND_FAILURES_TOTAL: &str = "pigeon_smpp_bind_failures_total";
 /// Counter: sessions closed, label `reason` (`unbound`, `peer_unbound`, `peer_closed`,
 /// `decode_error`, `protocol_error`, `io_error`, `enquire_link_timeout`, `write_timeout`,
@@ -41,6 +43,10 @@ pub fn describe() {
     );
     metrics::describe_counter!(RECEIPTS_TOTAL, "delivery receipts by result");
     metrics::describe_counter!(UNMATCHED_RESPONSES_TOTAL, "responses matching no request");
+    metrics::describe_counter!(
+        MALFORMED_DELIVER_SM_TOTAL,
+        "deliver_sm pdus rusmpp could not decode, read leniently"
+    );
     metrics::describe_counter!(BINDS_TOTAL, "successful binds");
     metrics::describe_counter!(BIND_FAILURES_TOTAL, "failed binds by reason");
     metrics::describe_counter!(SESSIONS_CLOSED_TOTAL, "sessions closed by reason");
@@ -69,6 +75,10 @@ pub(crate) fn receipt(result: &'static str) {
 
 pub(crate) fn unmatched_response() {
     metrics::counter!(UNMATCHED_RESPONSES_TOTAL).increment(1);
+}
+
+pub(crate) fn malformed_deliver_sm() {
+    metrics::counter!(MALFORMED_DELIVER_SM_TOTAL).increment(1);
 }
 
 pub(crate) fn bound() {

@@ -9,10 +9,15 @@
 //!   `text:` cut short or absent, dates of any length. Only `id` and `stat` are needed.
 //! - Nothing here panics on any input: receipts come from the outside world.
 //! - Carriers spell ids differently in `submit_sm_resp` and in receipts (hex vs decimal, case,
-//!   leading zeros): see [`normalise_message_id`] and [`match_key`].
+//!   leading zeros): see [`normalise_message_id`] and [`match_key`]; which [`IdForm`] a carrier
+//!   needs is found by [`id_forms_agree`] (one known pair) and [`IdFormLearner`] (the stream).
 
 use std::borrow::Cow;
 use std::fmt::Write as _;
+
+mod idform;
+
+pub use idform::{id_forms_agree, IdFormLearner, DEFAULT_LEARN_WINDOW};
 
 /// Final (or intermediate) state of a message as the carrier reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -12,10 +12,13 @@ use std::time::Duration;
 use pigeon_smpp::session::{self, Inbound, Session, SessionConfig};
 use rand::Rng;
 use tokio::sync::{mpsc, Notify};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::health::CarrierHealth;
 use crate::metrics;
+use crate::router::CarrierId;
 
 /// What a kept session is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,6 +32,8 @@ pub enum Role {
 /// The sessions of one carrier that are up.
 pub struct Binds {
     name: Arc<str>,
+    carrier: CarrierId,
+    health: Arc<CarrierHealth>,
     /// One slot per bind; `None` while that bind is down.
     submitters: RwLock<Vec<Option<Session>>>,
     receivers: RwLock<Vec<Option<Session>>>,
@@ -41,9 +46,16 @@ fn write<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
 }
 
 impl Binds {
-    pub fn new(name: Arc<str>, slots: usize) -> Binds {
+    pub fn new(
+        name: Arc<str>,
+        carrier: CarrierId,
+        slots: usize,
+        health: Arc<CarrierHealth>,
+    ) -> Binds {
         Binds {
             name,
+            carrier,
+            health,
             submitters: RwLock::new(vec![None; slots]),
             receivers: RwLock::new(vec![None; slots]),
             up: Notify::new(),
@@ -60,6 +72,11 @@ impl Binds {
             }
             notified.await;
         }
+    }
+
+    /// As [`Binds::pick`], but gives up at `deadline`.
+    pub async fn pick_until(&self, deadline: Instant) -> Option<Session> {
+        tokio::time::timeout_at(deadline, self.pick()).await.ok()
     }
 
     pub fn try_pick(&self) -> Option<Session> {
@@ -83,6 +100,7 @@ impl Binds {
         drop(slots);
         if role == Role::Submit {
             metrics::carrier_binds(&self.name, up);
+            self.health.set_binds_up(self.carrier, up);
             self.up.notify_waiters();
         }
     }

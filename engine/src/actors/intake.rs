@@ -55,7 +55,7 @@ impl Handler<Records> for IntakeActor {
             };
             match self.intake.decide(&r.payload, origin) {
                 Decision::Send(n) => {
-                    if let Some(batch) = n.route.first().and_then(|&c| per_shard.get_mut(c)) {
+                    if let Some(batch) = per_shard.get_mut(n.carrier()) {
                         batch.push(n);
                     }
                 }

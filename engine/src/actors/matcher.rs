@@ -95,6 +95,7 @@ impl Handler<Submitted> for MatcherActor {
                 SubmitResult::NotAccepted { status, origin, .. } => {
                     publish.statuses.push((*status, Some(origin)));
                 }
+                SubmitResult::Progress { status } => publish.statuses.push((*status, None)),
             }
         }
         publish

@@ -50,6 +50,8 @@ pub enum SubmitResult {
         status: Box<StatusEvent>,
         origin: Origin,
     },
+    /// A status on the way (e.g. `retrying`), not a decision: no checkpoint.
+    Progress { status: Box<StatusEvent> },
 }
 
 /// Submit outcomes, shard -> matcher.

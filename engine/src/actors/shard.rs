@@ -4,7 +4,7 @@
 //! the matcher in batches.
 
 use std::num::NonZeroU32;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use actix::{Actor, Addr, Context, Handler, Message, ResponseFuture};
@@ -14,6 +14,7 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use pigeon_smpp::session::Inbound;
 use pigeon_smpp::session::{self, BindKind, Session, SessionConfig, Submit, SubmitOutcome};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::binds::{self, Binds, Role};
@@ -21,9 +22,11 @@ use super::matcher::MatcherActor;
 use super::{Dispatch, Receipts, SubmitResult, Submitted};
 use crate::config::{BindType, CarrierConfig};
 use crate::event::State;
+use crate::health::CarrierHealth;
 use crate::matcher::Accepted;
 use crate::metrics;
 use crate::notification::Notification;
+use crate::outcome::{self, Verdict};
 use crate::retry::{Next, RetryPolicy};
 use crate::router::CarrierId;
 
@@ -35,6 +38,11 @@ struct Shared {
     binds: Arc<Binds>,
     limiter: DefaultDirectRateLimiter,
     retry: RetryPolicy,
+    /// How long a notification waits for a bind before it moves to the next carrier.
+    failover_after: Duration,
+    health: Arc<CarrierHealth>,
+    /// Every carrier's shard, by carrier id; set once all are started.
+    peers: Arc<OnceLock<Vec<Addr<Shard>>>>,
     /// Notifications in flight at most: binds x window.
     in_flight: Arc<Semaphore>,
     results: mpsc::Sender<SubmitResult>,
@@ -52,6 +60,17 @@ impl Shared {
     }
 }
 
+/// What a shard is connected to.
+pub struct ShardLinks {
+    pub matcher: Addr<MatcherActor>,
+    pub health: Arc<CarrierHealth>,
+    /// Every carrier's shard, by carrier id; filled once all are started.
+    pub peers: Arc<OnceLock<Vec<Addr<Shard>>>>,
+    /// How long a notification waits for a bind before it moves to the next carrier.
+    pub failover_after: Duration,
+    pub mailbox: usize,
+}
+
 pub struct Shard {
     shared: Arc<Shared>,
     cfg: CarrierConfig,
@@ -62,34 +81,35 @@ pub struct Shard {
 }
 
 impl Shard {
-    pub fn new(
-        carrier: CarrierId,
-        cfg: CarrierConfig,
-        matcher: Addr<MatcherActor>,
-        mailbox: usize,
-    ) -> Shard {
+    pub fn new(carrier: CarrierId, cfg: CarrierConfig, links: ShardLinks) -> Shard {
         let sps = NonZeroU32::new(cfg.max_segments_per_second).unwrap_or(NonZeroU32::MIN);
+        // A burst of 50 ms worth at most, so the carrier sees the rate, not a spike.
+        let burst = NonZeroU32::new(sps.get() / 20).unwrap_or(NonZeroU32::MIN);
         let (tx, rx) = mpsc::channel(1024);
+        let name: Arc<str> = cfg.name.as_str().into();
         let shared = Arc::new(Shared {
             carrier,
-            name: cfg.name.as_str().into(),
+            name: name.clone(),
             source_addr: cfg.source_addr.clone(),
-            binds: Arc::new(Binds::new(cfg.name.as_str().into(), cfg.binds)),
-            limiter: RateLimiter::direct(Quota::per_second(sps)),
+            binds: Arc::new(Binds::new(name, carrier, cfg.binds, links.health.clone())),
+            limiter: RateLimiter::direct(Quota::per_second(sps).allow_burst(burst)),
             retry: RetryPolicy {
                 max_retries: cfg.max_submit_retries,
                 base: Duration::from_millis(cfg.retry_backoff_ms),
                 cap: Duration::from_millis(cfg.retry_backoff_max_ms),
             },
+            failover_after: links.failover_after,
+            health: links.health,
+            peers: links.peers,
             in_flight: Arc::new(Semaphore::new(cfg.binds * cfg.window)),
             results: tx,
         });
         Shard {
             shared,
             cfg,
-            matcher,
+            matcher: links.matcher,
             stop: CancellationToken::new(),
-            mailbox,
+            mailbox: links.mailbox,
             results_rx: Some(rx),
         }
     }
@@ -215,8 +235,10 @@ impl Handler<Dispatch> for Shard {
     }
 }
 
-/// Submits every segment of `n`, each with its own retries, then reports the outcome.
+/// Submits every segment of `n`, each with its own retries, then reports the verdict or
+/// hands `n` to the next carrier of its route.
 async fn submit(shared: Arc<Shared>, n: Notification, permit: OwnedSemaphorePermit) {
+    let can_hand_over = n.route_pos + 1 < n.route.len();
     let sends = n.text.parts.iter().map(|p| {
         let submit = Submit {
             source_addr: shared.source_addr.clone(),
@@ -226,86 +248,104 @@ async fn submit(shared: Arc<Shared>, n: Notification, permit: OwnedSemaphorePerm
             short_message: Bytes::copy_from_slice(p),
             registered_delivery: true,
         };
-        submit_segment(&shared, submit)
+        submit_segment(&shared, submit, n.deadline, can_hand_over)
     });
     let outcomes = join_all(sends).await;
     drop(permit);
-    let result = conclude(&shared, n, outcomes);
+    let expired = Instant::now() >= n.deadline;
+    let segments = u64::from(n.meta.segments);
+    let result = match outcome::conclude(outcomes, can_hand_over, expired) {
+        Verdict::Accepted(message_ids) => {
+            metrics::submit(&shared.name, "accepted", segments);
+            let accepted = Accepted {
+                meta: n.meta,
+                carrier: shared.carrier,
+                carrier_name: shared.name.clone(),
+                message_ids,
+            };
+            SubmitResult::Accepted {
+                accepted,
+                origin: n.origin,
+            }
+        }
+        Verdict::HandOver { reason } => return hand_over(&shared, n, reason).await,
+        Verdict::End {
+            state,
+            reason,
+            command_status,
+            ids,
+        } => {
+            metrics::submit(&shared.name, reason, segments);
+            let mut status = n.meta.status(state);
+            status.reason = Some(reason.to_owned());
+            status.carrier = Some(shared.name.to_string());
+            status.command_status = command_status;
+            status.message_ids = ids;
+            SubmitResult::NotAccepted {
+                status: Box::new(status),
+                origin: n.origin,
+            }
+        }
+    };
     let _ = shared.results.send(result).await;
 }
 
+/// Moves `n` to the next carrier of its route that is up (or simply the next), with a
+/// `retrying` status naming the carrier it leaves.
+async fn hand_over(shared: &Shared, mut n: Notification, reason: &'static str) {
+    let mut status = n.meta.status(State::Retrying);
+    status.reason = Some(reason.to_owned());
+    status.carrier = Some(shared.name.to_string());
+    let _ = shared
+        .results
+        .send(SubmitResult::Progress {
+            status: Box::new(status),
+        })
+        .await;
+    metrics::handed_over(&shared.name, reason);
+    n.route_pos = shared.health.choose(&n.route, n.route_pos + 1);
+    let Some(peer) = shared.peers.get().and_then(|p| p.get(n.carrier())) else {
+        return;
+    };
+    if peer.send(Dispatch(vec![n])).await.is_err() {
+        tracing::error!("a carrier shard is gone");
+    }
+}
+
 /// One segment through any bind that is up, retried as the carrier's policy says. Every
-/// retry takes its own place in the carrier's rate.
-async fn submit_segment(shared: &Shared, submit: Submit) -> SubmitOutcome {
+/// retry takes its own place in the carrier's rate. Gives up (as `NotSent`) when no bind
+/// comes up before the deadline, or within the failover time when another carrier remains.
+async fn submit_segment(
+    shared: &Shared,
+    submit: Submit,
+    deadline: Instant,
+    can_hand_over: bool,
+) -> SubmitOutcome {
     let mut attempt = 0;
     loop {
-        let session = shared.binds.pick().await;
+        let wait_until = if can_hand_over {
+            deadline.min(Instant::now() + shared.failover_after)
+        } else {
+            deadline
+        };
+        let Some(session) = shared.binds.pick_until(wait_until).await else {
+            return SubmitOutcome::NotSent;
+        };
         let outcome = session.submit(submit.clone()).await;
         let next = shared.retry.next(&outcome, attempt, &mut rand::rng());
         match next {
             Next::Done => return outcome,
             Next::RetryNow => {}
-            Next::RetryAfter(d) => tokio::time::sleep(d).await,
+            Next::RetryAfter(d) => {
+                if Instant::now() + d >= deadline {
+                    return outcome;
+                }
+                tokio::time::sleep(d).await;
+            }
         }
         metrics::submit_retry(&shared.name, outcome.label());
         attempt += 1;
         shared.rate(1).await;
-    }
-}
-
-/// One outcome for the whole notification from its segments' outcomes.
-fn conclude(shared: &Shared, n: Notification, outcomes: Vec<SubmitOutcome>) -> SubmitResult {
-    let mut ids = Vec::with_capacity(outcomes.len());
-    let mut refused = None;
-    let mut ambiguous = false;
-    let mut not_sent = false;
-    for o in outcomes {
-        match o {
-            SubmitOutcome::Accepted { message_id } => ids.push(message_id),
-            SubmitOutcome::Rejected { command_status } => {
-                refused.get_or_insert(command_status);
-            }
-            SubmitOutcome::Timeout | SubmitOutcome::Lost => ambiguous = true,
-            SubmitOutcome::NotSent => not_sent = true,
-        }
-    }
-    let segments = n.meta.segments as u64;
-    if ids.len() == n.text.parts.len() {
-        metrics::submit(&shared.name, "accepted", segments);
-        let accepted = Accepted {
-            meta: n.meta,
-            carrier: shared.carrier,
-            carrier_name: shared.name.clone(),
-            message_ids: ids,
-        };
-        return SubmitResult::Accepted {
-            accepted,
-            origin: n.origin,
-        };
-    }
-    let (state, reason, outcome) = if let Some(status) = refused {
-        let reason = match session::classify(status) {
-            session::StatusClass::Throttled => "carrier_throttled",
-            session::StatusClass::QueueFull => "carrier_queue_full",
-            session::StatusClass::Retryable => "carrier_error",
-            session::StatusClass::Permanent => "carrier_refused",
-        };
-        (State::Failed, reason, "refused")
-    } else if ambiguous {
-        (State::Ambiguous, "no_submit_response", "ambiguous")
-    } else {
-        debug_assert!(not_sent);
-        (State::Failed, "carrier_unavailable", "not_sent")
-    };
-    metrics::submit(&shared.name, outcome, segments);
-    let mut status = n.meta.status(state);
-    status.reason = Some(reason.to_owned());
-    status.carrier = Some(shared.name.to_string());
-    status.command_status = refused;
-    status.message_ids = ids;
-    SubmitResult::NotAccepted {
-        status: Box::new(status),
-        origin: n.origin,
     }
 }
 

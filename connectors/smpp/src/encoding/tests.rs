@@ -28,18 +28,19 @@ fn reassemble(seg: &Segmented) -> String {
 fn payload_units(seg: &Segmented, p: &[u8]) -> usize {
     let payload = parse_part(p, seg.parts.len() > 1).unwrap().payload;
     match seg.coding {
-        Coding::Gsm7 => payload.len(),
+        Coding::Gsm7 | Coding::Latin1 => payload.len(),
         Coding::Ucs2 => payload.len() / 2,
     }
 }
 
 #[test]
 fn data_coding_round_trip() {
-    for c in [Coding::Gsm7, Coding::Ucs2] {
+    for c in [Coding::Gsm7, Coding::Ucs2, Coding::Latin1] {
         assert_eq!(Coding::from_data_coding(c.data_coding()), Some(c));
     }
     assert_eq!(Coding::Gsm7.data_coding(), 0x00);
     assert_eq!(Coding::Ucs2.data_coding(), 0x08);
+    assert_eq!(Coding::Latin1.data_coding(), 0x03);
     assert_eq!(Coding::from_data_coding(0x04), None);
 }
 
@@ -220,6 +221,7 @@ proptest! {
             (Coding::Gsm7, true) => GSM7_PART,
             (Coding::Ucs2, false) => UCS2_SINGLE,
             (Coding::Ucs2, true) => UCS2_PART,
+            (Coding::Latin1, _) => unreachable!("the default alphabet never picks latin-1"),
         };
         for p in &seg.parts {
             prop_assert!(payload_units(&seg, p) <= limit);

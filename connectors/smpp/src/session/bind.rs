@@ -1,34 +1,46 @@
-//! The bind handshake: TCP connect, bind request, wait for its response.
+//! The bind handshake: TCP connect, then bind request and its response over any stream.
 //!
 //! Role: turn a [`SessionConfig`] into a bound connection (or a [`SessionError`] saying why
-//! not), answering the peer's enquire_link meanwhile. [`super::connect`] bounds it with
-//! `bind_timeout` and hands the connection to the socket task.
+//! not), answering the peer's enquire_link meanwhile. [`super::connect`] bounds it (with the
+//! TLS handshake in between) by `bind_timeout` and hands the connection to the socket task.
 
 use futures::{SinkExt, StreamExt};
-use rusmpp::{tokio_codec::CommandCodec, Command, CommandId, CommandStatus, Pdu};
+use rusmpp::{Command, CommandId, CommandStatus, Pdu};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_util::codec::Framed;
 use tracing::debug;
 
+use super::codec::{Frame, FrameError, SessionCodec};
 use super::{pdu, SessionConfig, SessionError};
 use crate::metrics;
 
-pub(super) type Conn = Framed<TcpStream, CommandCodec>;
+/// A connection framed into PDUs, over plain TCP or TLS.
+pub(super) type Conn<S> = Framed<S, SessionCodec>;
 
 /// Sequence number of the bind request; the task's window starts after it.
 pub(super) const BIND_SEQUENCE: u32 = 1;
 
-pub(super) async fn bind(cfg: &SessionConfig) -> Result<Conn, SessionError> {
-    let request = pdu::bind_command(cfg, BIND_SEQUENCE)?;
+/// TCP connect with Nagle off.
+pub(super) async fn dial(cfg: &SessionConfig) -> Result<TcpStream, SessionError> {
     let stream = TcpStream::connect(&cfg.addr)
         .await
         .map_err(|source| SessionError::Connect {
             addr: cfg.addr.clone(),
             source,
         })?;
-    // Small PDUs, latency matters more than packet count.
+    // Small PDUs, latency matters more than packet count (writes are batched anyway).
     let _ = stream.set_nodelay(true);
-    let mut framed = Framed::new(stream, CommandCodec::new());
+    Ok(stream)
+}
+
+/// Sends the bind request over `stream` and waits for its response.
+pub(super) async fn bind<S>(cfg: &SessionConfig, stream: S) -> Result<Conn<S>, SessionError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let request = pdu::bind_command(cfg, BIND_SEQUENCE)?;
+    let mut framed = Framed::new(stream, SessionCodec::new());
     metrics::pdu(pdu::command_name(request.id()), "tx");
     framed.send(request).await.map_err(encode_io)?;
     loop {
@@ -39,7 +51,13 @@ pub(super) async fn bind(cfg: &SessionConfig) -> Result<Conn, SessionError> {
                 ))
             }
             Some(Err(e)) => return Err(SessionError::Protocol(format!("pdu decode failed: {e}"))),
-            Some(Ok(cmd)) => cmd,
+            Some(Ok(Frame::Malformed(m))) => {
+                return Err(SessionError::Protocol(format!(
+                    "undecodable pdu {:#010x} during bind: {}",
+                    m.command_id, m.error
+                )))
+            }
+            Some(Ok(Frame::Command(cmd))) => cmd,
         };
         metrics::pdu(pdu::command_name(cmd.id()), "rx");
         match cmd.id() {
@@ -78,9 +96,9 @@ pub(super) async fn bind(cfg: &SessionConfig) -> Result<Conn, SessionError> {
     }
 }
 
-fn encode_io(e: rusmpp::tokio_codec::EncodeError) -> SessionError {
+fn encode_io(e: FrameError) -> SessionError {
     match e {
-        rusmpp::tokio_codec::EncodeError::Io(io) => SessionError::Io(io),
+        FrameError::Io(io) => SessionError::Io(io),
         other => SessionError::Protocol(other.to_string()),
     }
 }

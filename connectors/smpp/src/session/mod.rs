@@ -1,150 +1,57 @@
 //! One SMPP client session per bind.
 //!
-//! Role: own one TCP connection to an SMSC from bind to unbind. [`connect`] binds and spawns
-//! the socket task (see `task.rs`), the only code that touches the socket; callers hold a
-//! cheap, cloneable [`Session`] handle and send it actions. Submits are pipelined up to
-//! `window` in flight, each keyed by sequence number with its own response timeout (see
-//! [`window`]); receipts are acknowledged and handed on as [`Inbound::Receipt`].
+//! Role: own one connection to an SMSC (plain TCP or TLS) from bind to unbind. [`connect`]
+//! binds and spawns the socket task (see `task/`), the only code that touches the socket;
+//! callers hold a cheap, cloneable [`Session`] handle and send it actions. Submits are
+//! pipelined up to `window` in flight, each keyed by sequence number with its own response
+//! timeout (see [`window`]); receipts are acknowledged and handed on as [`Inbound::Receipt`].
 //!
 //! Lifecycle (states of the socket task):
-//! - **binding**: TCP connect and bind request, bounded by `bind_timeout`; a refusal is
-//!   [`SessionError::BindRefused`].
-//! - **bound**: submits are written as window slots allow; enquire_link is sent after
-//!   `enquire_link_interval` without receiving anything; the peer's enquire_link, deliver_sm
-//!   and unbind are answered.
+//! - **binding**: TCP connect, TLS handshake when configured, bind request, all bounded by
+//!   `bind_timeout`; a refusal is [`SessionError::BindRefused`] (see
+//!   [`SessionError::retry_after_hint`] before trying again).
+//! - **bound**: submits are written as window slots allow (a receiver bind refuses them with
+//!   `NotSent`); enquire_link is sent after `enquire_link_interval` without receiving
+//!   anything; the peer's enquire_link, deliver_sm and unbind are answered.
 //! - **unbinding** (after [`Session::unbind`] or when every handle is dropped): new submits are
 //!   refused (`NotSent`), in-flight ones get their response or time out, then unbind is sent
 //!   and its response awaited (bounded by `response_timeout`).
 //! - **closed**: every pending submit is resolved (`Lost` if written, `NotSent` if not) and
 //!   [`Inbound::Closed`] is sent once. Reached from any state on unbind, peer close, I/O or
-//!   decode error, a hostile PDU, or an unanswered enquire_link on an otherwise silent link.
+//!   framing error, an undecodable PDU other than a `deliver_sm` (those are acknowledged and
+//!   read leniently), a hostile PDU, or an unanswered enquire_link on an otherwise silent link.
+//!
+//! Files: `config.rs` (settings), `error.rs` ([`SessionError`]), `tls.rs` (rustls),
+//! `bind.rs` (handshake), `codec.rs` (framing), `lenient.rs` (broken receipts), `task/`
+//! (socket task), `pdu.rs` (PDU building), `status.rs` ([`classify`]), [`window`].
 
 mod bind;
+mod codec;
+mod config;
+mod error;
+mod lenient;
 mod pdu;
 mod status;
 mod task;
+mod tls;
 pub mod window;
 
-use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 use tracing::{info, warn, Instrument};
 
-use bind::{bind, Conn, BIND_SEQUENCE};
+use bind::{bind, dial, Conn, BIND_SEQUENCE};
+pub use config::{BindKind, InterfaceVersion, Password, SessionConfig, TlsConfig};
+pub use error::{SessionError, ESME_RALYBND, ESME_RBINDFAIL, ESME_RINVPASWD, ESME_RINVSYSID};
 pub use pdu::mask_number;
 pub use status::{classify, StatusClass};
 
 use crate::metrics;
 use crate::receipt::Receipt;
-
-/// An SMPP password; its `Debug` prints `***` so it never reaches a log.
-#[derive(Clone, PartialEq, Eq, Default)]
-pub struct Password(String);
-
-impl Password {
-    pub fn new(secret: impl Into<String>) -> Self {
-        Self(secret.into())
-    }
-
-    /// The secret itself, for the bind PDU only.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Password {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
-
-impl From<&str> for Password {
-    fn from(s: &str) -> Self {
-        Self::new(s)
-    }
-}
-
-impl From<String> for Password {
-    fn from(s: String) -> Self {
-        Self(s)
-    }
-}
-
-/// Which bind to request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum BindKind {
-    /// Submits and receipts on one connection.
-    #[default]
-    Transceiver,
-    /// Submits only.
-    Transmitter,
-    /// Receipts only.
-    Receiver,
-}
-
-/// Everything one session needs; validated by [`connect`].
-#[derive(Debug, Clone)]
-pub struct SessionConfig {
-    /// `host:port` of the SMSC.
-    pub addr: String,
-    /// Up to 15 characters.
-    pub system_id: String,
-    /// Up to 8 characters.
-    pub password: Password,
-    /// Up to 12 characters; often empty.
-    pub system_type: String,
-    pub bind: BindKind,
-    /// Most submits awaiting a response at once (at least 1).
-    pub window: usize,
-    /// How long a request waits for its response before it counts as timed out.
-    pub response_timeout: Duration,
-    /// Silence after which an enquire_link is sent.
-    pub enquire_link_interval: Duration,
-    /// Bound on TCP connect plus bind.
-    pub bind_timeout: Duration,
-}
-
-impl SessionConfig {
-    /// A transceiver config with common defaults: window 10, response timeout 10 s,
-    /// enquire_link every 30 s, bind timeout 10 s, empty system_type.
-    pub fn new(
-        addr: impl Into<String>,
-        system_id: impl Into<String>,
-        password: impl Into<Password>,
-    ) -> Self {
-        Self {
-            addr: addr.into(),
-            system_id: system_id.into(),
-            password: password.into(),
-            system_type: String::new(),
-            bind: BindKind::Transceiver,
-            window: 10,
-            response_timeout: Duration::from_secs(10),
-            enquire_link_interval: Duration::from_secs(30),
-            bind_timeout: Duration::from_secs(10),
-        }
-    }
-
-    fn validate(&self) -> Result<(), SessionError> {
-        let bad = |m: &str| Err(SessionError::InvalidConfig(m.to_owned()));
-        if self.window == 0 {
-            return bad("window must be at least 1");
-        }
-        if self.window > Semaphore::MAX_PERMITS {
-            return bad("window is too large");
-        }
-        if self.response_timeout.is_zero() || self.bind_timeout.is_zero() {
-            return bad("timeouts must be positive");
-        }
-        if self.enquire_link_interval.is_zero() {
-            return bad("enquire_link_interval must be positive");
-        }
-        Ok(())
-    }
-}
 
 /// One `submit_sm` (one segment).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -206,27 +113,6 @@ pub enum Inbound {
     Closed { reason: String },
 }
 
-/// Why [`connect`] failed.
-#[derive(Debug, thiserror::Error)]
-pub enum SessionError {
-    #[error("invalid session config: {0}")]
-    InvalidConfig(String),
-    #[error("tcp connect to {addr} failed")]
-    Connect {
-        addr: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("i/o error during bind")]
-    Io(#[source] std::io::Error),
-    #[error("bind did not complete within the bind timeout")]
-    BindTimeout,
-    #[error("bind refused with command_status {command_status:#010x}")]
-    BindRefused { command_status: u32 },
-    #[error("protocol error during bind: {0}")]
-    Protocol(String),
-}
-
 /// Requests from handles to the socket task.
 #[derive(Debug)]
 enum Action {
@@ -249,6 +135,7 @@ struct Shared {
 /// A cheap, cloneable handle to one bound session.
 #[derive(Clone, Debug)]
 pub struct Session {
+    bind: BindKind,
     actions: mpsc::Sender<Action>,
     shared: Arc<Shared>,
     closed: watch::Receiver<bool>,
@@ -256,7 +143,7 @@ pub struct Session {
 
 impl Session {
     /// Sends one segment: waits for a window slot, then for the response or the timeout.
-    /// Many may be awaited at once (pipelined).
+    /// Many may be awaited at once (pipelined). A receiver bind answers `NotSent` at once.
     pub async fn submit(&self, s: Submit) -> SubmitOutcome {
         let outcome = self.submit_inner(s).await;
         metrics::submit_outcome(outcome.label());
@@ -264,6 +151,9 @@ impl Session {
     }
 
     async fn submit_inner(&self, submit: Submit) -> SubmitOutcome {
+        if !self.bind.can_submit() {
+            return SubmitOutcome::NotSent;
+        }
         let Ok(_permit) = self.shared.permits.acquire().await else {
             return SubmitOutcome::NotSent;
         };
@@ -307,24 +197,38 @@ impl Session {
     }
 }
 
-/// TCP connect and bind (both within `bind_timeout`), then spawn the socket task.
+/// A bound connection, plain or TLS.
+enum Bound {
+    Plain(Conn<TcpStream>),
+    Tls(Box<Conn<tokio_rustls::client::TlsStream<TcpStream>>>),
+}
+
+/// TCP connect, TLS handshake when configured, and bind.
+async fn establish(cfg: &SessionConfig) -> Result<Bound, SessionError> {
+    let tcp = dial(cfg).await?;
+    Ok(match &cfg.tls {
+        None => Bound::Plain(bind(cfg, tcp).await?),
+        Some(tls_cfg) => {
+            let stream = tls::handshake(tcp, tls_cfg).await?;
+            Bound::Tls(Box::new(bind(cfg, stream).await?))
+        }
+    })
+}
+
+/// Connect, TLS and bind (all within `bind_timeout`), then spawn the socket task.
 pub async fn connect(
     cfg: SessionConfig,
     inbound: mpsc::Sender<Inbound>,
 ) -> Result<Session, SessionError> {
     cfg.validate()?;
     let span = tracing::info_span!("smpp_session", system_id = %cfg.system_id, addr = %cfg.addr);
-    let framed = match tokio::time::timeout(cfg.bind_timeout, bind(&cfg))
+    let bound = match tokio::time::timeout(cfg.bind_timeout, establish(&cfg))
         .instrument(span.clone())
         .await
     {
-        Ok(Ok(framed)) => framed,
+        Ok(Ok(bound)) => bound,
         Ok(Err(e)) => {
-            metrics::bind_failure(match &e {
-                SessionError::Connect { .. } => "connect",
-                SessionError::BindRefused { .. } => "refused",
-                _ => "protocol",
-            });
+            metrics::bind_failure(e.label());
             span.in_scope(|| warn!(error = %e, "bind failed"));
             return Err(e);
         }
@@ -335,28 +239,52 @@ pub async fn connect(
         }
     };
     metrics::bound();
-    span.in_scope(|| info!(bind = ?cfg.bind, window = cfg.window, "session bound"));
+    span.in_scope(|| {
+        info!(
+            bind = ?cfg.bind,
+            window = cfg.window,
+            tls = cfg.tls.is_some(),
+            "session bound"
+        )
+    });
+    Ok(match bound {
+        Bound::Plain(conn) => spawn_task(cfg, conn, inbound, span),
+        Bound::Tls(conn) => spawn_task(cfg, *conn, inbound, span),
+    })
+}
 
+/// Spawns the socket task over a bound connection and returns its handle.
+fn spawn_task<S>(
+    cfg: SessionConfig,
+    conn: Conn<S>,
+    inbound: mpsc::Sender<Inbound>,
+    span: tracing::Span,
+) -> Session
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let shared = Arc::new(Shared {
         permits: Semaphore::new(cfg.window),
         in_flight: AtomicUsize::new(0),
     });
+    let bind = cfg.bind;
     let (actions_tx, actions_rx) = mpsc::channel(cfg.window.saturating_add(4));
     let (closed_tx, closed_rx) = watch::channel(false);
     let task = task::SocketTask::new(
         cfg,
-        framed,
+        conn,
         actions_rx,
         inbound,
         Arc::clone(&shared),
         closed_tx,
     );
     tokio::spawn(task.run().instrument(span));
-    Ok(Session {
+    Session {
+        bind,
         actions: actions_tx,
         shared,
         closed: closed_rx,
-    })
+    }
 }
 
 #[cfg(test)]

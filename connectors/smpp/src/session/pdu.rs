@@ -8,11 +8,11 @@ use rusmpp::{
     pdus::{BindReceiver, BindTransceiver, BindTransmitter, DeliverSm, SubmitSm},
     tlvs::TlvValue,
     types::{COctetString, OctetString},
-    values::{DataCoding, EsmClass, InterfaceVersion, Npi, RegisteredDelivery, Ton},
+    values::{DataCoding, EsmClass, InterfaceVersion as Version, Npi, RegisteredDelivery, Ton},
     Command, CommandId, CommandStatus, Pdu,
 };
 
-use super::{BindKind, SessionConfig, SessionError, Submit};
+use super::{BindKind, InterfaceVersion, SessionConfig, SessionError, Submit};
 use crate::receipt::ReceiptTlvs;
 
 /// `ESME_RINVMSGLEN`: message length is invalid.
@@ -79,18 +79,23 @@ fn c_string<const MIN: usize, const MAX: usize>(
         .map_err(|_| SessionError::InvalidConfig(format!("{field} is too long or contains nul")))
 }
 
-/// The bind request for `cfg` (interface version 3.4).
+/// The bind request for `cfg`: its kind, interface version and address_range.
 pub fn bind_command(cfg: &SessionConfig, seq: u32) -> Result<Command, SessionError> {
     let system_id = c_string(&cfg.system_id, "system_id")?;
     let password = c_string(cfg.password.expose(), "password")?;
     let system_type = c_string(&cfg.system_type, "system_type")?;
-    let v = InterfaceVersion::Smpp3_4;
+    let range = c_string(&cfg.address_range, "address_range")?;
+    let v = match cfg.interface_version {
+        InterfaceVersion::V34 => Version::Smpp3_4,
+        InterfaceVersion::V50 => Version::Smpp5_0,
+    };
     let pdu: Pdu = match cfg.bind {
         BindKind::Transceiver => BindTransceiver::builder()
             .system_id(system_id)
             .password(password)
             .system_type(system_type)
             .interface_version(v)
+            .address_range(range)
             .build()
             .into(),
         BindKind::Transmitter => BindTransmitter::builder()
@@ -98,6 +103,7 @@ pub fn bind_command(cfg: &SessionConfig, seq: u32) -> Result<Command, SessionErr
             .password(password)
             .system_type(system_type)
             .interface_version(v)
+            .address_range(range)
             .build()
             .into(),
         BindKind::Receiver => BindReceiver::builder()
@@ -105,6 +111,7 @@ pub fn bind_command(cfg: &SessionConfig, seq: u32) -> Result<Command, SessionErr
             .password(password)
             .system_type(system_type)
             .interface_version(v)
+            .address_range(range)
             .build()
             .into(),
     };
@@ -183,10 +190,10 @@ pub fn receipt_parts(d: &DeliverSm) -> (ReceiptTlvs, Option<&[u8]>) {
     (tlvs, payload)
 }
 
-/// Whether a `deliver_sm` is a delivery receipt: the esm_class message type says so, or
+/// Whether a `deliver_sm` is a delivery receipt: its esm_class message type says so, or
 /// receipt TLVs are present.
-pub fn is_receipt(d: &DeliverSm, tlvs: &ReceiptTlvs) -> bool {
-    u8::from(d.esm_class) & ESM_RECEIPT_MASK == ESM_RECEIPT || tlvs.any()
+pub fn is_receipt(esm_class: u8, tlvs: &ReceiptTlvs) -> bool {
+    esm_class & ESM_RECEIPT_MASK == ESM_RECEIPT || tlvs.any()
 }
 
 #[cfg(test)]

@@ -1,6 +1,9 @@
-//! A tiny scripted SMSC over real loopback TCP, built on rusmpp's codec, for session tests.
+//! A tiny scripted SMSC over real loopback TCP (optionally TLS, see `tls.rs`), built on
+//! rusmpp's codec, for session tests.
 
 #![allow(dead_code, clippy::unwrap_used)]
+
+pub mod tls;
 
 use std::time::Duration;
 
@@ -9,16 +12,17 @@ use futures::StreamExt;
 use pigeon_smpp::receipt::{format_receipt_text, ReceiptState, ReceiptText};
 use pigeon_smpp::session::{Inbound, Session, SessionConfig, Submit};
 use rusmpp::{
-    pdus::{BindTransceiverResp, DeliverSm, SubmitSmResp},
+    pdus::{BindReceiverResp, BindTransceiverResp, BindTransmitterResp, DeliverSm, SubmitSmResp},
     tlvs::MessageDeliveryRequestTlvValue,
     tokio_codec::CommandCodec,
     types::{COctetString, OctetString},
     values::{EsmClass, MessageState},
     Command, CommandId, CommandStatus, Pdu,
 };
-use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
+use tokio_rustls::TlsAcceptor;
 use tokio_util::codec::{Encoder, FramedRead};
 
 pub const PASSWORD: &str = "secret";
@@ -40,6 +44,11 @@ pub struct Script {
     pub probe_enquire_link: bool,
     /// Send an unbind right after the bind.
     pub unbind_after_bind: bool,
+    /// After each accepted submit: a text receipt whose receipted_message_id TLV lacks its nul
+    /// (rusmpp cannot decode it).
+    pub malformed_receipts: bool,
+    /// Answer submits with a submit_sm_resp whose message_id lacks its nul.
+    pub malformed_submit_resp: bool,
 }
 
 impl Default for Script {
@@ -54,6 +63,8 @@ impl Default for Script {
             answer_enquire_link: true,
             probe_enquire_link: false,
             unbind_after_bind: false,
+            malformed_receipts: false,
+            malformed_submit_resp: false,
         }
     }
 }
@@ -62,6 +73,10 @@ impl Default for Script {
 #[derive(Clone, Debug, Default)]
 pub struct Observed {
     pub binds: usize,
+    /// The last bind: its command, interface_version and address_range.
+    pub bind_command: Option<CommandId>,
+    pub interface_version: Option<u8>,
+    pub address_range: String,
     pub submits: usize,
     pub in_flight: usize,
     pub max_in_flight: usize,
@@ -109,12 +124,25 @@ enum Out {
 
 /// Starts an SMSC serving one connection at a time on a fresh loopback port.
 pub async fn start(script: Script) -> Smsc {
+    start_with(script, None).await
+}
+
+/// Like [`start`], with TLS on every connection when `tls` is given (a failed handshake
+/// just drops that connection).
+pub async fn start_with(script: Script, tls: Option<TlsAcceptor>) -> Smsc {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let (obs_tx, obs_rx) = watch::channel(Observed::default());
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
-            serve(stream, script.clone(), obs_tx.clone()).await;
+            match &tls {
+                None => serve(stream, script.clone(), obs_tx.clone()).await,
+                Some(acceptor) => {
+                    if let Ok(stream) = acceptor.accept(stream).await {
+                        serve(stream, script.clone(), obs_tx.clone()).await;
+                    }
+                }
+            }
         }
     });
     Smsc {
@@ -123,8 +151,11 @@ pub async fn start(script: Script) -> Smsc {
     }
 }
 
-async fn serve(stream: TcpStream, script: Script, obs: watch::Sender<Observed>) {
-    let (rd, mut wr) = stream.into_split();
+async fn serve<S>(stream: S, script: Script, obs: watch::Sender<Observed>)
+where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let (rd, mut wr) = tokio::io::split(stream);
     let mut reader = FramedRead::new(rd, CommandCodec::new());
     let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Out>();
     let writer_obs = obs.clone();
@@ -154,16 +185,42 @@ async fn serve(stream: TcpStream, script: Script, obs: watch::Sender<Observed>) 
     while let Some(Ok(cmd)) = reader.next().await {
         let seq = cmd.sequence_number();
         match cmd.id() {
-            CommandId::BindTransceiver => {
-                let Some(Pdu::BindTransceiver(b)) = cmd.pdu() else {
-                    panic!()
+            CommandId::BindTransceiver | CommandId::BindTransmitter | CommandId::BindReceiver => {
+                let (password, version, range) = match cmd.pdu() {
+                    Some(Pdu::BindTransceiver(b)) => {
+                        (&b.password, b.interface_version, &b.address_range)
+                    }
+                    Some(Pdu::BindTransmitter(b)) => {
+                        (&b.password, b.interface_version, &b.address_range)
+                    }
+                    Some(Pdu::BindReceiver(b)) => {
+                        (&b.password, b.interface_version, &b.address_range)
+                    }
+                    _ => panic!("bind without body"),
                 };
-                let ok = b.password.as_str() == PASSWORD;
-                obs.send_modify(|o| o.binds += usize::from(ok));
+                let ok = password.as_str() == PASSWORD;
+                let (version, range) = (u8::from(version), range.as_str().to_owned());
+                obs.send_modify(|o| {
+                    o.binds += usize::from(ok);
+                    o.bind_command = Some(cmd.id());
+                    o.interface_version = Some(version);
+                    o.address_range = range;
+                });
                 let status = if ok { 0 } else { 0x0E };
-                let resp = BindTransceiverResp::builder()
-                    .system_id(COctetString::from_string("smsc".into()).unwrap())
-                    .build();
+                let id = || COctetString::from_string("smsc".into()).unwrap();
+                let resp: Pdu = match cmd.id() {
+                    CommandId::BindTransmitter => BindTransmitterResp::builder()
+                        .system_id(id())
+                        .build()
+                        .into(),
+                    CommandId::BindReceiver => {
+                        BindReceiverResp::builder().system_id(id()).build().into()
+                    }
+                    _ => BindTransceiverResp::builder()
+                        .system_id(id())
+                        .build()
+                        .into(),
+                };
                 let _ = out_tx.send(out_cmd(Command::new(
                     CommandStatus::from(status),
                     seq,
@@ -213,6 +270,14 @@ async fn serve(stream: TcpStream, script: Script, obs: watch::Sender<Observed>) 
                 if !script.respond_submits {
                     continue;
                 }
+                if script.malformed_submit_resp {
+                    // submit_sm_resp, status 0, message_id "abc" without its nul.
+                    let mut raw = vec![0, 0, 0, 19, 0x80, 0, 0, 4, 0, 0, 0, 0];
+                    raw.extend_from_slice(&seq.to_be_bytes());
+                    raw.extend_from_slice(b"abc");
+                    let _ = out_tx.send(Out::Raw(raw));
+                    continue;
+                }
                 message_no += 1;
                 let id = format!("{message_no:08X}");
                 let out = out_tx.clone();
@@ -237,6 +302,9 @@ async fn serve(stream: TcpStream, script: Script, obs: watch::Sender<Observed>) 
                             let s = deliver_seq + u32::try_from(i).unwrap();
                             let _ = out.send(out_cmd(Command::new(CommandStatus::EsmeRok, s, d)));
                         }
+                    }
+                    if script.malformed_receipts && status == 0 {
+                        let _ = out.send(Out::Raw(malformed_receipt(deliver_seq, &id)));
                     }
                 });
             }
@@ -310,6 +378,40 @@ fn receipts(id: &str) -> Vec<DeliverSm> {
             .short_message(OctetString::from_vec(b"this is not a receipt".to_vec()).unwrap())
             .build(),
     ]
+}
+
+/// A text receipt for `id` (state EXPIRED) whose receipted_message_id TLV has no nul and
+/// whose last TLV runs past the end of the PDU: rusmpp refuses it.
+pub fn malformed_receipt(seq: u32, id: &str) -> Vec<u8> {
+    let text = format_receipt_text(&ReceiptText {
+        id,
+        sub: 1,
+        dlvrd: 0,
+        submit_date: "2401311200",
+        done_date: "2401311201",
+        state: ReceiptState::Expired,
+        err: 0,
+        text: "",
+    });
+    let mut body = vec![0, 1, 1];
+    body.extend_from_slice(b"4915112345678\0");
+    body.extend_from_slice(&[5, 0]);
+    body.extend_from_slice(b"Bank\0");
+    body.push(0x04); // esm_class: receipt
+    body.extend_from_slice(&[0; 8]);
+    body.push(u8::try_from(text.len()).unwrap());
+    body.extend_from_slice(text.as_bytes());
+    body.extend_from_slice(&[0x00, 0x1E, 0x00, u8::try_from(id.len()).unwrap()]);
+    body.extend_from_slice(id.as_bytes());
+    body.extend_from_slice(&[0x04, 0x23, 0x00, 0x03, 0x03]);
+    let mut pdu = u32::try_from(16 + body.len())
+        .unwrap()
+        .to_be_bytes()
+        .to_vec();
+    pdu.extend_from_slice(&[0, 0, 0, 5, 0, 0, 0, 0]);
+    pdu.extend_from_slice(&seq.to_be_bytes());
+    pdu.extend_from_slice(&body);
+    pdu
 }
 
 pub fn config(addr: &str) -> SessionConfig {

@@ -1,0 +1,321 @@
+//! Longest-prefix and exact-number tables over E.164 digits.
+//!
+//! Role: the in-memory form of the operator tables, built once and then only read.
+//!
+//! Layout: per prefix length (1 to 15 digits) one sorted `Vec<u64>` of prefixes and a
+//! parallel `Vec<T>` of values. A lookup binary-searches the non-empty lengths, from the
+//! longest that fits the number down to one digit: at most 15 probes, none allocating. With
+//! `T` a `u16` operator id an entry costs 10 bytes; a `HashMap<(u8, u64), u16>` costs about
+//! 50 (24-byte slots, 1 control byte, a load factor of 7/8 and power-of-two growth), and was
+//! not faster on a 1,000,000-prefix table (see `engine/benches/router.rs`).
+//!
+//! A number's digits, read as an integer, identify it: E.164 numbers and prefixes never
+//! start with 0, so no length needs storing beside the value.
+
+use super::number::{Msisdn, POW10};
+
+/// An E.164 prefix: 1 to 15 digits, the first not zero (a country code starts it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Prefix {
+    len: u8,
+    value: u64,
+}
+
+/// Why a prefix is malformed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PrefixError {
+    #[error("empty prefix")]
+    Empty,
+    #[error("more than 15 digits")]
+    TooLong,
+    #[error("not all digits")]
+    NotDigits,
+    #[error("starts with 0 (a prefix starts with a country code)")]
+    LeadingZero,
+}
+
+impl Prefix {
+    /// Digits with or without a leading `+`.
+    pub fn parse(s: &str) -> Result<Prefix, PrefixError> {
+        let digits = s.strip_prefix('+').unwrap_or(s).as_bytes();
+        match digits {
+            [] => Err(PrefixError::Empty),
+            d if !d.iter().all(u8::is_ascii_digit) => Err(PrefixError::NotDigits),
+            d if d.len() > 15 => Err(PrefixError::TooLong),
+            [b'0', ..] => Err(PrefixError::LeadingZero),
+            d => Ok(Prefix {
+                len: d.len() as u8,
+                value: d.iter().fold(0, |acc, b| acc * 10 + u64::from(b - b'0')),
+            }),
+        }
+    }
+
+    /// Digits without `+`.
+    pub fn digits(&self) -> String {
+        self.value.to_string()
+    }
+
+    /// Number of digits, 1 to 15.
+    pub fn digit_count(&self) -> u8 {
+        self.len
+    }
+
+    /// Whether `n` starts with this prefix.
+    pub fn matches(&self, n: &Msisdn) -> bool {
+        self.len <= n.digit_count() && n.prefix(self.len) == self.value
+    }
+
+    /// The prefix spanning all of `n`.
+    pub fn of_number(n: &Msisdn) -> Prefix {
+        Prefix {
+            len: n.digit_count(),
+            value: n.value(),
+        }
+    }
+}
+
+/// Sorted keys with their values; a lookup is one binary search.
+#[derive(Debug, Clone)]
+struct Sorted<T> {
+    keys: Vec<u64>,
+    values: Vec<T>,
+}
+
+impl<T> Sorted<T> {
+    const fn new() -> Self {
+        Sorted {
+            keys: Vec::new(),
+            values: Vec::new(),
+        }
+    }
+
+    /// `entries` sorted by key; of equal keys the last wins.
+    fn from_sorted(entries: impl Iterator<Item = (u64, T)>) -> Self {
+        let mut s = Sorted::new();
+        for (k, v) in entries {
+            if s.keys.last() == Some(&k) {
+                s.values.pop();
+            } else {
+                s.keys.push(k);
+            }
+            s.values.push(v);
+        }
+        s.keys.shrink_to_fit();
+        s.values.shrink_to_fit();
+        s
+    }
+
+    fn get(&self, key: u64) -> Option<&T> {
+        self.keys
+            .binary_search(&key)
+            .ok()
+            .and_then(|i| self.values.get(i))
+    }
+
+    fn heap_bytes(&self) -> usize {
+        self.keys.capacity() * size_of::<u64>() + self.values.capacity() * size_of::<T>()
+    }
+}
+
+/// Longest-prefix table of E.164 prefixes.
+#[derive(Debug, Clone)]
+pub struct PrefixTable<T> {
+    /// Index `len - 1`: the prefixes of that many digits.
+    by_len: [Sorted<T>; 15],
+    /// Lengths that have prefixes, longest first.
+    lengths: Vec<u8>,
+}
+
+impl<T> Default for PrefixTable<T> {
+    fn default() -> Self {
+        PrefixTable {
+            by_len: [const { Sorted::new() }; 15],
+            lengths: Vec::new(),
+        }
+    }
+}
+
+impl<T> PrefixTable<T> {
+    /// Builds from entries in any order; of two equal prefixes the later entry wins.
+    pub fn from_entries(mut entries: Vec<(Prefix, T)>) -> Self {
+        entries.sort_by_key(|(p, _)| *p); // stable: equal prefixes keep their order
+        let mut t = PrefixTable::default();
+        let mut rest = entries.into_iter().peekable();
+        while let Some((first, _)) = rest.peek() {
+            let len = first.len;
+            let run = std::iter::from_fn(|| rest.next_if(|(p, _)| p.len == len));
+            t.by_len[usize::from(len - 1)] = Sorted::from_sorted(run.map(|(p, v)| (p.value, v)));
+            t.lengths.push(len);
+        }
+        t.lengths.reverse();
+        t
+    }
+
+    /// The value of the longest prefix of `n`, if any.
+    pub fn longest(&self, n: &Msisdn) -> Option<&T> {
+        self.lengths
+            .iter()
+            .filter(|&&l| l <= n.digit_count())
+            .find_map(|&l| self.by_len[usize::from(l - 1)].get(n.prefix(l)))
+    }
+
+    /// Number of prefixes.
+    pub fn len(&self) -> usize {
+        self.by_len.iter().map(|s| s.keys.len()).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.lengths.is_empty()
+    }
+
+    /// Bytes held on the heap by the table.
+    pub fn heap_bytes(&self) -> usize {
+        self.by_len.iter().map(Sorted::heap_bytes).sum::<usize>() + self.lengths.capacity()
+    }
+}
+
+/// Exact-match table of full E.164 numbers (the porting overrides).
+#[derive(Debug, Clone)]
+pub struct NumberTable<T>(Sorted<T>);
+
+impl<T> Default for NumberTable<T> {
+    fn default() -> Self {
+        NumberTable(Sorted::new())
+    }
+}
+
+impl<T> NumberTable<T> {
+    /// Builds from entries in any order; of two equal numbers the later entry wins.
+    pub fn from_entries(mut entries: Vec<(Msisdn, T)>) -> Self {
+        entries.sort_by_key(|(n, _)| n.value());
+        NumberTable(Sorted::from_sorted(
+            entries.into_iter().map(|(n, v)| (n.value(), v)),
+        ))
+    }
+
+    pub fn get(&self, n: &Msisdn) -> Option<&T> {
+        if self.0.keys.is_empty() {
+            return None;
+        }
+        self.0.get(n.value())
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.keys.is_empty()
+    }
+
+    /// Bytes held on the heap by the table.
+    pub fn heap_bytes(&self) -> usize {
+        self.0.heap_bytes()
+    }
+}
+
+// 10^15 must fit: the longest prefix of the longest number.
+const _: () = assert!(POW10[15] < u64::MAX / 10);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn p(s: &str) -> Prefix {
+        Prefix::parse(s).expect("prefix")
+    }
+    fn m(s: &str) -> Msisdn {
+        Msisdn::parse_shape(s).expect("shape")
+    }
+
+    #[test]
+    fn prefix_forms() {
+        assert_eq!(p("+44"), p("44"));
+        assert_eq!(p("+447700").digits(), "447700");
+        assert_eq!(Prefix::parse(""), Err(PrefixError::Empty));
+        assert_eq!(Prefix::parse("+"), Err(PrefixError::Empty));
+        assert_eq!(Prefix::parse("044"), Err(PrefixError::LeadingZero));
+        assert_eq!(Prefix::parse("4x"), Err(PrefixError::NotDigits));
+        assert_eq!(Prefix::parse("++44"), Err(PrefixError::NotDigits));
+        assert_eq!(Prefix::parse("1234567890123456"), Err(PrefixError::TooLong));
+    }
+
+    #[test]
+    fn longest_prefix_wins() {
+        let t = PrefixTable::from_entries(vec![
+            (p("44"), "uk"),
+            (p("4477"), "uk-mobile"),
+            (p("447700"), "uk-test"),
+        ]);
+        assert_eq!(t.longest(&m("+447700900123")), Some(&"uk-test"));
+        assert_eq!(t.longest(&m("+447712345678")), Some(&"uk-mobile"));
+        assert_eq!(t.longest(&m("+442071234567")), Some(&"uk"));
+        assert_eq!(t.longest(&m("+8613800138000")), None);
+        assert_eq!(t.len(), 3);
+    }
+
+    #[test]
+    fn a_prefix_longer_than_the_number_does_not_match() {
+        let t = PrefixTable::from_entries(vec![(p("1234567"), 1), (p("12345670"), 2)]);
+        assert_eq!(t.longest(&m("+1234567")), Some(&1));
+        assert_eq!(t.longest(&m("+12345670")), Some(&2));
+    }
+
+    #[test]
+    fn the_later_of_equal_entries_wins() {
+        let t = PrefixTable::from_entries(vec![(p("44"), 1), (p("33"), 5), (p("+44"), 2)]);
+        assert_eq!(t.longest(&m("+447700900123")), Some(&2));
+        assert_eq!(t.len(), 2);
+        let n = NumberTable::from_entries(vec![(m("+447700900123"), 1), (m("+447700900123"), 2)]);
+        assert_eq!(n.get(&m("+447700900123")), Some(&2));
+        assert_eq!(n.get(&m("+447700900124")), None);
+        assert_eq!(n.len(), 1);
+    }
+
+    proptest! {
+        /// The table agrees with a brute-force scan over the same prefixes.
+        #[test]
+        fn matches_brute_force(
+            prefixes in proptest::collection::vec("[1-9][0-9]{0,8}", 1..200),
+            numbers in proptest::collection::vec("[1-9][0-9]{6,14}", 1..20),
+        ) {
+            let t = PrefixTable::from_entries(
+                prefixes.iter().enumerate().map(|(i, s)| (p(s), i)).collect(),
+            );
+            for number in numbers {
+                let n = m(&format!("+{number}"));
+                // Equal prefixes: the later entry wins, so the highest index.
+                let brute = prefixes.iter().enumerate()
+                    .filter(|(_, s)| number.starts_with(s.as_str()))
+                    .max_by_key(|(i, s)| (s.len(), *i))
+                    .map(|(i, _)| i);
+                prop_assert_eq!(t.longest(&n).copied(), brute);
+            }
+        }
+
+        /// Numbers sharing leading digits with the prefixes (the random ones mostly miss).
+        #[test]
+        fn matches_brute_force_on_near_misses(
+            prefixes in proptest::collection::vec("4[47][0-9]{0,5}", 1..100),
+            numbers in proptest::collection::vec("4[47][0-9]{5,11}", 1..20),
+        ) {
+            let t = PrefixTable::from_entries(
+                prefixes.iter().enumerate().map(|(i, s)| (p(s), i)).collect(),
+            );
+            for number in numbers {
+                let n = m(&format!("+{number}"));
+                let brute = prefixes.iter().enumerate()
+                    .filter(|(_, s)| number.starts_with(s.as_str()))
+                    .max_by_key(|(i, s)| (s.len(), *i))
+                    .map(|(i, _)| i);
+                prop_assert_eq!(t.longest(&n).copied(), brute);
+                let via_matches = prefixes.iter().enumerate()
+                    .filter(|(_, s)| p(s).matches(&n))
+                    .max_by_key(|(i, s)| (s.len(), *i))
+                    .map(|(i, _)| i);
+                prop_assert_eq!(via_matches, brute);
+            }
+        }
+    }
+}

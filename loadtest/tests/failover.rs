@@ -1,0 +1,145 @@
+//! Failover between carriers and expiry, end to end: the primary killed mid-run, its traffic
+//! completing through the fallback, and returning once the primary is back; notifications
+//! no carrier can take ending `expired`, never sent late.
+
+mod support;
+
+use std::time::Duration;
+
+use pigeon_kafka::KafkaConfig;
+use pigeon_loadtest::load::{DebitMix, Generator, StatusCollector};
+use support::{engine_config, produce, start_sim, Engine, Topics};
+use tokio::time::Instant;
+
+const DEADLINE: Duration = Duration::from_secs(90);
+
+fn uk_only(run: &str) -> Generator {
+    Generator::new(
+        run,
+        DebitMix {
+            chinese: 0.0,
+            long: 0.0,
+            malformed_every: 0,
+        },
+    )
+}
+
+async fn send(g: &mut Generator, topic: &str, n: usize) {
+    produce(topic, (0..n).map(|_| g.next_event()).collect()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fallback_takes_over_when_the_primary_dies_and_traffic_returns_after() {
+    let topics = Topics::unique("failover");
+    topics.create().await;
+    let sim = start_sim(Duration::from_millis(20)).await;
+    let mut cfg = engine_config(&sim, &topics);
+    cfg.engine.failover_after_ms = 500;
+    for c in &mut cfg.carriers {
+        c.max_segments_per_second = 300;
+    }
+    let engine = Engine::start(cfg);
+    let statuses = StatusCollector::start(
+        &KafkaConfig::new(support::brokers()),
+        &topics.statuses,
+        "fo",
+    )
+    .expect("collector");
+    let mut g = uk_only("fo");
+
+    send(&mut g, &topics.debits, 300).await;
+    assert!(statuses.wait_settled(100, Instant::now() + DEADLINE).await);
+    assert!(sim.kill_carrier("carrier-a").await, "killed");
+    let b_before = sim.carrier_stats("carrier-b").expect("b").messages;
+    send(&mut g, &topics.debits, 300).await;
+    // Everything not already with carrier-a completes through carrier-b.
+    let deadline = Instant::now() + DEADLINE;
+    while sim.carrier_stats("carrier-b").expect("b").messages < b_before + 300 {
+        assert!(
+            Instant::now() < deadline,
+            "the fallback did not take the new traffic"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    sim.restart_carrier("carrier-a").await.expect("restarted");
+    // Wait until carrier-a is bound again, then new traffic goes back to it.
+    let deadline = Instant::now() + DEADLINE;
+    let a_binds = sim.carrier_stats("carrier-a").expect("a").binds;
+    while sim.carrier_stats("carrier-a").expect("a").binds == a_binds {
+        assert!(
+            Instant::now() < deadline,
+            "the engine did not bind carrier-a again"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let a_before = sim.carrier_stats("carrier-a").expect("a").messages;
+    send(&mut g, &topics.debits, 300).await;
+    assert!(
+        statuses.wait_settled(900, Instant::now() + DEADLINE).await,
+        "only {} of 900 settled",
+        statuses.settled_count()
+    );
+    let a_after = sim.carrier_stats("carrier-a").expect("a").messages;
+    assert!(
+        a_after >= a_before + 290,
+        "traffic returned to the primary: {a_before} -> {a_after}"
+    );
+
+    engine.stop().await;
+    let s = sim.shutdown().await;
+    let (acc, _, _) = statuses.finish(&g.ids());
+    assert_eq!(
+        s.duplicate_pairs, 0,
+        "nothing sent twice across carriers: {s:?}"
+    );
+    assert_eq!(acc.duplicated, 0, "{acc:?}");
+    let ambiguous = acc.all_statuses.get("ambiguous").copied().unwrap_or(0);
+    let delivered = acc.by_state.get("delivered").copied().unwrap_or(0);
+    assert_eq!(delivered + ambiguous, 900, "none lost: {acc:?}");
+    assert!(
+        acc.all_statuses.get("retrying").copied().unwrap_or(0) <= 300,
+        "only notifications caught with the dead carrier moved: {acc:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_no_carrier_able_to_take_it_a_notification_expires_and_is_never_sent_late() {
+    let topics = Topics::unique("expiry");
+    topics.create().await;
+    let sim = start_sim(Duration::ZERO).await;
+    let mut cfg = engine_config(&sim, &topics);
+    // Long enough to outlast the consumer group join, short enough for a test.
+    cfg.engine.validity_ms = 8_000;
+    cfg.engine.failover_after_ms = 300;
+    let engine = Engine::start(cfg);
+    let statuses = StatusCollector::start(
+        &KafkaConfig::new(support::brokers()),
+        &topics.statuses,
+        "ex",
+    )
+    .expect("collector");
+    assert!(sim.kill_carrier("carrier-a").await);
+    assert!(sim.kill_carrier("carrier-b").await);
+    let mut g = uk_only("ex");
+    send(&mut g, &topics.debits, 20).await;
+    assert!(statuses.wait_terminal(20, Instant::now() + DEADLINE).await);
+    let (acc, _, _) = statuses.finish(&g.ids());
+    assert_eq!(acc.by_state.get("expired"), Some(&20), "{acc:?}");
+    let trail = statuses.statuses(&g.ids()[0]);
+    let last = trail.last().expect("a status");
+    assert_eq!(
+        last.reason.as_deref(),
+        Some("validity_elapsed"),
+        "{trail:?}"
+    );
+
+    // Carriers back: nothing old is sent late.
+    sim.restart_carrier("carrier-a").await.expect("restart");
+    sim.restart_carrier("carrier-b").await.expect("restart");
+    send(&mut g, &topics.debits, 5).await;
+    assert!(statuses.wait_terminal(25, Instant::now() + DEADLINE).await);
+    engine.stop().await;
+    let s = sim.shutdown().await;
+    assert_eq!(s.messages, 5, "only the 5 fresh debits were sent: {s:?}");
+}
