@@ -356,8 +356,15 @@ impl Default for MetricsConfig {
 }
 
 /// Top-level sections, the only names environment overrides may start with.
-const SECTIONS: &[&str] =
-    &["kafka", "topics", "engine", "carriers", "routing", "templates", "metrics"];
+const SECTIONS: &[&str] = &[
+    "kafka",
+    "topics",
+    "engine",
+    "carriers",
+    "routing",
+    "templates",
+    "metrics",
+];
 
 /// Every problem found in a configuration, each on its own line.
 #[derive(Debug, thiserror::Error)]
