@@ -161,6 +161,15 @@ pub struct CarrierConfig {
     pub password: String,
     #[serde(default)]
     pub system_type: String,
+    /// SMPP address_range announced in the bind (some carriers route receipts by it).
+    #[serde(default)]
+    pub address_range: String,
+    /// `"3.4"` (default) or `"5.0"`, as announced in the bind.
+    #[serde(default)]
+    pub smpp_version: SmppVersion,
+    /// TLS to the SMSC; absent means plain TCP.
+    #[serde(default)]
+    pub tls: Option<CarrierTls>,
     /// Sender shown to the customer: an alphanumeric name or a number.
     #[serde(default = "d_source_addr")]
     pub source_addr: String,
@@ -203,6 +212,30 @@ pub struct CarrierConfig {
     /// in decimal), `decimal_to_hex`.
     #[serde(default)]
     pub receipt_id_form: ReceiptIdForm,
+}
+
+/// SMPP interface version announced in binds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SmppVersion {
+    #[default]
+    #[serde(rename = "3.4")]
+    V34,
+    #[serde(rename = "5.0")]
+    V50,
+}
+
+/// TLS to a carrier's SMSC.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CarrierTls {
+    /// Name the SMSC's certificate must be valid for.
+    pub server_name: String,
+    /// PEM file of CA certificates to trust; absent trusts the bundled Mozilla roots.
+    #[serde(default)]
+    pub ca_file: Option<std::path::PathBuf>,
+    /// Accept any certificate. Dangerous: for test SMSCs with self-signed certificates only.
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
 }
 
 /// Which SMPP binds are opened to a carrier.
@@ -447,6 +480,19 @@ impl Config {
             if c.source_addr.is_empty() || c.source_addr.len() > 20 {
                 errs.push(format!("{at}.source_addr: must be 1..=20 characters"));
             }
+            if c.address_range.len() > 40 {
+                errs.push(format!(
+                    "{at}.address_range: at most 40 characters (SMPP limit)"
+                ));
+            }
+            if let Some(t) = &c.tls {
+                if t.server_name.is_empty() {
+                    errs.push(format!("{at}.tls.server_name: must not be empty"));
+                }
+                if let Some(f) = t.ca_file.as_ref().filter(|f| !f.exists()) {
+                    errs.push(format!("{at}.tls.ca_file: {} does not exist", f.display()));
+                }
+            }
             if c.response_timeout_ms == 0 {
                 errs.push(format!("{at}.response_timeout_ms: must be above 0"));
             }
@@ -577,6 +623,33 @@ mod tests {
             assert_eq!(c.carriers[0].name, "a", "the rest comes from the file");
             Ok(())
         });
+    }
+
+    #[test]
+    fn carrier_link_options_parse_and_are_checked() {
+        let with = GOOD.replace(
+            r#"password = "secret""#,
+            "password = \"secret\"\nsmpp_version = \"5.0\"\naddress_range = \"^44\"\n\
+             bind_type = \"transmitter_receiver\"\n\
+             tls = { server_name = \"smsc.example\" }",
+        );
+        let c = Config::from_toml(&with).expect("valid");
+        let a = &c.carriers[0];
+        assert_eq!(a.smpp_version, SmppVersion::V50);
+        assert_eq!(a.bind_type, BindType::TransmitterReceiver);
+        assert_eq!(
+            a.tls.as_ref().map(|t| t.server_name.as_str()),
+            Some("smsc.example")
+        );
+        let bad = with.replace(
+            "server_name = \"smsc.example\" }",
+            "server_name = \"\", ca_file = \"/nonexistent.pem\" }",
+        );
+        let errs = Config::from_toml(&bad).expect_err("invalid").0.join("\n");
+        assert!(
+            errs.contains("tls.server_name") && errs.contains("tls.ca_file"),
+            "{errs}"
+        );
     }
 
     #[test]

@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use super::binds::{self, Binds, Role};
 use super::matcher::MatcherActor;
 use super::{Dispatch, Receipts, SubmitResult, Submitted};
-use crate::config::{BindType, CarrierConfig};
+use crate::config::{BindType, CarrierConfig, SmppVersion};
 use crate::event::State;
 use crate::health::CarrierHealth;
 use crate::matcher::Accepted;
@@ -122,9 +122,16 @@ impl Shard {
             password: session::Password::new(c.password.clone()),
             system_type: c.system_type.clone(),
             bind: session::BindKind::Transceiver,
-            interface_version: session::InterfaceVersion::V34,
-            address_range: String::new(),
-            tls: None,
+            interface_version: match c.smpp_version {
+                SmppVersion::V34 => session::InterfaceVersion::V34,
+                SmppVersion::V50 => session::InterfaceVersion::V50,
+            },
+            address_range: c.address_range.clone(),
+            tls: c.tls.as_ref().map(|t| session::TlsConfig {
+                server_name: t.server_name.clone(),
+                ca_file: t.ca_file.clone(),
+                insecure_skip_verify: t.insecure_skip_verify,
+            }),
             window: c.window,
             response_timeout: Duration::from_millis(c.response_timeout_ms),
             enquire_link_interval: Duration::from_millis(c.enquire_link_interval_ms),
