@@ -266,6 +266,20 @@ mod tests {
         open_max: Duration::from_secs(60),
     };
 
+    fn closed(consecutive_failures: u32) -> State {
+        State::Closed {
+            consecutive_failures,
+        }
+    }
+
+    fn half_open(probe_in_flight: bool) -> State {
+        State::HalfOpen { probe_in_flight }
+    }
+
+    fn open_until(until: Instant) -> State {
+        State::Open { until }
+    }
+
     fn secs(s: u64) -> Duration {
         Duration::from_secs(s)
     }
@@ -293,19 +307,9 @@ mod tests {
         assert_eq!(b.try_acquire(Instant::now()), Admit::Yes);
         b.on_failure(Instant::now());
         b.on_failure(Instant::now());
-        assert_eq!(
-            b.state(),
-            State::Closed {
-                consecutive_failures: 2
-            }
-        );
+        assert_eq!(b.state(), closed(2));
         b.on_success();
-        assert_eq!(
-            b.state(),
-            State::Closed {
-                consecutive_failures: 0
-            }
-        );
+        assert_eq!(b.state(), closed(0));
         b.on_failure(Instant::now());
         b.on_failure(Instant::now());
         assert_eq!(b.try_acquire(Instant::now()), Admit::Yes);
@@ -316,12 +320,7 @@ mod tests {
     async fn closed_to_open_after_threshold_failures() {
         let t0 = Instant::now();
         let b = &mut tripped();
-        assert_eq!(
-            b.state(),
-            State::Open {
-                until: t0 + secs(5)
-            }
-        );
+        assert_eq!(b.state(), open_until(t0 + secs(5)));
         assert_eq!(b.state_label(), "open");
         assert_eq!(b.try_acquire(Instant::now()), Admit::No);
     }
@@ -330,12 +329,7 @@ mod tests {
     async fn closed_to_open_when_all_binds_are_down() {
         let mut b = Breaker::new(CFG);
         b.on_all_binds_down(Instant::now());
-        assert_eq!(
-            b.state(),
-            State::Open {
-                until: Instant::now() + secs(5)
-            }
-        );
+        assert_eq!(b.state(), open_until(Instant::now() + secs(5)));
         assert_eq!(b.try_acquire(Instant::now()), Admit::No);
     }
 
@@ -359,12 +353,7 @@ mod tests {
         assert_eq!(b.try_acquire(Instant::now()), Admit::No);
         advance(Duration::from_millis(1)).await;
         assert_eq!(b.try_acquire(Instant::now()), Admit::Probe);
-        assert_eq!(
-            b.state(),
-            State::HalfOpen {
-                probe_in_flight: true
-            }
-        );
+        assert_eq!(b.state(), half_open(true));
         assert_eq!(b.state_label(), "half_open");
         assert_eq!(b.try_acquire(Instant::now()), Admit::No);
         advance(secs(100)).await;
@@ -375,12 +364,7 @@ mod tests {
     async fn refresh_shows_half_open_without_admitting() {
         let b = &mut tripped();
         advance(secs(5)).await;
-        assert_eq!(
-            b.refresh(Instant::now()),
-            State::HalfOpen {
-                probe_in_flight: false
-            }
-        );
+        assert_eq!(b.refresh(Instant::now()), half_open(false));
         assert_eq!(b.try_acquire(Instant::now()), Admit::Probe);
     }
 
@@ -394,12 +378,7 @@ mod tests {
         advance(secs(10)).await;
         assert_eq!(b.try_acquire(Instant::now()), Admit::Probe);
         b.on_success();
-        assert_eq!(
-            b.state(),
-            State::Closed {
-                consecutive_failures: 0
-            }
-        );
+        assert_eq!(b.state(), closed(0));
         assert_eq!(b.open_period(), secs(5));
         assert_eq!(b.try_acquire(Instant::now()), Admit::Yes);
     }
@@ -413,12 +392,7 @@ mod tests {
             assert_eq!(b.try_acquire(Instant::now()), Admit::Probe);
             b.on_failure(Instant::now());
             period = (period * 2).min(secs(60));
-            assert_eq!(
-                b.state(),
-                State::Open {
-                    until: Instant::now() + period
-                }
-            );
+            assert_eq!(b.state(), open_until(Instant::now() + period));
             assert_eq!(b.open_period(), period);
         }
         assert_eq!(period, secs(60));
@@ -430,12 +404,7 @@ mod tests {
         advance(secs(5)).await;
         b.refresh(Instant::now());
         b.on_failure(Instant::now());
-        assert_eq!(
-            b.state(),
-            State::HalfOpen {
-                probe_in_flight: false
-            }
-        );
+        assert_eq!(b.state(), half_open(false));
     }
 
     #[tokio::test(start_paused = true)]
@@ -458,12 +427,7 @@ mod tests {
         b.on_binds_up();
         assert_eq!(b.try_acquire(Instant::now()), Admit::Probe);
         b.on_all_binds_down(Instant::now());
-        assert_eq!(
-            b.state(),
-            State::Open {
-                until: Instant::now() + secs(10)
-            }
-        );
+        assert_eq!(b.state(), open_until(Instant::now() + secs(10)));
     }
 
     #[derive(Debug, Clone)]

@@ -7,8 +7,8 @@
 //! Rate (AIMD), per bind:
 //! - Starts at the bind's share of the carrier's rate ([`share_of`]) and never exceeds it.
 //! - Additive increase: each accepted submit adds `increase_per_sec` × share per second elapsed
-//!   since the previous rate change, at most one second's worth per call, so a quiet bind
-//!   learns nothing and gains nothing.
+//!   since the previous rate change, at most one second's worth per call: idle time is not
+//!   clean traffic, so a quiet bind regains almost nothing.
 //! - Multiplicative decrease: a throttling answer (0x58 `ESME_RTHROTTLED` or 0x14
 //!   `ESME_RMSGQFUL`) multiplies the rate by `decrease_factor`, never below the floor; at most
 //!   once per `decrease_interval` or smoothed latency, whichever is longer, because the submits
@@ -19,11 +19,12 @@
 //! [`recommended_window`] adds 50 % headroom over a tail latency estimate and never exceeds the
 //! configured window. A larger window only feeds throttling storms and duplicates.
 //!
-//! Pacing: [`RateGate`] is a small GCRA (the algorithm `governor` uses) whose rate can change
-//! at any time with one atomic store. `governor`'s limiter has a fixed quota (it must be rebuilt
-//! to change rate, which refills its bucket), runs on its own clock (quanta) and sleeps with
-//! `futures-timer`, so paused-time tests cannot drive it. See `benches/limits.rs` for the cost
-//! of both.
+//! Pacing: [`RateGate`] is a small GCRA (the algorithm `governor` uses) whose rate changes
+//! with one atomic store. Chosen over rebuilding `governor`'s limiter, whose quota is fixed:
+//! a rebuild costs ~27 µs against ~13 ns for a check (`benches/limits.rs`), hands out a fresh
+//! full bucket each time, and `governor` reads its own clock (quanta) and sleeps with
+//! `futures-timer`, so paused-time tests cannot drive it. The admission check itself costs
+//! about the same in both (~13 ns here, ~17 ns in `governor` with its clock read).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;

@@ -70,6 +70,13 @@ impl Intake {
         }
     }
 
+    /// Takes new routing and templates; notifications already decided keep their route.
+    pub fn reload(&mut self, router: Router, templates: Templates) {
+        self.router = router;
+        self.templates = templates;
+        self.routes.clear();
+    }
+
     pub fn decide(&mut self, payload: &[u8], origin: Origin) -> Decision {
         let ev = match event::decode(payload, self.limits.max_event_bytes) {
             Ok(ev) => ev,

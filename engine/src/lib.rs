@@ -9,6 +9,7 @@
 //! - [`matcher`]: receipt correlation table.
 //! - [`health`]: which carriers can take traffic, shared by the shards and the intake.
 //! - [`outcome`]: one verdict per notification from its segments' submit outcomes.
+//! - [`reload`]: what a configuration reload may change live.
 //! - [`retry`]: which submit outcomes are retried, and the backoff.
 //! - [`actors`]: the actix shells around the above, and the messages between them.
 //! - [`pipeline`]: wiring, start-up and graceful drain.
@@ -26,6 +27,7 @@ pub mod metrics;
 pub mod notification;
 pub mod outcome;
 pub mod pipeline;
+pub mod reload;
 pub mod retry;
 pub mod router;
 pub mod routing;

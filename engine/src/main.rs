@@ -6,6 +6,8 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use pigeon::config::Config;
+use pigeon::pipeline::{Controls, ReloadRequest};
+use tokio::sync::mpsc::Sender;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
@@ -65,6 +67,7 @@ fn main() -> ExitCode {
 }
 
 fn run(path: PathBuf) -> anyhow::Result<()> {
+    let path = path.canonicalize().unwrap_or(path);
     let cfg = Config::load(&path).map_err(|e| anyhow::anyhow!("{}:\n{e}", path.display()))?;
     let system = actix_rt::System::new();
     system.block_on(async move {
@@ -77,23 +80,47 @@ fn run(path: PathBuf) -> anyhow::Result<()> {
                 .context("starting the metrics exporter")?;
         }
         let stop = CancellationToken::new();
-        actix_rt::spawn(signals(stop.clone()));
-        pigeon::pipeline::run(cfg, stop).await
+        let (reload_tx, reload) = tokio::sync::mpsc::channel(4);
+        actix_rt::spawn(signals(stop.clone(), reload_tx, path.clone()));
+        pigeon::pipeline::run(cfg, Controls { stop, reload }).await
     })
 }
 
-async fn signals(stop: CancellationToken) {
+/// SIGTERM and SIGINT stop the engine; SIGHUP reloads the configuration file, which is
+/// validated first: a file with errors is refused with every error logged, and the running
+/// configuration stays.
+async fn signals(stop: CancellationToken, reload: Sender<ReloadRequest>, path: PathBuf) {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
     ) else {
         tracing::error!("signal handlers could not be installed");
         return;
     };
-    tokio::select! {
-        _ = term.recv() => info!("sigterm: stopping"),
-        _ = int.recv() => info!("sigint: stopping"),
+    loop {
+        tokio::select! {
+            _ = term.recv() => {
+                info!("sigterm: stopping");
+                break;
+            }
+            _ = int.recv() => {
+                info!("sigint: stopping");
+                break;
+            }
+            _ = hup.recv() => match Config::load(&path) {
+                Ok(cfg) => {
+                    info!(file = %path.display(), "sighup: reloading");
+                    let _ = reload.send(ReloadRequest { config: cfg, reply: None }).await;
+                }
+                Err(errors) => {
+                    for e in &errors.0 {
+                        tracing::warn!(error = %e, "sighup: configuration refused");
+                    }
+                }
+            },
+        }
     }
     stop.cancel();
 }

@@ -10,28 +10,46 @@ use std::time::Duration;
 use actix::{Actor, Addr, Arbiter};
 use anyhow::Context as _;
 use pigeon_kafka::{Publisher, Source};
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::actors::checkpoint::{Checkpoint, CommitNow};
-use crate::actors::intake::IntakeActor;
+use crate::actors::intake::{IntakeActor, Reload};
 use crate::actors::matcher::{Awaiting, MatcherActor};
-use crate::actors::shard::{Shard, ShardLinks, Unbind};
+use crate::actors::shard::{SetRate, Shard, ShardLinks, Unbind};
 use crate::actors::sink::{Sink, SinkTopics};
 use crate::actors::source;
 use crate::config::Config;
 use crate::health::CarrierHealth;
 use crate::intake::{Intake, IntakeLimits};
 use crate::matcher::Matcher;
+use crate::reload;
 use crate::router::Router;
 use crate::template::Templates;
 
 /// Receipts that arrive before their submit response wait this long for it.
 const PARK_TIMEOUT: Duration = Duration::from_secs(600);
 
+/// How the engine is steered while it runs.
+pub struct Controls {
+    /// Cancelled to stop: drain, commit, unbind.
+    pub stop: CancellationToken,
+    /// New configurations (already validated on their own) to apply live where allowed.
+    pub reload: mpsc::Receiver<ReloadRequest>,
+}
+
+/// A configuration to apply, and where to say whether it was.
+pub struct ReloadRequest {
+    pub config: Config,
+    /// Receives what changed, or every reason the reload was refused.
+    pub reply: Option<oneshot::Sender<Result<reload::ReloadPlan, Vec<String>>>>,
+}
+
 /// Runs the engine inside the current actix system until `stop` is cancelled, then drains.
-pub async fn run(cfg: Config, stop: CancellationToken) -> anyhow::Result<()> {
+pub async fn run(cfg: Config, controls: Controls) -> anyhow::Result<()> {
+    let Controls { stop, reload } = controls;
     let e = &cfg.engine;
     let mailbox = e.mailbox_capacity;
     let templates = Templates::new(&cfg.templates).context("templates")?;
@@ -106,6 +124,12 @@ pub async fn run(cfg: Config, stop: CancellationToken) -> anyhow::Result<()> {
         })
     };
 
+    actix::spawn(apply_reloads(
+        cfg.clone(),
+        reload,
+        intake.clone(),
+        shards.clone(),
+    ));
     info!(carriers = cfg.carriers.len(), workers, "engine started");
     source::run(
         source.clone(),
@@ -144,4 +168,51 @@ pub async fn run(cfg: Config, stop: CancellationToken) -> anyhow::Result<()> {
     }
     info!("stopped");
     Ok(())
+}
+
+/// Applies each new configuration that [`reload::plan`] allows; logs every reason otherwise.
+async fn apply_reloads(
+    mut current: Config,
+    mut rx: mpsc::Receiver<ReloadRequest>,
+    intake: Addr<IntakeActor>,
+    shards: Vec<Addr<Shard>>,
+) {
+    while let Some(ReloadRequest { config: new, reply }) = rx.recv().await {
+        let planned = reload::plan(&current, &new).and_then(|plan| {
+            let templates = Templates::new(&new.templates).map_err(|e| vec![e.to_string()])?;
+            Ok((plan, templates))
+        });
+        let (plan, templates) = match planned {
+            Ok(p) => p,
+            Err(errors) => {
+                for e in &errors {
+                    warn!(error = %e, "reload refused");
+                }
+                if let Some(reply) = reply {
+                    let _ = reply.send(Err(errors));
+                }
+                continue;
+            }
+        };
+        if plan.routing_changed || plan.templates_changed {
+            let router = Router::new(&new.routing, &new.carriers);
+            if intake.send(Reload { router, templates }).await.is_err() {
+                return;
+            }
+        }
+        for (carrier, sps) in &plan.rates {
+            if let Some(s) = shards.get(*carrier) {
+                let _ = s.send(SetRate(*sps)).await;
+            }
+        }
+        info!(
+            rates = plan.rates.len(),
+            routing = plan.routing_changed,
+            "configuration reloaded"
+        );
+        current = new;
+        if let Some(reply) = reply {
+            let _ = reply.send(Ok(plan));
+        }
+    }
 }

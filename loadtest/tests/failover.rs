@@ -143,3 +143,49 @@ async fn with_no_carrier_able_to_take_it_a_notification_expires_and_is_never_sen
     let s = sim.shutdown().await;
     assert_eq!(s.messages, 5, "only the 5 fresh debits were sent: {s:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routes_reload_live_and_a_refused_reload_changes_nothing() {
+    let topics = Topics::unique("reload");
+    topics.create().await;
+    let sim = start_sim(Duration::ZERO).await;
+    let cfg = engine_config(&sim, &topics);
+    let engine = Engine::start(cfg.clone());
+    let statuses = StatusCollector::start(
+        &KafkaConfig::new(support::brokers()),
+        &topics.statuses,
+        "rl",
+    )
+    .expect("collector");
+    let mut g = uk_only("rl");
+    send(&mut g, &topics.debits, 50).await;
+    assert!(statuses.wait_terminal(50, Instant::now() + DEADLINE).await);
+    let b = || sim.carrier_stats("carrier-b").expect("b").messages;
+    assert_eq!(b(), 0, "UK traffic is carrier-a's");
+
+    // A reload that also changes something needing a restart is refused whole.
+    let mut refused = cfg.clone();
+    refused
+        .routing
+        .operators
+        .insert("uk".into(), vec!["carrier-b".into()]);
+    refused.engine.batch_max += 1;
+    let errors = engine.reload(refused).await.expect_err("refused");
+    assert_eq!(errors, vec!["engine: changes need a restart".to_owned()]);
+    send(&mut g, &topics.debits, 50).await;
+    assert!(statuses.wait_terminal(100, Instant::now() + DEADLINE).await);
+    assert_eq!(b(), 0, "the refused reload changed nothing");
+    // Routes alone change live.
+    let mut moved = cfg.clone();
+    moved
+        .routing
+        .operators
+        .insert("uk".into(), vec!["carrier-b".into()]);
+    let plan = engine.reload(moved).await.expect("applied");
+    assert!(plan.routing_changed, "{plan:?}");
+    send(&mut g, &topics.debits, 50).await;
+    assert!(statuses.wait_terminal(150, Instant::now() + DEADLINE).await);
+    assert_eq!(b(), 50, "after the reload UK traffic goes to carrier-b");
+    engine.stop().await;
+    sim.shutdown().await;
+}

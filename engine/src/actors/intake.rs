@@ -103,6 +103,23 @@ impl Handler<Records> for IntakeActor {
     }
 }
 
+/// Replaces routing and templates (configuration reload), validated before it is sent.
+#[derive(actix::Message)]
+#[rtype(result = "()")]
+pub struct Reload {
+    pub router: crate::router::Router,
+    pub templates: crate::template::Templates,
+}
+
+impl Handler<Reload> for IntakeActor {
+    type Result = ();
+
+    fn handle(&mut self, r: Reload, _: &mut Context<Self>) {
+        self.intake.reload(r.router, r.templates);
+        tracing::info!("routes and templates reloaded");
+    }
+}
+
 fn rejected_status(event_id: String, r: &Rejection) -> StatusEvent {
     StatusEvent {
         schema_version: SCHEMA_VERSION,

@@ -4,7 +4,7 @@
 //! the matcher in batches.
 
 use std::num::NonZeroU32;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
 use actix::{Actor, Addr, Context, Handler, Message, ResponseFuture};
@@ -36,7 +36,8 @@ struct Shared {
     name: Arc<str>,
     source_addr: String,
     binds: Arc<Binds>,
-    limiter: DefaultDirectRateLimiter,
+    /// The carrier's rate in segments; replaced whole when the configuration is reloaded.
+    limiter: RwLock<Arc<DefaultDirectRateLimiter>>,
     retry: RetryPolicy,
     /// How long a notification waits for a bind before it moves to the next carrier.
     failover_after: Duration,
@@ -50,14 +51,32 @@ struct Shared {
 
 impl Shared {
     async fn rate(&self, segments: u32) {
+        let limiter = self
+            .limiter
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         let n = NonZeroU32::new(segments.max(1)).unwrap_or(NonZeroU32::MIN);
-        if self.limiter.until_n_ready(n).await.is_err() {
+        if limiter.until_n_ready(n).await.is_err() {
             // More segments than the burst allows at once: take them one by one.
             for _ in 0..segments {
-                self.limiter.until_ready().await;
+                limiter.until_ready().await;
             }
         }
     }
+
+    fn set_rate(&self, segments_per_second: u32) {
+        let limiter = Arc::new(limiter(segments_per_second));
+        *self.limiter.write().unwrap_or_else(|p| p.into_inner()) = limiter;
+    }
+}
+
+/// A limiter of `sps` segments per second with a burst of 50 ms worth at most, so that the
+/// carrier sees the rate, not a spike.
+fn limiter(sps: u32) -> DefaultDirectRateLimiter {
+    let sps = NonZeroU32::new(sps).unwrap_or(NonZeroU32::MIN);
+    let burst = NonZeroU32::new(sps.get() / 20).unwrap_or(NonZeroU32::MIN);
+    RateLimiter::direct(Quota::per_second(sps).allow_burst(burst))
 }
 
 /// What a shard is connected to.
@@ -82,9 +101,6 @@ pub struct Shard {
 
 impl Shard {
     pub fn new(carrier: CarrierId, cfg: CarrierConfig, links: ShardLinks) -> Shard {
-        let sps = NonZeroU32::new(cfg.max_segments_per_second).unwrap_or(NonZeroU32::MIN);
-        // A burst of 50 ms worth at most, so the carrier sees the rate, not a spike.
-        let burst = NonZeroU32::new(sps.get() / 20).unwrap_or(NonZeroU32::MIN);
         let (tx, rx) = mpsc::channel(1024);
         let name: Arc<str> = cfg.name.as_str().into();
         let shared = Arc::new(Shared {
@@ -92,7 +108,7 @@ impl Shard {
             name: name.clone(),
             source_addr: cfg.source_addr.clone(),
             binds: Arc::new(Binds::new(name, carrier, cfg.binds, links.health.clone())),
-            limiter: RateLimiter::direct(Quota::per_second(sps).allow_burst(burst)),
+            limiter: RwLock::new(Arc::new(limiter(cfg.max_segments_per_second))),
             retry: RetryPolicy {
                 max_retries: cfg.max_submit_retries,
                 base: Duration::from_millis(cfg.retry_backoff_ms),
@@ -353,6 +369,23 @@ async fn submit_segment(
         metrics::submit_retry(&shared.name, outcome.label());
         attempt += 1;
         shared.rate(1).await;
+    }
+}
+
+/// Sets the carrier's rate (configuration reload).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SetRate(pub u32);
+
+impl Handler<SetRate> for Shard {
+    type Result = ();
+
+    fn handle(&mut self, SetRate(sps): SetRate, _: &mut Context<Self>) {
+        if sps != self.cfg.max_segments_per_second {
+            tracing::info!(carrier = %self.shared.name, from = self.cfg.max_segments_per_second, to = sps, "rate changed");
+            self.cfg.max_segments_per_second = sps;
+            self.shared.set_rate(sps);
+        }
     }
 }
 

@@ -79,13 +79,52 @@ impl Prefix {
 struct Sorted<T> {
     keys: Vec<u64>,
     values: Vec<T>,
+    /// Buckets of the key space narrow each binary search to a few keys: bucket
+    /// `(key - base) >> shift` holds `keys[index[b]..index[b + 1]]`. Empty for small tables.
+    index: Vec<u32>,
+    base: u64,
+    shift: u32,
 }
+
+/// Keys per index bucket, on average over the key range.
+const KEYS_PER_BUCKET: usize = 4;
 
 impl<T> Sorted<T> {
     const fn new() -> Self {
         Sorted {
             keys: Vec::new(),
             values: Vec::new(),
+            index: Vec::new(),
+            base: 0,
+            shift: 0,
+        }
+    }
+
+    /// Buckets the key range so that a bucket holds about [`KEYS_PER_BUCKET`] keys when keys
+    /// are spread evenly; clustered keys make fuller buckets, searched in O(log) as before.
+    fn build_index(&mut self) {
+        let n = self.keys.len();
+        let (Some(&first), Some(&last)) = (self.keys.first(), self.keys.last()) else {
+            return;
+        };
+        if n < 4 * KEYS_PER_BUCKET || u32::try_from(n).is_err() {
+            return;
+        }
+        let q = (last - first) / (n / KEYS_PER_BUCKET) as u64;
+        self.base = first;
+        self.shift = u64::BITS - q.leading_zeros();
+        let buckets = ((last - first) >> self.shift) as usize + 1;
+        self.index = Vec::with_capacity(buckets + 1);
+        let mut i = 0;
+        for b in 0..=buckets as u64 {
+            while self
+                .keys
+                .get(i)
+                .is_some_and(|k| (k - first) >> self.shift < b)
+            {
+                i += 1;
+            }
+            self.index.push(i as u32);
         }
     }
 
@@ -102,18 +141,26 @@ impl<T> Sorted<T> {
         }
         s.keys.shrink_to_fit();
         s.values.shrink_to_fit();
+        s.build_index();
         s
     }
 
     fn get(&self, key: u64) -> Option<&T> {
-        self.keys
-            .binary_search(&key)
-            .ok()
-            .and_then(|i| self.values.get(i))
+        if self.index.is_empty() {
+            let i = self.keys.binary_search(&key).ok()?;
+            return self.values.get(i);
+        }
+        let b = usize::try_from(key.checked_sub(self.base)? >> self.shift).ok()?;
+        let (&lo, &hi) = (self.index.get(b)?, self.index.get(b + 1)?);
+        let (lo, hi) = (lo as usize, hi as usize);
+        let i = self.keys.get(lo..hi)?.binary_search(&key).ok()?;
+        self.values.get(lo + i)
     }
 
     fn heap_bytes(&self) -> usize {
-        self.keys.capacity() * size_of::<u64>() + self.values.capacity() * size_of::<T>()
+        self.keys.capacity() * size_of::<u64>()
+            + self.values.capacity() * size_of::<T>()
+            + self.index.capacity() * size_of::<u32>()
     }
 }
 
@@ -274,10 +321,38 @@ mod tests {
     }
 
     proptest! {
+        /// Large enough tables to be indexed find exactly the keys they hold, with keys
+        /// clustered (two ranges far apart) as real numbering is.
+        #[test]
+        fn indexed_lookups_find_exactly_the_keys_held(
+            low in proptest::collection::vec(4_470_000_000u64..4_470_100_000, 0..300),
+            high in proptest::collection::vec(8_613_800_000_000u64..8_613_900_000_000, 16..300),
+            probes in proptest::collection::vec(any::<u16>(), 50),
+        ) {
+            let all: Vec<u64> = low.iter().chain(&high).copied().collect();
+            let numbers: Vec<Msisdn> =
+                all.iter().map(|v| m(&format!("+{v}"))).collect();
+            let t = NumberTable::from_entries(numbers.iter().map(|&n| (n, n.value())).collect());
+            prop_assert!(!t.0.index.is_empty());
+            let held: std::collections::HashSet<u64> = all.iter().copied().collect();
+            prop_assert_eq!(t.len(), held.len());
+            for &v in &all {
+                prop_assert_eq!(t.get(&m(&format!("+{v}"))), Some(&v));
+            }
+            for p in probes {
+                // Neighbours of held keys, and keys outside the range on either side.
+                let v = all[usize::from(p) % all.len()];
+                for probe in [v - 1, v + 1, 4_469_999_999, 8_613_900_000_001] {
+                    let want = held.contains(&probe).then_some(probe);
+                    prop_assert_eq!(t.get(&m(&format!("+{probe}"))).copied(), want);
+                }
+            }
+        }
+
         /// The table agrees with a brute-force scan over the same prefixes.
         #[test]
         fn matches_brute_force(
-            prefixes in proptest::collection::vec("[1-9][0-9]{0,8}", 1..200),
+            prefixes in proptest::collection::vec("[1-9][0-9]{0,8}", 1..500),
             numbers in proptest::collection::vec("[1-9][0-9]{6,14}", 1..20),
         ) {
             let t = PrefixTable::from_entries(

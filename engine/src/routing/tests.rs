@@ -193,7 +193,7 @@ fn a_file_of_100_000_prefixes_loads() {
     .expect("valid");
     let stats = r.stats();
     assert_eq!(stats.prefixes, 100_000 + 3);
-    assert!(stats.table_bytes < 100_003 * 11, "{stats:?}");
+    assert!(stats.table_bytes < 100_003 * 12, "{stats:?}");
     let fr = Some(OperatorId(1));
     let uk = Some(OperatorId(0));
     assert_eq!(r.route("+447911123456").expect("ok").operator, fr);

@@ -146,17 +146,38 @@ pub fn engine_config_with(sim: &SimHandle, topics: &Topics, carrier_a: &str) -> 
 /// The engine running in-process on an actix system of its own thread.
 pub struct Engine {
     stop: CancellationToken,
+    reload: tokio::sync::mpsc::Sender<pigeon::pipeline::ReloadRequest>,
     thread: std::thread::JoinHandle<anyhow::Result<()>>,
 }
 
 impl Engine {
     pub fn start(cfg: Config) -> Engine {
         let stop = CancellationToken::new();
-        let s = stop.clone();
+        let (reload, rx) = tokio::sync::mpsc::channel(4);
+        let controls = pigeon::pipeline::Controls {
+            stop: stop.clone(),
+            reload: rx,
+        };
         let thread = std::thread::spawn(move || {
-            actix_rt::System::new().block_on(pigeon::pipeline::run(cfg, s))
+            actix_rt::System::new().block_on(pigeon::pipeline::run(cfg, controls))
         });
-        Engine { stop, thread }
+        Engine {
+            stop,
+            reload,
+            thread,
+        }
+    }
+
+    /// Hands a new configuration to the running engine, as SIGHUP does; returns whether it
+    /// was applied (or every reason it was refused).
+    pub async fn reload(&self, cfg: Config) -> Result<pigeon::reload::ReloadPlan, Vec<String>> {
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        let req = pigeon::pipeline::ReloadRequest {
+            config: cfg,
+            reply: Some(reply),
+        };
+        self.reload.send(req).await.expect("engine running");
+        rx.await.expect("engine answered")
     }
 
     /// Graceful stop (as on SIGTERM): returns when the engine drained and stopped.
