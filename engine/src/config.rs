@@ -207,9 +207,9 @@ pub struct CarrierConfig {
     /// Longest backoff between retries.
     #[serde(default = "d_retry_backoff_max_ms")]
     pub retry_backoff_max_ms: u64,
-    /// How this carrier's receipt ids relate to its submit_sm_resp ids: `as_is` (after
-    /// case and leading zeros are normalised), `hex_to_decimal` (responses in hex, receipts
-    /// in decimal), `decimal_to_hex`.
+    /// How this carrier's receipt ids relate to its submit_sm_resp ids: `auto` (learned from
+    /// the first unmatched receipts), `as_is` (after case and leading zeros are normalised),
+    /// `hex_to_decimal` (responses in hex, receipts in decimal), `decimal_to_hex`.
     #[serde(default)]
     pub receipt_id_form: ReceiptIdForm,
 }
@@ -252,19 +252,23 @@ pub enum BindType {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ReceiptIdForm {
+    /// Learned from the first unmatched receipts.
     #[default]
+    Auto,
     AsIs,
     HexToDecimal,
     DecimalToHex,
 }
 
 impl ReceiptIdForm {
-    pub fn id_form(self) -> pigeon_smpp::receipt::IdForm {
+    pub fn rule(self) -> crate::matcher::IdRule {
+        use crate::matcher::IdRule;
         use pigeon_smpp::receipt::IdForm;
         match self {
-            ReceiptIdForm::AsIs => IdForm::AsIs,
-            ReceiptIdForm::HexToDecimal => IdForm::HexToDecimal,
-            ReceiptIdForm::DecimalToHex => IdForm::DecimalToHex,
+            ReceiptIdForm::Auto => IdRule::Learn,
+            ReceiptIdForm::AsIs => IdRule::Fixed(IdForm::AsIs),
+            ReceiptIdForm::HexToDecimal => IdRule::Fixed(IdForm::HexToDecimal),
+            ReceiptIdForm::DecimalToHex => IdRule::Fixed(IdForm::DecimalToHex),
         }
     }
 }

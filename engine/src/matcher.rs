@@ -10,7 +10,10 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use pigeon_smpp::receipt::{match_key, normalise_message_id, IdForm, Receipt, ReceiptState};
+use pigeon_smpp::receipt::{
+    match_key, normalise_message_id, IdForm, IdFormLearner, Receipt, ReceiptState,
+    DEFAULT_LEARN_WINDOW,
+};
 use tokio::time::Instant;
 
 use crate::event::{State, StatusEvent};
@@ -68,17 +71,57 @@ pub struct Matcher {
     receipt_timeout: Duration,
     park_timeout: Duration,
     /// Per carrier, how its submit response ids are rewritten to match its receipts.
-    id_forms: Vec<IdForm>,
+    ids: Vec<CarrierIds>,
+}
+
+/// How a carrier's submit response ids relate to its receipt ids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdRule {
+    /// As configured.
+    Fixed(IdForm),
+    /// Learned from the ids themselves: as they are until the first unmatched receipts show
+    /// a consistent difference (hex responses and decimal receipts, or the reverse).
+    Learn,
+}
+
+/// A carrier's id form, and while it is being learned, the evidence so far.
+///
+/// Until the form is known, a receipt id made of decimal digits only is not matched as it
+/// is when the carrier's response ids are hexadecimal with letters: `"16"` may be the
+/// decimal spelling of `0x10`, and matching it to response id `"00000016"` would settle the
+/// wrong notification. Such receipts wait (parked) until the form is learned. The form is
+/// learned as soon as either the unmatched receipts show a consistent base change, or enough
+/// receipts with letters in their ids matched as they are.
+#[derive(Debug)]
+struct CarrierIds {
+    form: IdForm,
+    /// `None` once the form is known.
+    learner: Option<IdFormLearner>,
+    /// Some response id had hexadecimal letters.
+    hex_response_ids: bool,
+    /// Receipts with letters in their ids that matched as they are.
+    as_is_matches: usize,
 }
 
 impl Matcher {
-    /// `id_forms[carrier]` rewrites that carrier's submit response ids before matching
-    /// (carriers not listed: as they are).
-    pub fn new(
-        receipt_timeout: Duration,
-        park_timeout: Duration,
-        id_forms: Vec<IdForm>,
-    ) -> Matcher {
+    /// `rules[carrier]` says how that carrier's submit response ids are rewritten before
+    /// matching (carriers not listed: as they are).
+    pub fn new(receipt_timeout: Duration, park_timeout: Duration, rules: Vec<IdRule>) -> Matcher {
+        let ids = rules
+            .into_iter()
+            .map(|r| {
+                let (form, learner) = match r {
+                    IdRule::Fixed(form) => (form, None),
+                    IdRule::Learn => (IdForm::AsIs, Some(IdFormLearner::new(DEFAULT_LEARN_WINDOW))),
+                };
+                CarrierIds {
+                    form,
+                    learner,
+                    hex_response_ids: false,
+                    as_is_matches: 0,
+                }
+            })
+            .collect();
         Matcher {
             awaiting: HashMap::new(),
             by_id: HashMap::new(),
@@ -90,15 +133,76 @@ impl Matcher {
             awaiting_deadlines: VecDeque::new(),
             receipt_timeout,
             park_timeout,
-            id_forms,
+            ids,
         }
     }
 
     /// The matching key of a submit response id of `carrier`.
     fn submit_key(&self, carrier: CarrierId, id: &str) -> Key {
-        match self.id_forms.get(carrier).copied().unwrap_or_default() {
-            IdForm::AsIs => (carrier, match_key(id)),
-            form => (carrier, match_key(&normalise_message_id(id, form))),
+        key_in_form(carrier, id, self.id_form(carrier))
+    }
+
+    /// The id form in force for `carrier`.
+    pub fn id_form(&self, carrier: CarrierId) -> IdForm {
+        self.ids.get(carrier).map_or(IdForm::AsIs, |c| c.form)
+    }
+
+    /// One more receipt with letters matched as it is; enough of them settle the form as
+    /// "as is", and the receipts kept back meanwhile are applied.
+    fn count_as_is_match(&mut self, carrier: CarrierId, now: Instant, out: &mut Vec<StatusEvent>) {
+        let Some(c) = self.ids.get_mut(carrier) else {
+            return;
+        };
+        c.as_is_matches += 1;
+        if c.as_is_matches >= DEFAULT_LEARN_WINDOW {
+            self.relearn(carrier, IdForm::AsIs, now, out);
+        }
+    }
+
+    /// Switches `carrier` to `form`: every awaiting notification of it is keyed again, and
+    /// parked receipts that now match are applied.
+    fn relearn(
+        &mut self,
+        carrier: CarrierId,
+        form: IdForm,
+        now: Instant,
+        out: &mut Vec<StatusEvent>,
+    ) {
+        let old = self.id_form(carrier);
+        if let Some(c) = self.ids.get_mut(carrier) {
+            c.form = form;
+            c.learner = None;
+        }
+        tracing::info!(carrier, ?old, ?form, "receipt id form learned");
+        // Two passes: an old key of one notification may be the new key of another.
+        let mut moved = Vec::new();
+        for (&slot, w) in &self.awaiting {
+            if w.accepted.carrier != carrier {
+                continue;
+            }
+            for id in &w.accepted.message_ids {
+                let before = key_in_form(carrier, id, old);
+                if self.by_id.get(&before) == Some(&slot) {
+                    moved.push((before, key_in_form(carrier, id, form), slot));
+                }
+            }
+        }
+        for (before, _, _) in &moved {
+            self.by_id.remove(before);
+        }
+        for (_, after, slot) in moved {
+            self.by_id.insert(after, slot);
+        }
+        let ready: Vec<Key> = self
+            .parked
+            .keys()
+            .filter(|k| k.0 == carrier && self.by_id.contains_key(*k))
+            .cloned()
+            .collect();
+        for k in ready {
+            if let Some(r) = self.parked.remove(&k) {
+                self.apply(k, &r, now, out);
+            }
         }
     }
 
@@ -117,12 +221,23 @@ impl Matcher {
     pub fn accept(&mut self, a: Accepted, now: Instant, out: &mut Vec<StatusEvent>) {
         let slot = self.next;
         self.next += 1;
+        if let Some(c) = self.ids.get_mut(a.carrier) {
+            if let Some(l) = c.learner.as_mut() {
+                for id in &a.message_ids {
+                    l.observe_submit_id(id);
+                    c.hex_response_ids |= id
+                        .bytes()
+                        .any(|b| b.is_ascii_hexdigit() && !b.is_ascii_digit());
+                }
+            }
+        }
         let keys: Vec<Key> = a
             .message_ids
             .iter()
             .map(|id| self.submit_key(a.carrier, id))
             .collect();
         let open = keys.len();
+        let a_carrier = a.carrier;
         self.awaiting.insert(
             slot,
             Awaiting {
@@ -137,11 +252,25 @@ impl Matcher {
         for k in &keys {
             self.by_id.insert(k.clone(), slot);
         }
+        let carrier = a_carrier;
+        let doubtful = self.doubts_digit_ids(carrier);
         for k in keys {
-            if let Some(r) = self.parked.remove(&k) {
+            let ok = self
+                .parked
+                .get(&k)
+                .is_some_and(|r| !(doubtful && digits_only(&r.message_id)));
+            if let Some(r) = ok.then(|| self.parked.remove(&k)).flatten() {
                 self.apply(k, &r, now, out);
             }
         }
+    }
+
+    /// Whether `carrier`'s form is still being learned and its response ids are hexadecimal,
+    /// so that a digits-only receipt id cannot be trusted as it is (see [`CarrierIds`]).
+    fn doubts_digit_ids(&self, carrier: CarrierId) -> bool {
+        self.ids
+            .get(carrier)
+            .is_some_and(|c| c.learner.is_some() && c.hex_response_ids)
     }
 
     /// Applies one receipt from `carrier`.
@@ -156,17 +285,57 @@ impl Matcher {
         if !r.state.is_final() {
             return ReceiptOutcome::Intermediate;
         }
-        if self.by_id.contains_key(&key) {
+        let learning = self.ids.get(carrier).is_some_and(|c| c.learner.is_some());
+        let digits = digits_only(&r.message_id);
+        let doubtful = self.doubts_digit_ids(carrier) && digits;
+        if !doubtful && self.by_id.contains_key(&key) {
             self.apply(key, &r, now, out);
+            if learning && !digits {
+                self.count_as_is_match(carrier, now, out);
+            }
             return ReceiptOutcome::Matched;
         }
         if self.settled.contains(&key) || self.parked.contains_key(&key) {
             return ReceiptOutcome::Duplicate;
         }
+        // A receipt held back only because its id is ambiguous is no evidence of a base
+        // change: it also reads as a response id as it is.
+        let ambiguous = doubtful && self.by_id.contains_key(&key);
+        let proposal = self
+            .ids
+            .get_mut(carrier)
+            .and_then(|c| c.learner.as_mut())
+            .filter(|_| !ambiguous)
+            .and_then(|l| l.observe_unmatched_receipt_id(&r.message_id));
         self.parked_deadlines
             .push_back((now + self.park_timeout, key.clone()));
         self.parked.insert(key, r);
+        if let Some(form) = proposal.filter(|f| *f != self.id_form(carrier)) {
+            if self.would_match(carrier, form) > self.would_match(carrier, self.id_form(carrier)) {
+                self.relearn(carrier, form, now, out);
+            } else if let Some(l) = self.ids.get_mut(carrier).and_then(|c| c.learner.as_mut()) {
+                // The parked receipts do not bear the proposal out: start over.
+                l.reset();
+            }
+        }
         ReceiptOutcome::Parked
+    }
+
+    /// How many of `carrier`'s parked receipts would match an awaiting notification if its
+    /// response ids were read in `form`.
+    fn would_match(&self, carrier: CarrierId, form: IdForm) -> usize {
+        let keys: HashSet<Key> = self
+            .awaiting
+            .values()
+            .filter(|w| w.accepted.carrier == carrier)
+            .flat_map(|w| {
+                w.accepted
+                    .message_ids
+                    .iter()
+                    .map(|id| key_in_form(carrier, id, form))
+            })
+            .collect();
+        self.parked.keys().filter(|k| keys.contains(*k)).count()
     }
 
     fn apply(&mut self, key: Key, r: &Receipt, now: Instant, out: &mut Vec<StatusEvent>) {
@@ -228,6 +397,17 @@ impl Matcher {
             }
         }
         unmatched
+    }
+}
+
+fn digits_only(id: &str) -> bool {
+    id.trim().bytes().all(|b| b.is_ascii_digit())
+}
+
+fn key_in_form(carrier: CarrierId, id: &str, form: IdForm) -> Key {
+    match form {
+        IdForm::AsIs => (carrier, match_key(id)),
+        form => (carrier, match_key(&normalise_message_id(id, form))),
     }
 }
 
@@ -360,13 +540,113 @@ mod tests {
         let mut m = Matcher::new(
             Duration::from_secs(60),
             Duration::from_secs(10),
-            vec![IdForm::HexToDecimal],
+            vec![IdRule::Fixed(IdForm::HexToDecimal)],
         );
         let (now, mut out) = (Instant::now(), Vec::new());
         m.accept(accepted(&["0000FF"]), now, &mut out);
         let r = m.receipt(0, receipt("255", ReceiptState::Delivered), now, &mut out);
         assert_eq!(r, ReceiptOutcome::Matched);
         assert_eq!(out.len(), 1);
+    }
+
+    #[test]
+    fn hex_responses_with_decimal_receipts_are_learned_and_matched() {
+        let mut m = Matcher::new(
+            Duration::from_secs(60),
+            Duration::from_secs(10),
+            vec![IdRule::Learn],
+        );
+        let (now, mut out) = (Instant::now(), Vec::new());
+        for i in 0..30u32 {
+            let mut a = accepted(&[&format!("{:08x}", 0xa0 + i)]);
+            a.meta.event_id = format!("e{i}");
+            m.accept(a, now, &mut out);
+        }
+        for i in 0..30u32 {
+            m.receipt(
+                0,
+                receipt(&(0xa0 + i).to_string(), ReceiptState::Delivered),
+                now,
+                &mut out,
+            );
+        }
+        assert_eq!(m.id_form(0), IdForm::HexToDecimal);
+        assert_eq!(
+            out.len(),
+            30,
+            "every notification settled, the early receipts included"
+        );
+        assert_eq!(m.awaiting(), 0);
+        assert_eq!(m.parked(), 0);
+    }
+
+    #[test]
+    fn learning_works_with_interleaved_sequential_ids() {
+        // Small sequential ids collide across bases ("10" is 0x0a in decimal but also the
+        // as-is key of response id "00000010"): nothing may be settled by another's receipt.
+        let mut m = Matcher::new(
+            Duration::from_secs(60),
+            Duration::from_secs(10),
+            vec![IdRule::Learn],
+        );
+        let (now, mut out) = (Instant::now(), Vec::new());
+        let receipt_of = |i: u32| Receipt {
+            message_id: i.to_string(),
+            state: ReceiptState::Undeliverable,
+            error_code: Some(i),
+        };
+        for i in 1..=200u32 {
+            let mut a = accepted(&[&format!("{i:08x}")]);
+            a.meta.event_id = format!("e{i}");
+            m.accept(a, now, &mut out);
+            if i > 5 {
+                m.receipt(0, receipt_of(i - 5), now, &mut out);
+            }
+        }
+        for i in 196..=200u32 {
+            m.receipt(0, receipt_of(i), now, &mut out);
+        }
+        assert_eq!(m.id_form(0), IdForm::HexToDecimal);
+        assert_eq!((out.len(), m.awaiting(), m.parked()), (200, 0, 0));
+        for s in &out {
+            let i = &s.event_id[1..];
+            let want = format!("carrier error code {i}");
+            assert_eq!(
+                s.detail.as_deref(),
+                Some(want.as_str()),
+                "{} settled by its own receipt",
+                s.event_id
+            );
+        }
+    }
+
+    #[test]
+    fn a_carrier_whose_receipts_repeat_its_hex_ids_is_learned_as_is() {
+        let mut m = Matcher::new(
+            Duration::from_secs(60),
+            Duration::from_secs(10),
+            vec![IdRule::Learn],
+        );
+        let (now, mut out) = (Instant::now(), Vec::new());
+        for i in 1..=300u32 {
+            let mut a = accepted(&[&format!("{i:08x}")]);
+            a.meta.event_id = format!("e{i}");
+            m.accept(a, now, &mut out);
+            if i > 5 {
+                let r = receipt(&format!("{:08x}", i - 5), ReceiptState::Delivered);
+                m.receipt(0, r, now, &mut out);
+            }
+        }
+        for i in 296..=300u32 {
+            m.receipt(
+                0,
+                receipt(&format!("{i:08x}"), ReceiptState::Delivered),
+                now,
+                &mut out,
+            );
+        }
+        assert_eq!(m.id_form(0), IdForm::AsIs);
+        assert_eq!((out.len(), m.awaiting(), m.parked()), (300, 0, 0));
     }
 
     #[test]

@@ -75,7 +75,7 @@ pub async fn run(cfg: Config, controls: Controls) -> anyhow::Result<()> {
             PARK_TIMEOUT,
             cfg.carriers
                 .iter()
-                .map(|c| c.receipt_id_form.id_form())
+                .map(|c| c.receipt_id_form.rule())
                 .collect(),
         ),
         sink.clone(),

@@ -274,3 +274,19 @@ async fn a_carrier_wanting_transmitter_and_receiver_pairs_gets_them() {
         "two pairs at carrier-a plus carrier-b: {sessions}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_carrier_spelling_receipt_ids_in_decimal_is_learned_without_configuration() {
+    let r = run(
+        "idlearn",
+        200,
+        |c| {
+            c.id_format = IdFormat::Hex;
+            c.receipt_id_format = Some(IdFormat::Decimal);
+        },
+        "",
+    )
+    .await;
+    assert!(r.acc.exactly_once(), "{:?}", r.acc);
+    assert_eq!(r.state("delivered"), 200, "{:?}", r.acc);
+}

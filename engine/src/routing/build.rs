@@ -56,8 +56,20 @@ pub fn ordered_route(carriers: &[String]) -> RouteSpec {
 /// `n - 1` of its kind.
 #[derive(Debug, Clone, Copy)]
 struct Origin {
-    source: usize,
+    source: u32,
     line: u32,
+}
+
+/// One table entry before the table is built; 32 bytes, so loading 1,000,000 lines peaks
+/// at about 32 MB above the finished table.
+type Staged<K> = (K, OperatorId, Origin);
+
+/// The routes of a router, by id, and which operator uses which.
+struct Routes {
+    routes: Vec<Route>,
+    operator_routes: Vec<Option<RouteId>>,
+    default_route: Option<RouteId>,
+    entries_total: usize,
 }
 
 static GENERATION: AtomicU64 = AtomicU64::new(1);
@@ -66,147 +78,15 @@ impl Router {
     /// Builds and checks a router; on failure, every problem found, one per string.
     pub fn from_config(spec: &RouterSpec) -> Result<Router, Vec<String>> {
         let mut errs = Vec::new();
-
-        let mut carrier_ids: HashMap<&str, CarrierId> = HashMap::new();
-        for (i, c) in spec.carriers.iter().enumerate() {
-            if c.is_empty() {
-                errs.push(format!("carriers[{i}]: empty name"));
-            } else if carrier_ids.contains_key(c.as_str()) {
-                errs.push(format!("carriers[{i}]: duplicate carrier {c:?}"));
-            } else {
-                carrier_ids.insert(c, i);
-            }
-        }
-
-        let mut routes: Vec<Route> = Vec::new();
-        let mut intern =
-            |tiers: Vec<Vec<Entry>>| match routes.iter().position(|r| r.same_tiers(&tiers)) {
-                Some(i) => RouteId(i as u32),
-                None => {
-                    routes.push(Route::new(tiers));
-                    RouteId(routes.len() as u32 - 1)
-                }
-            };
-
+        let carrier_ids = index_names("carriers", spec.carriers.iter(), &mut errs);
         if spec.operators.len() > usize::from(u16::MAX) + 1 {
-            errs.push(format!(
-                "operators: {} given, at most 65536",
-                spec.operators.len()
-            ));
+            let n = spec.operators.len();
+            errs.push(format!("operators: {n} given, at most 65536"));
         }
-        let mut operator_ids: HashMap<&str, OperatorId> = HashMap::new();
-        let mut operator_routes = Vec::with_capacity(spec.operators.len());
-        for (i, (name, route)) in spec.operators.iter().enumerate() {
-            let at = format!("operators.{name}");
-            if name.is_empty() {
-                errs.push(format!("operators[{i}]: empty name"));
-            } else if operator_ids.contains_key(name.as_str()) {
-                errs.push(format!("{at}: duplicate operator"));
-            } else {
-                operator_ids.insert(name, OperatorId(i as u16));
-            }
-            let id = if route.is_empty() {
-                None // uses the default route
-            } else {
-                check_route(&at, route, &carrier_ids, &mut errs).map(&mut intern)
-            };
-            operator_routes.push(id);
-        }
-        let default_route = match &spec.default_route {
-            Some(r) if r.is_empty() => {
-                errs.push("default_route: route is empty".to_owned());
-                None
-            }
-            Some(r) => check_route("default_route", r, &carrier_ids, &mut errs).map(&mut intern),
-            None => None,
-        };
-        let mut entries_total = 0;
-        for r in &mut routes {
-            r.set_offset(entries_total);
-            entries_total += r.entry_count();
-        }
-
-        let mut operator = |name: &str| operator_ids.get(name).copied();
-        let mut prefix_rows: Vec<(Prefix, OperatorId, Origin)> = Vec::new();
-        for (i, (prefix, op)) in spec.prefixes.iter().enumerate() {
-            let at = format!("prefixes[{prefix:?}]");
-            let p = Prefix::parse(prefix).map_err(|e| errs.push(format!("{at}: {e}")));
-            let o = operator(op).ok_or_else(|| errs.push(format!("{at}: unknown operator {op:?}")));
-            if let (Ok(p), Ok(o)) = (p, o) {
-                let origin = Origin {
-                    source: 0,
-                    line: i as u32,
-                };
-                prefix_rows.push((p, o, origin));
-            }
-        }
-        let mut number_rows: Vec<(Msisdn, OperatorId, Origin)> = Vec::new();
-        let mut file_errors = Vec::new();
-        let mut rows: Vec<Row> = Vec::new();
-        let files = (spec
-            .prefix_files
-            .iter()
-            .map(|f| (f, Kind::Prefixes))
-            .enumerate())
-        .chain(
-            spec.porting_files
-                .iter()
-                .map(|f| (f, Kind::Numbers))
-                .enumerate(),
-        );
-        for (i, (path, kind)) in files {
-            rows.clear();
-            table_file::read_file(path, kind, &mut operator, &mut rows, &mut file_errors);
-            for r in &rows {
-                let origin = Origin {
-                    source: i + 1,
-                    line: r.line,
-                };
-                match r.key {
-                    Key::Prefix(p) => prefix_rows.push((p, r.operator, origin)),
-                    Key::Number(n) => number_rows.push((n, r.operator, origin)),
-                }
-            }
-        }
-        drop(rows);
-        errs.extend(file_errors.iter().map(ToString::to_string));
-
-        let names = |op: OperatorId| spec.operators.get(usize::from(op.0)).map_or("", |o| &o.0);
-        let place = |files: &[PathBuf], o: Origin| match o.source.checked_sub(1) {
-            None => format!("prefixes[{}]", o.line),
-            Some(f) => format!(
-                "{}:{}",
-                files.get(f).map_or("?".into(), |p| p.display().to_string()),
-                o.line
-            ),
-        };
-        prefix_rows.sort_by_key(|r| r.0);
-        conflicts(&prefix_rows, &mut errs, |(p, op, o), (_, op2, o2)| {
-            let (a, b) = (
-                place(&spec.prefix_files, *o),
-                place(&spec.prefix_files, *o2),
-            );
-            format!(
-                "prefix +{}: operator {:?} at {a} but {:?} at {b}",
-                p.digits(),
-                names(*op),
-                names(*op2)
-            )
-        });
-        number_rows.sort_by_key(|r| r.0);
-        conflicts(&number_rows, &mut errs, |(n, op, o), (_, op2, o2)| {
-            let (a, b) = (
-                place(&spec.porting_files, *o),
-                place(&spec.porting_files, *o2),
-            );
-            format!(
-                "ported number {}: operator {:?} at {a} but {:?} at {b}",
-                n.masked(),
-                names(*op),
-                names(*op2)
-            )
-        });
-
+        let operator_ids = index_names("operators", spec.operators.iter().map(|o| &o.0), &mut errs);
+        let routes = build_routes(spec, &carrier_ids, &mut errs);
+        let operator = |name: &str| operator_ids.get(name).map(|&i| OperatorId(i as u16));
+        let (prefixes, numbers) = stage_tables(spec, operator, &mut errs);
         if !errs.is_empty() {
             return Err(errs);
         }
@@ -215,18 +95,173 @@ impl Router {
             generation: GENERATION.fetch_add(1, Ordering::Relaxed),
             carriers: spec.carriers.clone(),
             operators: spec.operators.iter().map(|(n, _)| n.clone()).collect(),
-            operator_routes,
-            default_route,
-            routes,
-            entries_total,
+            operator_routes: routes.operator_routes,
+            default_route: routes.default_route,
+            routes: routes.routes,
+            entries_total: routes.entries_total,
             prefixes: PrefixTable::from_entries(
-                prefix_rows.into_iter().map(|(p, o, _)| (p, o)).collect(),
+                prefixes.into_iter().map(|(p, o, _)| (p, o)).collect(),
             ),
             porting: NumberTable::from_entries(
-                number_rows.into_iter().map(|(n, o, _)| (n, o)).collect(),
+                numbers.into_iter().map(|(n, o, _)| (n, o)).collect(),
             ),
         })
     }
+}
+
+/// Name -> index, reporting empty and repeated names.
+fn index_names<'a>(
+    what: &str,
+    names: impl Iterator<Item = &'a String>,
+    errs: &mut Vec<String>,
+) -> HashMap<&'a str, usize> {
+    let mut ids = HashMap::new();
+    for (i, name) in names.enumerate() {
+        if name.is_empty() {
+            errs.push(format!("{what}[{i}]: empty name"));
+        } else if ids.contains_key(name.as_str()) {
+            errs.push(format!("{what}[{i}]: {name:?} given twice"));
+        } else {
+            ids.insert(name.as_str(), i);
+        }
+    }
+    ids
+}
+
+/// Checks and interns every route: operators with identical tiers share one.
+fn build_routes(
+    spec: &RouterSpec,
+    carrier_ids: &HashMap<&str, CarrierId>,
+    errs: &mut Vec<String>,
+) -> Routes {
+    let mut routes: Vec<Route> = Vec::new();
+    let mut intern = |tiers: Vec<Vec<Entry>>| match routes.iter().position(|r| r.same_tiers(&tiers))
+    {
+        Some(i) => RouteId(i as u32),
+        None => {
+            routes.push(Route::new(tiers));
+            RouteId(routes.len() as u32 - 1)
+        }
+    };
+    let operator_routes = (spec.operators.iter())
+        .map(|(name, route)| {
+            if route.is_empty() {
+                return None; // uses the default route
+            }
+            let at = format!("operators.{name}");
+            check_route(&at, route, carrier_ids, errs).map(&mut intern)
+        })
+        .collect();
+    let default_route = match &spec.default_route {
+        Some(r) if r.is_empty() => {
+            errs.push("default_route: route is empty".to_owned());
+            None
+        }
+        Some(r) => check_route("default_route", r, carrier_ids, errs).map(&mut intern),
+        None => None,
+    };
+    let mut entries_total = 0;
+    for r in &mut routes {
+        r.set_offset(entries_total);
+        entries_total += r.entry_count();
+    }
+    Routes {
+        routes,
+        operator_routes,
+        default_route,
+        entries_total,
+    }
+}
+
+/// Reads the inline prefixes and every file into entries sorted by key, reporting malformed
+/// entries and keys given two different operators.
+fn stage_tables(
+    spec: &RouterSpec,
+    mut operator: impl FnMut(&str) -> Option<OperatorId>,
+    errs: &mut Vec<String>,
+) -> (Vec<Staged<Prefix>>, Vec<Staged<Msisdn>>) {
+    let mut prefixes: Vec<Staged<Prefix>> = Vec::new();
+    for (i, (prefix, op)) in spec.prefixes.iter().enumerate() {
+        let at = format!("prefixes[{prefix:?}]");
+        let p = Prefix::parse(prefix).map_err(|e| errs.push(format!("{at}: {e}")));
+        let o = operator(op).ok_or_else(|| errs.push(format!("{at}: unknown operator {op:?}")));
+        if let (Ok(p), Ok(o)) = (p, o) {
+            let line = u32::try_from(i).unwrap_or(u32::MAX);
+            prefixes.push((p, o, Origin { source: 0, line }));
+        }
+    }
+    let mut numbers: Vec<Staged<Msisdn>> = Vec::new();
+    let mut file_errors = Vec::new();
+    let files = (spec
+        .prefix_files
+        .iter()
+        .map(|f| (f, Kind::Prefixes))
+        .enumerate())
+    .chain(
+        spec.porting_files
+            .iter()
+            .map(|f| (f, Kind::Numbers))
+            .enumerate(),
+    );
+    for (i, (path, kind)) in files {
+        let source = u32::try_from(i + 1).unwrap_or(u32::MAX);
+        let mut add = |r: Row| {
+            let origin = Origin {
+                source,
+                line: r.line,
+            };
+            match r.key {
+                Key::Prefix(p) => prefixes.push((p, r.operator, origin)),
+                Key::Number(n) => numbers.push((n, r.operator, origin)),
+            }
+        };
+        table_file::read_file(path, kind, &mut operator, &mut add, &mut file_errors);
+    }
+    errs.extend(file_errors.iter().map(ToString::to_string));
+
+    let name = |op: OperatorId| {
+        spec.operators
+            .get(usize::from(op.0))
+            .map_or("", |o| o.0.as_str())
+    };
+    let place = |files: &[PathBuf], o: Origin| match (o.source as usize).checked_sub(1) {
+        None => format!(
+            "prefixes[{:?}]",
+            spec.prefixes
+                .get(o.line as usize)
+                .map_or("", |p| p.0.as_str())
+        ),
+        Some(f) => format!(
+            "{}:{}",
+            files.get(f).map_or("?".into(), |p| p.display().to_string()),
+            o.line
+        ),
+    };
+    prefixes.sort_by_key(|r| r.0);
+    conflicts(&prefixes, errs, |(p, op, o), (_, op2, o2)| {
+        let (a, b) = (
+            place(&spec.prefix_files, *o),
+            place(&spec.prefix_files, *o2),
+        );
+        let (x, y) = (name(*op), name(*op2));
+        format!(
+            "prefix +{}: operator {x:?} at {a} but {y:?} at {b}",
+            p.digits()
+        )
+    });
+    numbers.sort_by_key(|r| r.0);
+    conflicts(&numbers, errs, |(n, op, o), (_, op2, o2)| {
+        let (a, b) = (
+            place(&spec.porting_files, *o),
+            place(&spec.porting_files, *o2),
+        );
+        let (x, y) = (name(*op), name(*op2));
+        format!(
+            "ported number {}: operator {x:?} at {a} but {y:?} at {b}",
+            n.masked()
+        )
+    });
+    (prefixes, numbers)
 }
 
 /// Checks one route; its tiers of entries if it has no problem.
@@ -267,10 +302,10 @@ fn check_route(
 
 /// Reports keys given two different operators in `rows` (sorted by key), at most
 /// [`MAX_LINE_ERRORS`] of them, then a count of the rest.
-fn conflicts<K: PartialEq, O>(
-    rows: &[(K, OperatorId, O)],
+fn conflicts<K: PartialEq>(
+    rows: &[Staged<K>],
     errs: &mut Vec<String>,
-    describe: impl Fn(&(K, OperatorId, O), &(K, OperatorId, O)) -> String,
+    describe: impl Fn(&Staged<K>, &Staged<K>) -> String,
 ) {
     let mut found = 0usize;
     for pair in rows.windows(2) {

@@ -15,8 +15,10 @@
 //! - `build`: [`Router::from_config`] validates a [`RouterSpec`] and reports every problem.
 //!
 //! Costs, measured by `cargo bench -p pigeon-engine --bench router` on the 2-core dev
-//! machine (numbers in the bench file's header): the plan check dominates a lookup, at a few
-//! microseconds; the table lookups on 1,000,000 prefixes take well under a microsecond.
+//! machine: [`Router::route`] about 6.7 µs, nearly all of it the numbering-plan check;
+//! porting and prefix lookups on 1,000,000 prefixes and 100,000 ported numbers 0.1 µs;
+//! [`Router::candidates`] 13 ns; loading a 1,000,000-line prefix file 0.23 s, for a table of
+//! 10.7 MB (transiently 32 MB more while loading).
 //!
 //! Numbers are personal data: [`Msisdn`] masks itself in `Debug`, and no error or log here
 //! shows more than the last four digits.

@@ -101,12 +101,12 @@ pub enum FileError {
     TooLong { path: String },
 }
 
-/// Reads `path`, appending its entries to `rows` and its problems to `errors`.
+/// Reads `path`, giving each entry to `rows` and appending its problems to `errors`.
 pub fn read_file(
     path: &Path,
     kind: Kind,
     operator: &mut dyn FnMut(&str) -> Option<OperatorId>,
-    rows: &mut Vec<Row>,
+    rows: &mut dyn FnMut(Row),
     errors: &mut Vec<FileError>,
 ) {
     let name = path.display().to_string();
@@ -129,7 +129,7 @@ pub fn read(
     name: &str,
     kind: Kind,
     operator: &mut dyn FnMut(&str) -> Option<OperatorId>,
-    rows: &mut Vec<Row>,
+    rows: &mut dyn FnMut(Row),
     errors: &mut Vec<FileError>,
 ) {
     let mut buf = Vec::with_capacity(128);
@@ -164,7 +164,7 @@ pub fn read(
         let result = parse_line(bytes, kind, &mut seen_entry, operator);
         match result {
             Ok(None) => {}
-            Ok(Some((key, op))) => rows.push(Row {
+            Ok(Some((key, op))) => rows(Row {
                 key,
                 operator: op,
                 line,
@@ -250,7 +250,14 @@ mod tests {
 
     fn parse(kind: Kind, text: &[u8]) -> (Vec<Row>, Vec<String>) {
         let (mut rows, mut errors) = (Vec::new(), Vec::new());
-        read(text, "t.csv", kind, &mut ops, &mut rows, &mut errors);
+        read(
+            text,
+            "t.csv",
+            kind,
+            &mut ops,
+            &mut |r| rows.push(r),
+            &mut errors,
+        );
         (rows, errors.iter().map(ToString::to_string).collect())
     }
 
@@ -332,9 +339,9 @@ mod tests {
 
     #[test]
     fn a_missing_file_is_an_error() {
-        let (mut rows, mut errors) = (Vec::new(), Vec::new());
+        let mut errors = Vec::new();
         let path = Path::new("/nonexistent/pigeon/prefixes.csv");
-        read_file(path, Kind::Prefixes, &mut ops, &mut rows, &mut errors);
+        read_file(path, Kind::Prefixes, &mut ops, &mut |_| {}, &mut errors);
         assert!(matches!(&errors[..], [FileError::Io { .. }]), "{errors:?}");
     }
 }

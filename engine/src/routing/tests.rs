@@ -138,20 +138,20 @@ fn every_problem_in_a_spec_is_reported() {
     let p = prefixes.0.display();
     let q = porting.0.display();
     for expected in [
-        "carriers[1]: duplicate carrier \"a\"".to_owned(),
+        "carriers[1]: \"a\" given twice".to_owned(),
         "carriers[2]: empty name".to_owned(),
         "operators.uk: tier 1: carrier \"a\": weight must be at least 1".to_owned(),
         "operators.uk: tier 2: no carriers".to_owned(),
         "operators.fr: tier 1: unknown carrier \"z\"".to_owned(),
         "operators.fr: tier 1: carrier \"a\" already in this route".to_owned(),
-        "operators.fr: duplicate operator".to_owned(),
+        "operators[2]: \"fr\" given twice".to_owned(),
         "default_route: route is empty".to_owned(),
         "prefixes[\"0\"]: starts with 0 (a prefix starts with a country code)".to_owned(),
         "prefixes[\"1\"]: unknown operator \"x\"".to_owned(),
         format!("{p}:3: prefix \"4x\": not all digits"),
         format!("{p}:4: unknown operator \"mars\""),
         "/nonexistent/pigeon.csv: cannot read".to_owned(),
-        format!("prefix +44: operator \"fr\" at prefixes[0] but \"uk\" at {p}:2"),
+        format!("prefix +44: operator \"fr\" at prefixes[\"+44\"] but \"uk\" at {p}:2"),
         format!("ported number +********3456: operator \"uk\" at {q}:1 but \"fr\" at {q}:2"),
     ] {
         assert!(all.contains(&expected), "missing {expected:?} in\n{all}");
