@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Fuzzes the decoders of pigeon-smpp that the outside world feeds (PDU stream, receipts, UDH)
-# and the segmenter, each target for a bounded time. Fails if any target finds a crash, a
+# and the segmenter, each target for a bounded time. The default list is every target of
+# connectors/smpp/fuzz/Cargo.toml (`cargo fuzz list`): pdu_stream, receipt_parse, udh_parse,
+# segment, session_codec (the session's own reader, SessionCodec in arbitrary read sizes) and
+# lenient_receipt (the lenient deliver_sm reader the session falls back on). Fails if any target finds a crash, a
 # timeout or a leak; the input is left in connectors/smpp/fuzz/artifacts/<target>/.
 #
 #   deploy/local/fuzz.sh                 # every target, FUZZ_SECONDS (default 60) each

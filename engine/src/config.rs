@@ -170,6 +170,15 @@ pub struct CarrierConfig {
     /// TLS to the SMSC; absent means plain TCP.
     #[serde(default)]
     pub tls: Option<CarrierTls>,
+    /// Alphabet for texts that do not fit GSM 03.38: `gsm7` (default: GSM where every
+    /// character fits, else UCS-2), `latin1` (GSM, else ISO-8859-1 where it fits, else UCS-2),
+    /// `ucs2` (always UCS-2).
+    #[serde(default)]
+    pub alphabet: AlphabetConfig,
+    /// How long messages are sent: `udh8` (default), `udh16`, `sar` (TLVs), `message_payload`
+    /// (one submit, the carrier splits).
+    #[serde(default)]
+    pub long_messages: LongMessages,
     /// Sender shown to the customer: an alphanumeric name or a number.
     #[serde(default = "d_source_addr")]
     pub source_addr: String,
@@ -207,11 +216,53 @@ pub struct CarrierConfig {
     /// Longest backoff between retries.
     #[serde(default = "d_retry_backoff_max_ms")]
     pub retry_backoff_max_ms: u64,
-    /// How this carrier's receipt ids relate to its submit_sm_resp ids: `auto` (learned from
-    /// the first unmatched receipts), `as_is` (after case and leading zeros are normalised),
+    /// How this carrier's receipt ids relate to its submit_sm_resp ids: `as_is` (default;
+    /// after case and leading zeros are normalised), `auto` (learned from the first unmatched
+    /// receipts),
     /// `hex_to_decimal` (responses in hex, receipts in decimal), `decimal_to_hex`.
     #[serde(default)]
     pub receipt_id_form: ReceiptIdForm,
+}
+
+/// Alphabet choice of a carrier.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlphabetConfig {
+    #[default]
+    Gsm7,
+    Latin1,
+    Ucs2,
+}
+
+/// How a carrier takes long messages.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LongMessages {
+    #[default]
+    Udh8,
+    Udh16,
+    Sar,
+    MessagePayload,
+}
+
+impl CarrierConfig {
+    /// How texts are encoded and split for this carrier.
+    pub fn segment_options(&self) -> pigeon_smpp::encoding::SegmentOptions {
+        use pigeon_smpp::encoding::{Alphabet, Concatenation, SegmentOptions};
+        SegmentOptions {
+            alphabet: match self.alphabet {
+                AlphabetConfig::Gsm7 => Alphabet::Gsm7,
+                AlphabetConfig::Latin1 => Alphabet::Latin1,
+                AlphabetConfig::Ucs2 => Alphabet::Ucs2Only,
+            },
+            concatenation: match self.long_messages {
+                LongMessages::Udh8 => Concatenation::Udh8,
+                LongMessages::Udh16 => Concatenation::Udh16,
+                LongMessages::Sar => Concatenation::Sar,
+                LongMessages::MessagePayload => Concatenation::MessagePayload,
+            },
+        }
+    }
 }
 
 /// SMPP interface version announced in binds.
@@ -253,8 +304,8 @@ pub enum BindType {
 #[serde(rename_all = "snake_case")]
 pub enum ReceiptIdForm {
     /// Learned from the first unmatched receipts.
-    #[default]
     Auto,
+    #[default]
     AsIs,
     HexToDecimal,
     DecimalToHex,
@@ -324,13 +375,115 @@ pub struct RoutingConfig {
     /// Route for destinations whose operator is unknown; empty means such events are
     /// skipped with reason `no_route`.
     #[serde(default)]
-    pub default_route: Vec<String>,
-    /// Operator name -> carriers to use, primary first.
+    pub default_route: RouteConfig,
+    /// Operator name -> its route: carriers in order of preference (`["a", "b"]`), or tiers
+    /// of weighted carriers (`[["a=3", "b=1"], ["c"]]`: a and b share traffic 3:1, c is the
+    /// fallback when neither is up).
     #[serde(default)]
-    pub operators: BTreeMap<String, Vec<String>>,
+    pub operators: BTreeMap<String, RouteConfig>,
     /// E.164 prefix (with `+`) -> operator name; the longest matching prefix wins.
     #[serde(default)]
     pub prefixes: BTreeMap<String, String>,
+    /// CSV files of `prefix,operator` lines (millions of prefixes are fine).
+    #[serde(default)]
+    pub prefix_files: Vec<std::path::PathBuf>,
+    /// CSV files of `number,operator` lines: ported numbers, which win over prefixes.
+    #[serde(default)]
+    pub porting_files: Vec<std::path::PathBuf>,
+}
+
+/// A route as configured: ordered carriers, or tiers of weighted carriers.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum RouteConfig {
+    Ordered(Vec<String>),
+    Tiers(Vec<Vec<String>>),
+}
+
+impl Default for RouteConfig {
+    fn default() -> Self {
+        RouteConfig::Ordered(Vec::new())
+    }
+}
+
+impl RouteConfig {
+    pub fn is_empty(&self) -> bool {
+        match self {
+            RouteConfig::Ordered(v) => v.is_empty(),
+            RouteConfig::Tiers(t) => t.iter().all(Vec::is_empty),
+        }
+    }
+
+    /// Tiers of (carrier, weight); `name=weight` entries carry a weight, others weigh 1.
+    pub fn spec(&self) -> Result<crate::routing::RouteSpec, String> {
+        let entry = |e: &String| -> Result<(String, u32), String> {
+            match e.split_once('=') {
+                None => Ok((e.clone(), 1)),
+                Some((name, w)) => match w.trim().parse::<u32>() {
+                    Ok(w) if w > 0 => Ok((name.trim().to_owned(), w)),
+                    _ => Err(format!(
+                        "{e:?}: the weight after '=' must be a whole number above 0"
+                    )),
+                },
+            }
+        };
+        match self {
+            RouteConfig::Ordered(v) => v.iter().map(|e| entry(e).map(|x| vec![x])).collect(),
+            RouteConfig::Tiers(t) => t
+                .iter()
+                .map(|tier| tier.iter().map(entry).collect())
+                .collect(),
+        }
+    }
+}
+
+impl RoutingConfig {
+    /// The router's input, with every malformed weight listed.
+    pub fn spec(
+        &self,
+        carriers: &[CarrierConfig],
+    ) -> Result<crate::routing::RouterSpec, Vec<String>> {
+        let mut errs = Vec::new();
+        let mut route = |at: String, r: &RouteConfig| match r.spec() {
+            Ok(s) => s,
+            Err(e) => {
+                errs.push(format!("{at}: {e}"));
+                Vec::new()
+            }
+        };
+        let operators = self
+            .operators
+            .iter()
+            .map(|(op, r)| (op.clone(), route(format!("routing.operators.{op}"), r)))
+            .collect();
+        let default_route = (!self.default_route.is_empty())
+            .then(|| route("routing.default_route".to_owned(), &self.default_route));
+        let spec = crate::routing::RouterSpec {
+            carriers: carriers.iter().map(|c| c.name.clone()).collect(),
+            operators,
+            default_route,
+            prefixes: self
+                .prefixes
+                .iter()
+                .map(|(p, o)| (p.clone(), o.clone()))
+                .collect(),
+            prefix_files: self.prefix_files.clone(),
+            porting_files: self.porting_files.clone(),
+        };
+        if errs.is_empty() {
+            Ok(spec)
+        } else {
+            Err(errs)
+        }
+    }
+
+    /// Builds the router, listing every error (names, prefixes, files).
+    pub fn router(
+        &self,
+        carriers: &[CarrierConfig],
+    ) -> Result<crate::routing::Router, Vec<String>> {
+        crate::routing::Router::from_config(&self.spec(carriers)?)
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -501,35 +654,8 @@ impl Config {
                 errs.push(format!("{at}.response_timeout_ms: must be above 0"));
             }
         }
-        let known = |n: &str| self.carriers.iter().any(|c| c.name == n);
-        for n in &self.routing.default_route {
-            if !known(n) {
-                errs.push(format!("routing.default_route: unknown carrier {n:?}"));
-            }
-        }
-        for (op, route) in &self.routing.operators {
-            if route.is_empty() {
-                errs.push(format!("routing.operators.{op}: route is empty"));
-            }
-            for n in route {
-                if !known(n) {
-                    errs.push(format!("routing.operators.{op}: unknown carrier {n:?}"));
-                }
-            }
-        }
-        for (prefix, op) in &self.routing.prefixes {
-            let digits = prefix.strip_prefix('+').unwrap_or("");
-            if digits.is_empty() || digits.len() > 15 || !digits.bytes().all(|b| b.is_ascii_digit())
-            {
-                errs.push(format!(
-                    "routing.prefixes.{prefix:?}: expected + and 1..=15 digits"
-                ));
-            }
-            if !self.routing.operators.contains_key(op) {
-                errs.push(format!(
-                    "routing.prefixes.{prefix:?}: unknown operator {op:?}"
-                ));
-            }
+        if let Err(e) = self.routing.router(&self.carriers) {
+            errs.extend(e.into_iter().map(|e| format!("routing: {e}")));
         }
         for (locale, text) in &self.templates.locales {
             if let Err(e) = Template::parse(text) {
@@ -597,7 +723,7 @@ mod tests {
     fn every_semantic_error_is_reported_at_once() {
         let bad = GOOD
             .replace(r#"default_route = ["a"]"#, r#"default_route = ["nope"]"#)
-            .replace(r#""+44" = "uk""#, r#""44x" = "mars""#)
+            .replace(r#""+44" = "uk""#, r#""44x" = "uk", "+33" = "mars""#)
             .replace(
                 r#"password = "secret""#,
                 "password = \"far-too-long\"\nwindow = 0",
@@ -605,8 +731,8 @@ mod tests {
         let errs = Config::from_toml(&bad).expect_err("invalid").0;
         let all = errs.join("\n");
         assert!(all.contains("default_route"), "{all}");
-        assert!(all.contains("expected + and"), "{all}");
-        assert!(all.contains("unknown operator"), "{all}");
+        assert!(all.contains("44x"), "{all}");
+        assert!(all.contains("mars"), "{all}");
         assert!(all.contains("password"), "{all}");
         assert!(all.contains("window"), "{all}");
         assert_eq!(errs.len(), 5, "{all}");

@@ -266,7 +266,7 @@ mod tests {
     use super::*;
 
     pub(crate) const GOOD: &str = r#"{"schema_version":1,"event_id":"evt-1","transaction_id":"txn-1",
-        "occurred_at":"2026-11-25T19:00:00Z","customer_ref":"c-1","destination":"+447700900123",
+        "occurred_at":"2026-11-25T19:00:00Z","customer_ref":"c-1","destination":"+447400900123",
         "card_last4":"4242","amount_minor":1250,"currency":"GBP","merchant":"Coffee House",
         "locale":"en-GB","balance_minor":123456}"#;
 
@@ -309,7 +309,7 @@ mod tests {
             ),
             (with("event_id", "42"), "malformed_event", false),
             (
-                GOOD.replace("\"destination\":\"+447700900123\",", ""),
+                GOOD.replace("\"destination\":\"+447400900123\",", ""),
                 "malformed_event",
                 true,
             ),

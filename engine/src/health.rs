@@ -7,7 +7,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use crate::router::CarrierId;
+use crate::routing::CarrierId;
 
 #[derive(Debug)]
 struct Carrier {

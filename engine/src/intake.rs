@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use crate::event::{self, DebitEvent, Rejection};
 use crate::health::CarrierHealth;
 use crate::notification::{mask_number, Meta, Notification, Origin};
-use crate::router::{CarrierId, Router};
+use crate::routing::{CarrierId, RouteCursor, Router};
 use crate::template::Templates;
 
 /// What becomes of one consumed record.
@@ -40,6 +40,9 @@ pub struct IntakeLimits {
     pub validity: Duration,
 }
 
+/// How each carrier wants texts encoded and split, by carrier id.
+pub type Encodings = Arc<[encoding::SegmentOptions]>;
+
 /// Decides each record's fate.
 #[derive(Debug)]
 pub struct Intake {
@@ -47,10 +50,13 @@ pub struct Intake {
     router: Router,
     limits: IntakeLimits,
     health: Arc<CarrierHealth>,
+    encodings: Encodings,
     /// Concatenation reference for the next multi-part message.
-    next_ref: u8,
-    /// Interned routes, so that notifications share them.
-    routes: Vec<Arc<[CarrierId]>>,
+    next_ref: u16,
+    /// Weighted round-robin state of every route.
+    cursor: RouteCursor,
+    /// Scratch for candidate carriers.
+    candidates: Vec<CarrierId>,
 }
 
 impl Intake {
@@ -59,14 +65,17 @@ impl Intake {
         router: Router,
         limits: IntakeLimits,
         health: Arc<CarrierHealth>,
+        encodings: Encodings,
     ) -> Intake {
         Intake {
             templates,
             router,
             limits,
             health,
+            encodings,
             next_ref: 0,
-            routes: Vec::new(),
+            cursor: RouteCursor::new(),
+            candidates: Vec::new(),
         }
     }
 
@@ -74,7 +83,7 @@ impl Intake {
     pub fn reload(&mut self, router: Router, templates: Templates) {
         self.router = router;
         self.templates = templates;
-        self.routes.clear();
+        self.cursor = RouteCursor::new();
     }
 
     pub fn decide(&mut self, payload: &[u8], origin: Origin) -> Decision {
@@ -87,8 +96,8 @@ impl Intake {
                 }
             }
         };
-        let (msisdn, route) = match self.router.route(&ev.destination) {
-            Ok((n, route)) => (n, intern(&mut self.routes, route)),
+        let resolved = match self.router.route(&ev.destination) {
+            Ok(r) => r,
             Err(no) => {
                 let meta = meta(&ev, 0);
                 return Decision::Skip {
@@ -97,6 +106,24 @@ impl Intake {
                 };
             }
         };
+        let msisdn = resolved.msisdn;
+        // Carriers that are up, in the order to try (weighted pick first); when none is up,
+        // all of them, so the notification waits for the first to come back.
+        let health = &self.health;
+        let out = &mut self.candidates;
+        self.router
+            .candidates(&mut self.cursor, resolved.route, |c| health.is_up(c), out);
+        if out.is_empty() {
+            self.router
+                .candidates(&mut self.cursor, resolved.route, |_| true, out);
+        }
+        if out.is_empty() {
+            return Decision::Skip {
+                meta: meta(&ev, 0),
+                reason: "no_route",
+            };
+        }
+        let route: Arc<[CarrierId]> = out.as_slice().into();
         let age = OffsetDateTime::now_utc() - ev.occurred_at;
         let Some(left) = self
             .limits
@@ -112,29 +139,22 @@ impl Intake {
         let body: Arc<str> = self.templates.render(&ev).into();
         let reference = self.next_ref;
         self.next_ref = self.next_ref.wrapping_add(1);
-        let text = encoding::segment(&body, reference);
+        let opts = self.encodings.get(route[0]).copied().unwrap_or_default();
+        let text = encoding::segment_with(&body, reference, &opts);
         let meta = meta(&ev, text.parts.len() as u32);
-        let route_pos = self.health.choose(&route, 0);
+        let route_pos = 0;
         Decision::Send(Notification {
             meta,
             origin,
             destination: msisdn.digits(),
             body,
             text,
+            reference,
             route,
             route_pos,
             deadline: Instant::now() + left,
         })
     }
-}
-
-fn intern(routes: &mut Vec<Arc<[CarrierId]>>, route: &[CarrierId]) -> Arc<[CarrierId]> {
-    if let Some(r) = routes.iter().find(|r| &***r == route) {
-        return r.clone();
-    }
-    let r: Arc<[CarrierId]> = route.into();
-    routes.push(r.clone());
-    r
 }
 
 fn meta(ev: &DebitEvent, segments: u32) -> Meta {
@@ -175,12 +195,9 @@ mod tests {
             validity: Duration::from_secs(600),
         };
         let health = Arc::new(CarrierHealth::new(1));
-        Intake::new(
-            templates,
-            Router::new(&cfg.routing, &cfg.carriers),
-            limits,
-            health,
-        )
+        let encodings: Encodings = vec![Default::default()].into();
+        let router = cfg.routing.router(&cfg.carriers).expect("router");
+        Intake::new(templates, router, limits, health, encodings)
     }
 
     fn event(dest: &str, locale: &str, merchant: &str) -> Vec<u8> {
@@ -208,12 +225,12 @@ mod tests {
 
     #[test]
     fn an_english_debit_is_one_gsm_segment_to_its_route() {
-        let Decision::Send(n) = intake().decide(&event("+447700900123", "en", "Cafe"), AT) else {
+        let Decision::Send(n) = intake().decide(&event("+447400900123", "en", "Cafe"), AT) else {
             panic!("expected send");
         };
         assert_eq!(n.text.coding, Coding::Gsm7);
         assert_eq!(n.text.parts.len(), 1);
-        assert_eq!(n.destination, "447700900123");
+        assert_eq!(n.destination, "447400900123");
         assert_eq!(n.meta.masked, "+********0123");
         assert_eq!(&*n.route, &[0]);
         assert_eq!(n.origin, AT);
@@ -227,7 +244,7 @@ mod tests {
         };
         assert_eq!(n.text.coding, Coding::Ucs2);
         let long = "The Very Long Merchant Name Limited Trading As Something";
-        let Decision::Send(n) = intake().decide(&event("+447700900123", "en", long), AT) else {
+        let Decision::Send(n) = intake().decide(&event("+447400900123", "en", long), AT) else {
             panic!("expected send");
         };
         assert_eq!(n.text.parts.len(), 2);
@@ -244,7 +261,7 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        match i.decide(&event("+15551234567", "en", "x"), AT) {
+        match i.decide(&event("+33612345678", "en", "x"), AT) {
             Decision::Skip { reason, .. } => assert_eq!(reason, "no_route"),
             other => panic!("{other:?}"),
         }
@@ -253,12 +270,12 @@ mod tests {
     #[test]
     fn a_debit_older_than_the_validity_is_stale_and_a_fresh_one_has_what_is_left() {
         let old = OffsetDateTime::now_utc() - time::Duration::minutes(11);
-        match intake().decide(&event_at("+447700900123", "en", "x", old), AT) {
+        match intake().decide(&event_at("+447400900123", "en", "x", old), AT) {
             Decision::Skip { reason, .. } => assert_eq!(reason, "stale_event"),
             other => panic!("{other:?}"),
         }
         let recent = OffsetDateTime::now_utc() - time::Duration::minutes(4);
-        let Decision::Send(n) = intake().decide(&event_at("+447700900123", "en", "x", recent), AT)
+        let Decision::Send(n) = intake().decide(&event_at("+447400900123", "en", "x", recent), AT)
         else {
             panic!("expected send");
         };

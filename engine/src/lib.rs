@@ -4,7 +4,7 @@
 //! Map of the crate, in data-path order:
 //! - [`config`]: the TOML configuration, validated into typed values.
 //! - [`event`]: debit and status event schemas (version 1) and input validation.
-//! - [`intake`]: decode, validate, render ([`template`]), encode and segment, route ([`router`]).
+//! - [`intake`]: decode, validate, render ([`template`]), encode and segment, route ([`routing`]).
 //! - [`notification`]: what travels between stages for one debit; number masking.
 //! - [`matcher`]: receipt correlation table.
 //! - [`health`]: which carriers can take traffic, shared by the shards and the intake.
@@ -29,6 +29,5 @@ pub mod outcome;
 pub mod pipeline;
 pub mod reload;
 pub mod retry;
-pub mod router;
 pub mod routing;
 pub mod template;

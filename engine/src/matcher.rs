@@ -18,7 +18,7 @@ use tokio::time::Instant;
 
 use crate::event::{State, StatusEvent};
 use crate::notification::Meta;
-use crate::router::CarrierId;
+use crate::routing::CarrierId;
 
 type Key = (CarrierId, String);
 

@@ -7,7 +7,7 @@ use time::OffsetDateTime;
 use tokio::time::Instant;
 
 use crate::event::{State, StatusEvent, SCHEMA_VERSION};
-use crate::router::CarrierId;
+use crate::routing::CarrierId;
 
 /// The part of a notification that statuses are made of. Holds no message text.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,6 +59,8 @@ pub struct Notification {
     pub body: Arc<str>,
     /// `body` encoded and split for the carrier at `route_pos`.
     pub text: Segmented,
+    /// Concatenation reference of `text`'s parts (kept when it is encoded again).
+    pub reference: u16,
     /// Carriers to use, primary first.
     pub route: Arc<[CarrierId]>,
     /// Position in `route` of the carrier this notification is with now.
@@ -74,7 +76,7 @@ impl Notification {
     }
 }
 
-/// Masks all but the last four digits: `+447700900123` -> `+********0123`.
+/// Masks all but the last four digits: `+447400900123` -> `+********0123`.
 pub fn mask_number(n: &str) -> String {
     let digits = n.bytes().filter(u8::is_ascii_digit).count();
     let mut seen = 0;
@@ -97,7 +99,7 @@ mod tests {
 
     #[test]
     fn masking_keeps_only_the_last_four_digits() {
-        assert_eq!(mask_number("+447700900123"), "+********0123");
+        assert_eq!(mask_number("+447400900123"), "+********0123");
         assert_eq!(mask_number("8613800138000"), "*********8000");
         assert_eq!(mask_number("123"), "123");
     }

@@ -23,10 +23,9 @@ use crate::actors::sink::{Sink, SinkTopics};
 use crate::actors::source;
 use crate::config::Config;
 use crate::health::CarrierHealth;
-use crate::intake::{Intake, IntakeLimits};
+use crate::intake::{Encodings, Intake, IntakeLimits};
 use crate::matcher::Matcher;
 use crate::reload;
-use crate::router::Router;
 use crate::template::Templates;
 
 /// Receipts that arrive before their submit response wait this long for it.
@@ -53,7 +52,10 @@ pub async fn run(cfg: Config, controls: Controls) -> anyhow::Result<()> {
     let e = &cfg.engine;
     let mailbox = e.mailbox_capacity;
     let templates = Templates::new(&cfg.templates).context("templates")?;
-    let router = Router::new(&cfg.routing, &cfg.carriers);
+    let router = cfg
+        .routing
+        .router(&cfg.carriers)
+        .map_err(|e| anyhow::anyhow!(e.join("\n")))?;
 
     let source = Arc::new(
         Source::subscribe(&cfg.kafka, &cfg.topics.debits).context("subscribing to debits")?,
@@ -91,6 +93,7 @@ pub async fn run(cfg: Config, controls: Controls) -> anyhow::Result<()> {
     };
     let arbiters: Vec<Arbiter> = (0..workers).map(|_| Arbiter::new()).collect();
     let health = Arc::new(CarrierHealth::new(cfg.carriers.len()));
+    let encodings: Encodings = cfg.carriers.iter().map(|c| c.segment_options()).collect();
     let peers = Arc::new(OnceLock::new());
     let shards: Vec<Addr<Shard>> = cfg
         .carriers
@@ -103,6 +106,7 @@ pub async fn run(cfg: Config, controls: Controls) -> anyhow::Result<()> {
                 health: health.clone(),
                 peers: peers.clone(),
                 failover_after: Duration::from_millis(e.failover_after_ms),
+                encodings: encodings.clone(),
                 mailbox,
             };
             Shard::start_in_arbiter(&arbiters[i % workers].handle(), move |_| {
@@ -118,7 +122,7 @@ pub async fn run(cfg: Config, controls: Controls) -> anyhow::Result<()> {
             max_event_bytes: e.max_event_bytes,
             validity: Duration::from_millis(e.validity_ms),
         };
-        let intake = Intake::new(templates, router, limits, health);
+        let intake = Intake::new(templates, router, limits, health, encodings.clone());
         IntakeActor::start_in_arbiter(&intake_arbiter.handle(), move |_| {
             IntakeActor::new(intake, shards, sink, mailbox)
         })
@@ -180,9 +184,10 @@ async fn apply_reloads(
     while let Some(ReloadRequest { config: new, reply }) = rx.recv().await {
         let planned = reload::plan(&current, &new).and_then(|plan| {
             let templates = Templates::new(&new.templates).map_err(|e| vec![e.to_string()])?;
-            Ok((plan, templates))
+            let router = new.routing.router(&new.carriers)?;
+            Ok((plan, templates, router))
         });
-        let (plan, templates) = match planned {
+        let (plan, templates, router) = match planned {
             Ok(p) => p,
             Err(errors) => {
                 for e in &errors {
@@ -194,11 +199,9 @@ async fn apply_reloads(
                 continue;
             }
         };
-        if plan.routing_changed || plan.templates_changed {
-            let router = Router::new(&new.routing, &new.carriers);
-            if intake.send(Reload { router, templates }).await.is_err() {
-                return;
-            }
+        let changed = plan.routing_changed || plan.templates_changed;
+        if changed && intake.send(Reload { router, templates }).await.is_err() {
+            return;
         }
         for (carrier, sps) in &plan.rates {
             if let Some(s) = shards.get(*carrier) {

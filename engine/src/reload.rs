@@ -4,7 +4,7 @@
 //! reason listed; the running configuration stays.
 
 use crate::config::Config;
-use crate::router::CarrierId;
+use crate::routing::CarrierId;
 
 /// The changes a valid reload makes.
 #[derive(Debug, Clone, PartialEq, Eq)]

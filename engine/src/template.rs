@@ -282,7 +282,7 @@ mod tests {
             transaction_id: "t".into(),
             occurred_at: datetime!(2026-11-25 19:05:00 UTC),
             customer_ref: "c".into(),
-            destination: "+447700900123".into(),
+            destination: "+447400900123".into(),
             card_last4: "4242".into(),
             amount_minor: 123_456,
             currency: "GBP".into(),

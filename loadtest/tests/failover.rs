@@ -6,6 +6,7 @@ mod support;
 
 use std::time::Duration;
 
+use pigeon::config::RouteConfig;
 use pigeon_kafka::KafkaConfig;
 use pigeon_loadtest::load::{DebitMix, Generator, StatusCollector};
 use support::{engine_config, produce, start_sim, Engine, Topics};
@@ -168,7 +169,7 @@ async fn routes_reload_live_and_a_refused_reload_changes_nothing() {
     refused
         .routing
         .operators
-        .insert("uk".into(), vec!["carrier-b".into()]);
+        .insert("uk".into(), RouteConfig::Ordered(vec!["carrier-b".into()]));
     refused.engine.batch_max += 1;
     let errors = engine.reload(refused).await.expect_err("refused");
     assert_eq!(errors, vec!["engine: changes need a restart".to_owned()]);
@@ -180,7 +181,7 @@ async fn routes_reload_live_and_a_refused_reload_changes_nothing() {
     moved
         .routing
         .operators
-        .insert("uk".into(), vec!["carrier-b".into()]);
+        .insert("uk".into(), RouteConfig::Ordered(vec!["carrier-b".into()]));
     let plan = engine.reload(moved).await.expect("applied");
     assert!(plan.routing_changed, "{plan:?}");
     send(&mut g, &topics.debits, 50).await;

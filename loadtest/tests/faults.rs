@@ -36,6 +36,22 @@ impl Run {
 /// Sends `n` one-segment UK debits (primary carrier-a) through an engine whose carrier-a is
 /// the simulator with `fault`, and waits until each is settled (terminal or ambiguous).
 async fn run(name: &str, n: u64, fault: impl Fn(&mut CarrierSim), engine_carrier_a: &str) -> Run {
+    let mix = DebitMix {
+        chinese: 0.0,
+        long: 0.0,
+        malformed_every: 0,
+    };
+    run_mix(name, n, mix, fault, engine_carrier_a).await
+}
+
+/// As [`run`], with a traffic mix of its own.
+async fn run_mix(
+    name: &str,
+    n: u64,
+    mix: DebitMix,
+    fault: impl Fn(&mut CarrierSim),
+    engine_carrier_a: &str,
+) -> Run {
     let topics = Topics::unique(name);
     topics.create().await;
     let sim = start_sim_with(Duration::from_millis(20), fault).await;
@@ -46,14 +62,7 @@ async fn run(name: &str, n: u64, fault: impl Fn(&mut CarrierSim), engine_carrier
         name,
     )
     .expect("status collector");
-    let mut g = Generator::new(
-        name,
-        DebitMix {
-            chinese: 0.0,
-            long: 0.0,
-            malformed_every: 0,
-        },
-    );
+    let mut g = Generator::new(name, mix);
     let records = (0..n).map(|_| g.next_event()).collect();
     produce(&topics.debits, records).await;
     let settled = collector.wait_settled(n, Instant::now() + DEADLINE).await;
@@ -110,11 +119,11 @@ async fn transient_errors_are_retried_and_permanent_ones_fail_with_the_status() 
     assert!(r.sim.errors > 0, "{:?}", r.sim);
     assert_eq!(r.state("delivered"), 200, "{:?}", r.acc);
 
-    // Every generated UK number starts +4477009; refuse them all, permanently.
+    // Every generated UK number starts +447400; refuse them all, permanently.
     let r = run(
         "refused",
         50,
-        |c| c.reject_prefixes = vec!["4477009".into()],
+        |c| c.reject_prefixes = vec!["447400".into()],
         "",
     )
     .await;
@@ -276,7 +285,7 @@ async fn a_carrier_wanting_transmitter_and_receiver_pairs_gets_them() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_carrier_spelling_receipt_ids_in_decimal_is_learned_without_configuration() {
+async fn a_carrier_spelling_receipt_ids_in_decimal_is_learned_in_auto_mode() {
     let r = run(
         "idlearn",
         200,
@@ -284,9 +293,33 @@ async fn a_carrier_spelling_receipt_ids_in_decimal_is_learned_without_configurat
             c.id_format = IdFormat::Hex;
             c.receipt_id_format = Some(IdFormat::Decimal);
         },
-        "",
+        "receipt_id_form = \"auto\"",
     )
     .await;
     assert!(r.acc.exactly_once(), "{:?}", r.acc);
     assert_eq!(r.state("delivered"), 200, "{:?}", r.acc);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_messages_go_as_each_carrier_wants_them() {
+    for (name, how) in [
+        ("sar", "sar"),
+        ("payload", "message_payload"),
+        ("udh16", "udh16"),
+    ] {
+        let mix = DebitMix {
+            chinese: 0.0,
+            long: 1.0,
+            malformed_every: 0,
+        };
+        let r = run_mix(name, 50, mix, |_| {}, &format!("long_messages = \"{how}\"")).await;
+        assert_eq!(r.state("delivered"), 50, "{how}: {:?}", r.acc);
+        assert_eq!(
+            r.sim.messages, 50,
+            "{how}: reassembled at the carrier: {:?}",
+            r.sim
+        );
+        let parts = if how == "message_payload" { 50 } else { 100 };
+        assert_eq!(r.sim.submits, parts, "{how}: {:?}", r.sim);
+    }
 }

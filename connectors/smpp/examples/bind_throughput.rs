@@ -100,6 +100,8 @@ fn submit(i: usize, receipts: bool) -> Submit {
         esm_class: 0,
         short_message: Bytes::from_static(b"Your account 1234 was debited EUR 12.00"),
         registered_delivery: receipts,
+        sar: None,
+        message_payload: false,
     }
 }
 

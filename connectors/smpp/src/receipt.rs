@@ -403,7 +403,7 @@ pub fn match_key(id: &str) -> String {
     }
 }
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum ReceiptError {
     #[error("receipt carries no message id")]
     MissingId,

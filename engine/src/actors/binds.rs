@@ -18,7 +18,7 @@ use tracing::{info, warn};
 
 use crate::health::CarrierHealth;
 use crate::metrics;
-use crate::router::CarrierId;
+use crate::routing::CarrierId;
 
 /// What a kept session is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

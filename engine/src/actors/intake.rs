@@ -107,7 +107,7 @@ impl Handler<Records> for IntakeActor {
 #[derive(actix::Message)]
 #[rtype(result = "()")]
 pub struct Reload {
-    pub router: crate::router::Router,
+    pub router: crate::routing::Router,
     pub templates: crate::template::Templates,
 }
 

@@ -26,7 +26,7 @@ use pigeon_smpp::receipt::Receipt;
 use crate::event::StatusEvent;
 use crate::matcher::Accepted;
 use crate::notification::{Notification, Origin};
-use crate::router::CarrierId;
+use crate::routing::CarrierId;
 
 /// Consumed records, source -> intake.
 #[derive(Message)]

@@ -11,6 +11,7 @@ use actix::{Actor, Addr, Context, Handler, Message, ResponseFuture};
 use bytes::Bytes;
 use futures::future::join_all;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use pigeon_smpp::encoding;
 use pigeon_smpp::session::Inbound;
 use pigeon_smpp::session::{self, BindKind, Session, SessionConfig, Submit, SubmitOutcome};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
@@ -23,12 +24,13 @@ use super::{Dispatch, Receipts, SubmitResult, Submitted};
 use crate::config::{BindType, CarrierConfig, SmppVersion};
 use crate::event::State;
 use crate::health::CarrierHealth;
+use crate::intake::Encodings;
 use crate::matcher::Accepted;
 use crate::metrics;
 use crate::notification::Notification;
 use crate::outcome::{self, Verdict};
 use crate::retry::{Next, RetryPolicy};
-use crate::router::CarrierId;
+use crate::routing::CarrierId;
 
 /// State shared by the shard's handler and the tasks it spawns.
 struct Shared {
@@ -44,6 +46,7 @@ struct Shared {
     health: Arc<CarrierHealth>,
     /// Every carrier's shard, by carrier id; set once all are started.
     peers: Arc<OnceLock<Vec<Addr<Shard>>>>,
+    encodings: Encodings,
     /// Notifications in flight at most: binds x window.
     in_flight: Arc<Semaphore>,
     results: mpsc::Sender<SubmitResult>,
@@ -87,6 +90,8 @@ pub struct ShardLinks {
     pub peers: Arc<OnceLock<Vec<Addr<Shard>>>>,
     /// How long a notification waits for a bind before it moves to the next carrier.
     pub failover_after: Duration,
+    /// How every carrier wants texts encoded, to encode again on a hand-over.
+    pub encodings: Encodings,
     pub mailbox: usize,
 }
 
@@ -117,6 +122,7 @@ impl Shard {
             failover_after: links.failover_after,
             health: links.health,
             peers: links.peers,
+            encodings: links.encodings,
             in_flight: Arc::new(Semaphore::new(cfg.binds * cfg.window)),
             results: tx,
         });
@@ -262,7 +268,7 @@ impl Handler<Dispatch> for Shard {
 /// hands `n` to the next carrier of its route.
 async fn submit(shared: Arc<Shared>, n: Notification, permit: OwnedSemaphorePermit) {
     let can_hand_over = n.route_pos + 1 < n.route.len();
-    let sends = n.text.parts.iter().map(|p| {
+    let sends = n.text.parts.iter().enumerate().map(|(i, p)| {
         let submit = Submit {
             source_addr: shared.source_addr.clone(),
             destination_addr: n.destination.clone(),
@@ -270,6 +276,8 @@ async fn submit(shared: Arc<Shared>, n: Notification, permit: OwnedSemaphorePerm
             esm_class: n.text.esm_class(),
             short_message: Bytes::copy_from_slice(p),
             registered_delivery: true,
+            sar: n.text.sar_for_part(i),
+            message_payload: n.text.payload_tlv,
         };
         submit_segment(&shared, submit, n.deadline, can_hand_over)
     });
@@ -327,6 +335,15 @@ async fn hand_over(shared: &Shared, mut n: Notification, reason: &'static str) {
         .await;
     metrics::handed_over(&shared.name, reason);
     n.route_pos = shared.health.choose(&n.route, n.route_pos + 1);
+    let (from, to) = (
+        shared.encodings.get(shared.carrier),
+        shared.encodings.get(n.carrier()),
+    );
+    if from != to {
+        // The next carrier wants the text encoded or split another way.
+        n.text = encoding::segment_with(&n.body, n.reference, &to.copied().unwrap_or_default());
+        n.meta.segments = n.text.parts.len() as u32;
+    }
     let Some(peer) = shared.peers.get().and_then(|p| p.get(n.carrier())) else {
         return;
     };

@@ -91,7 +91,7 @@ impl Generator {
             let n: u64 = self.rng.random_range(0..1_000_000);
             let m = MERCHANTS[(i % MERCHANTS.len() as u64) as usize];
             (
-                format!("+4477009{n:05}"),
+                format!("+447400{n:06}"),
                 "en-GB",
                 "GBP",
                 if long { LONG_MERCHANT } else { m },

@@ -5,7 +5,7 @@
 //! TLS handshake in between) by `bind_timeout` and hands the connection to the socket task.
 
 use futures::{SinkExt, StreamExt};
-use rusmpp::{Command, CommandId, CommandStatus, Pdu};
+use rusmpp::CommandId;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_util::codec::Framed;
@@ -80,11 +80,7 @@ where
                 };
             }
             CommandId::EnquireLink => {
-                let resp = Command::new(
-                    CommandStatus::EsmeRok,
-                    cmd.sequence_number(),
-                    Pdu::EnquireLinkResp,
-                );
+                let resp = pdu::enquire_link_resp(cmd.sequence_number());
                 metrics::pdu("enquire_link_resp", "tx");
                 framed.send(resp).await.map_err(encode_io)?;
             }

@@ -23,18 +23,24 @@
 //!
 //! Files: `config.rs` (settings), `error.rs` ([`SessionError`]), `tls.rs` (rustls),
 //! `bind.rs` (handshake), `codec.rs` (framing), `lenient.rs` (broken receipts), `task/`
-//! (socket task), `pdu.rs` (PDU building), `status.rs` ([`classify`]), [`window`].
+//! (socket task), `pdu.rs` (PDU building: short_message, SAR TLVs, message_payload),
+//! `status.rs` ([`classify`]), [`window`], `fuzzing.rs` (hidden hooks for `fuzz/`).
 
 mod bind;
 mod codec;
 mod config;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod lenient;
 mod pdu;
 mod status;
 mod task;
 mod tls;
 pub mod window;
+
+#[cfg(test)]
+mod roundtrip_tests;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -63,10 +69,20 @@ pub struct Submit {
     pub destination_addr: String,
     pub data_coding: u8,
     pub esm_class: u8,
-    /// At most 254 octets, UDH included.
+    /// The message body: at most 254 octets (UDH included) in `short_message`, or up to
+    /// 65,535 octets when `message_payload` is set. Longer ones are refused locally
+    /// (`Rejected` 0x01).
     pub short_message: bytes::Bytes,
     /// Ask for a final delivery receipt (`registered_delivery` 1).
     pub registered_delivery: bool,
+    /// SAR numbering of this part, `(sar_msg_ref_num, sar_total_segments,
+    /// sar_segment_seqnum)`, sent as the TLVs 0x020C, 0x020E and 0x020F (the body then carries
+    /// no UDH; see [`crate::encoding::Segmented::sar_for_part`]). A total of 0 or a sequence
+    /// outside `1..=total` is refused locally (`Rejected` 0xC4).
+    pub sar: Option<(u16, u8, u8)>,
+    /// Send the body in the `message_payload` TLV (0x0424) with an empty `short_message`
+    /// (see [`crate::encoding::Segmented::payload_tlv`]).
+    pub message_payload: bool,
 }
 
 /// How one submit ended.

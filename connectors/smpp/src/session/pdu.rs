@@ -1,19 +1,25 @@
 //! Building the PDUs a client sends and reading the parts of received ones the session needs.
 //!
-//! Role: the only place that touches rusmpp's PDU types field by field — bind, submit_sm,
-//! receipt TLVs — plus the helpers that keep logs and metrics safe (command names for labels,
-//! masked phone numbers).
+//! Role: the only place that touches rusmpp's PDU types field by field. It builds every PDU
+//! the session sends — bind (three kinds), submit_sm (body in `short_message`, UDH included, or
+//! in the `message_payload` TLV; SAR TLVs when numbered so), enquire_link, unbind, their
+//! responses, deliver_sm_resp and generic_nack — and reads receipts out of `deliver_sm`; plus
+//! the helpers that keep logs and metrics safe (command names for labels, masked numbers).
 
 use rusmpp::{
-    pdus::{BindReceiver, BindTransceiver, BindTransmitter, DeliverSm, SubmitSm},
-    tlvs::TlvValue,
-    types::{COctetString, OctetString},
-    values::{DataCoding, EsmClass, InterfaceVersion as Version, Npi, RegisteredDelivery, Ton},
+    pdus::{BindReceiver, BindTransceiver, BindTransmitter, DeliverSm, DeliverSmResp, SubmitSm},
+    tlvs::{MessageSubmissionRequestTlvValue as SubmitTlv, TlvValue},
+    types::{AnyOctetString, COctetString, OctetString},
+    values::{
+        DataCoding, EsmClass, InterfaceVersion as Version, MessagePayload, Npi, RegisteredDelivery,
+        Ton,
+    },
     Command, CommandId, CommandStatus, Pdu,
 };
 
 use super::{BindKind, InterfaceVersion, SessionConfig, SessionError, Submit};
-use crate::receipt::ReceiptTlvs;
+use crate::encoding::MESSAGE_PAYLOAD_MAX;
+use crate::receipt::{parse_receipt, Receipt, ReceiptError, ReceiptTlvs};
 
 /// `ESME_RINVMSGLEN`: message length is invalid.
 pub const ESME_RINVMSGLEN: u32 = 0x01;
@@ -23,8 +29,13 @@ pub const ESME_RINVCMDID: u32 = 0x03;
 pub const ESME_RINVSRCADR: u32 = 0x0A;
 /// `ESME_RINVDSTADR`: invalid destination address.
 pub const ESME_RINVDSTADR: u32 = 0x0B;
+/// `ESME_RINVOPTPARAMVAL`: invalid optional parameter (TLV) value.
+pub const ESME_RINVOPTPARAMVAL: u32 = 0xC4;
 /// `ESME_RX_T_APPN`: temporary application error; the SMSC should retry the `deliver_sm`.
 pub const ESME_RX_T_APPN: u32 = 0x64;
+
+/// Most octets in `short_message` (SMPP 3.4 allows 0..=254).
+const SHORT_MESSAGE_MAX: usize = 254;
 
 /// `esm_class` message-type bits meaning "SMSC delivery receipt".
 const ESM_RECEIPT_MASK: u8 = 0x3C;
@@ -149,12 +160,7 @@ pub fn submit_command(s: &Submit, seq: u32) -> Result<Command, u32> {
     }
     let source_addr: COctetString<1, 21> =
         COctetString::from_string(source.to_owned()).map_err(|_| ESME_RINVSRCADR)?;
-    // sm_length is one octet; longer text must be split (or go in message_payload).
-    if s.short_message.len() > 254 {
-        return Err(ESME_RINVMSGLEN);
-    }
-    let short_message: OctetString<0, 255> =
-        OctetString::from_bytes(s.short_message.clone()).map_err(|_| ESME_RINVMSGLEN)?;
+    let (short_message, tlvs) = body(s)?;
     let pdu = SubmitSm::builder()
         .source_addr_ton(src_ton)
         .source_addr_npi(src_npi)
@@ -166,8 +172,69 @@ pub fn submit_command(s: &Submit, seq: u32) -> Result<Command, u32> {
         .registered_delivery(RegisteredDelivery::from(u8::from(s.registered_delivery)))
         .data_coding(DataCoding::from(s.data_coding))
         .short_message(short_message)
+        .tlvs(tlvs)
         .build();
     Ok(Command::new(CommandStatus::EsmeRok, seq, pdu))
+}
+
+/// The `short_message` and TLVs carrying the body of `s`: the body in `short_message` (at
+/// most 254 octets) or in `message_payload` (at most 65,535), plus the SAR TLVs when set.
+fn body(s: &Submit) -> Result<(OctetString<0, 255>, Vec<SubmitTlv>), u32> {
+    let mut tlvs = Vec::new();
+    if let Some((reference, total, seq)) = s.sar {
+        if total == 0 || seq == 0 || seq > total {
+            return Err(ESME_RINVOPTPARAMVAL);
+        }
+        tlvs.push(SubmitTlv::SarMsgRefNum(reference));
+        tlvs.push(SubmitTlv::SarTotalSegments(total));
+        tlvs.push(SubmitTlv::SarSegmentSeqnum(seq));
+    }
+    if s.message_payload {
+        // The TLV length field is 16 bits; rusmpp would silently truncate it.
+        if s.short_message.len() > MESSAGE_PAYLOAD_MAX {
+            return Err(ESME_RINVMSGLEN);
+        }
+        let payload = MessagePayload::new(AnyOctetString::from_bytes(s.short_message.clone()));
+        tlvs.push(SubmitTlv::MessagePayload(payload));
+        return Ok((OctetString::empty(), tlvs));
+    }
+    // sm_length is one octet; longer text must be split (or go in message_payload).
+    if s.short_message.len() > SHORT_MESSAGE_MAX {
+        return Err(ESME_RINVMSGLEN);
+    }
+    let short_message =
+        OctetString::from_bytes(s.short_message.clone()).map_err(|_| ESME_RINVMSGLEN)?;
+    Ok((short_message, tlvs))
+}
+
+/// `enquire_link`.
+pub fn enquire_link(seq: u32) -> Command {
+    Command::new(CommandStatus::EsmeRok, seq, Pdu::EnquireLink)
+}
+
+/// `enquire_link_resp` to the peer's `enquire_link` number `seq`.
+pub fn enquire_link_resp(seq: u32) -> Command {
+    Command::new(CommandStatus::EsmeRok, seq, Pdu::EnquireLinkResp)
+}
+
+/// `unbind`.
+pub fn unbind(seq: u32) -> Command {
+    Command::new(CommandStatus::EsmeRok, seq, Pdu::Unbind)
+}
+
+/// `unbind_resp` to the peer's `unbind` number `seq`.
+pub fn unbind_resp(seq: u32) -> Command {
+    Command::new(CommandStatus::EsmeRok, seq, Pdu::UnbindResp)
+}
+
+/// `generic_nack` with `status` for the peer's request number `seq`.
+pub fn generic_nack(status: u32, seq: u32) -> Command {
+    Command::new(CommandStatus::from(status), seq, Pdu::GenericNack)
+}
+
+/// `deliver_sm_resp` with `status` (and an empty message_id) for `deliver_sm` number `seq`.
+pub fn deliver_sm_resp(status: u32, seq: u32) -> Command {
+    Command::new(CommandStatus::from(status), seq, DeliverSmResp::default())
 }
 
 /// The receipt TLVs of a `deliver_sm`, and the `message_payload` TLV if any.
@@ -188,6 +255,26 @@ pub fn receipt_parts(d: &DeliverSm) -> (ReceiptTlvs, Option<&[u8]>) {
         }
     }
     (tlvs, payload)
+}
+
+/// The receipt in a `deliver_sm`'s content: `None` when it is not a receipt (mobile
+/// originated), else the receipt read from its TLVs and text (the text is `short_message`, or
+/// the `message_payload` TLV when `short_message` is empty).
+pub fn receipt_of(
+    esm_class: u8,
+    short_message: &[u8],
+    payload: Option<&[u8]>,
+    tlvs: &ReceiptTlvs,
+) -> Option<Result<Receipt, ReceiptError>> {
+    if !is_receipt(esm_class, tlvs) {
+        return None;
+    }
+    let text = if short_message.is_empty() {
+        payload.unwrap_or(short_message)
+    } else {
+        short_message
+    };
+    Some(parse_receipt(text, tlvs))
 }
 
 /// Whether a `deliver_sm` is a delivery receipt: its esm_class message type says so, or
@@ -216,6 +303,8 @@ mod tests {
             esm_class: 0,
             short_message: Bytes::from(vec![b'a'; len]),
             registered_delivery: true,
+            sar: None,
+            message_payload: false,
         }
     }
 

@@ -3,6 +3,7 @@
 
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod seen;
 pub mod tls;
 
 use std::time::Duration;
@@ -19,6 +20,7 @@ use rusmpp::{
     values::{EsmClass, MessageState},
     Command, CommandId, CommandStatus, Pdu,
 };
+use seen::{seen_submit, SeenSubmit};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
@@ -86,6 +88,8 @@ pub struct Observed {
     pub unbinds: usize,
     pub unbind_resps: usize,
     pub closed: bool,
+    /// Every submit_sm, in the order read.
+    pub submit_pdus: Vec<SeenSubmit>,
 }
 
 pub struct Smsc {
@@ -247,10 +251,12 @@ where
                 }
             }
             CommandId::SubmitSm => {
-                let Some(Pdu::SubmitSm(_)) = cmd.pdu() else {
+                let Some(Pdu::SubmitSm(sm)) = cmd.pdu() else {
                     panic!()
                 };
+                let seen = seen_submit(sm);
                 obs.send_modify(|o| {
+                    o.submit_pdus.push(seen);
                     o.submits += 1;
                     o.in_flight += 1;
                     o.max_in_flight = o.max_in_flight.max(o.in_flight);
@@ -431,6 +437,8 @@ pub fn submit(n: usize) -> Submit {
         esm_class: 0,
         short_message: bytes::Bytes::from_static(b"Your account was debited"),
         registered_delivery: true,
+        sar: None,
+        message_payload: false,
     }
 }
 

@@ -5,14 +5,14 @@
 //! [`Inbound::Receipt`], and read a `deliver_sm` rusmpp could not decode leniently instead of
 //! dropping the session over it.
 
-use rusmpp::{pdus::DeliverSmResp, Command, CommandId, CommandStatus, Pdu};
+use rusmpp::{Command, CommandId, Pdu};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::{timeout, Instant};
 use tracing::{debug, warn};
 
 use super::{Close, Pending, SocketTask, State};
 use crate::metrics;
-use crate::receipt::{parse_receipt, ReceiptTlvs};
+use crate::receipt::ReceiptTlvs;
 use crate::session::codec::{Frame, FrameError, Malformed};
 use crate::session::lenient::read_deliver_sm;
 use crate::session::pdu::{self, command_name, is_response};
@@ -73,18 +73,10 @@ where
             };
         }
         match id {
-            CommandId::EnquireLink => {
-                self.write(Command::new(
-                    CommandStatus::EsmeRok,
-                    seq,
-                    Pdu::EnquireLinkResp,
-                ))
-                .await
-            }
+            CommandId::EnquireLink => self.write(pdu::enquire_link_resp(seq)).await,
             CommandId::DeliverSm => self.on_deliver_sm(cmd).await,
             CommandId::Unbind => {
-                self.write(Command::new(CommandStatus::EsmeRok, seq, Pdu::UnbindResp))
-                    .await?;
+                self.write(pdu::unbind_resp(seq)).await?;
                 self.flush().await?;
                 Err(Close::new("peer_unbound", "peer unbound"))
             }
@@ -102,12 +94,8 @@ where
                     command = command_name(other),
                     "unsupported request answered with generic_nack"
                 );
-                let nack = Command::new(
-                    CommandStatus::from(pdu::ESME_RINVCMDID),
-                    seq,
-                    Pdu::GenericNack,
-                );
-                self.write(nack).await
+                self.write(pdu::generic_nack(pdu::ESME_RINVCMDID, seq))
+                    .await
             }
         }
     }
@@ -206,8 +194,7 @@ where
     }
 
     async fn answer_deliver_sm(&mut self, seq: u32, status: u32) -> Result<(), Close> {
-        let resp = Command::new(CommandStatus::from(status), seq, DeliverSmResp::default());
-        self.write(resp).await
+        self.write(pdu::deliver_sm_resp(status, seq)).await
     }
 
     /// Handles one deliver_sm's content; returns the deliver_sm_resp status.
@@ -218,21 +205,16 @@ where
         payload: Option<&[u8]>,
         tlvs: &ReceiptTlvs,
     ) -> u32 {
-        if !pdu::is_receipt(esm_class, tlvs) {
-            debug!("mobile-originated deliver_sm acknowledged and ignored");
-            return 0;
-        }
-        let text = if short_message.is_empty() {
-            payload.unwrap_or(short_message)
-        } else {
-            short_message
-        };
-        match parse_receipt(text, tlvs) {
-            Ok(receipt) => {
+        match pdu::receipt_of(esm_class, short_message, payload, tlvs) {
+            None => {
+                debug!("mobile-originated deliver_sm acknowledged and ignored");
+                0
+            }
+            Some(Ok(receipt)) => {
                 debug!(message_id = %receipt.message_id, state = ?receipt.state, "receipt");
                 self.forward(Inbound::Receipt(receipt)).await
             }
-            Err(e) => {
+            Some(Err(e)) => {
                 metrics::receipt("unparsed");
                 warn!(reason = %e, "receipt not understood, acknowledged anyway");
                 0

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::SinkExt;
-use rusmpp::{Command, CommandStatus, Pdu};
+use rusmpp::Command;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{sleep_until, timeout, Instant};
@@ -267,8 +267,7 @@ where
 
     async fn send_unbind(&mut self) -> Result<(), Close> {
         let seq = self.pending.window.next_sequence();
-        self.write(Command::new(CommandStatus::EsmeRok, seq, Pdu::Unbind))
-            .await?;
+        self.write(pdu::unbind(seq)).await?;
         let deadline = Instant::now() + self.cfg.response_timeout;
         self.pending.insert(seq, deadline, Pending::Unbind);
         self.state = State::Unbinding { unbind_sent: true };
@@ -369,8 +368,7 @@ where
             && now >= self.last_rx + self.cfg.enquire_link_interval
         {
             let seq = self.pending.window.next_sequence();
-            self.write(Command::new(CommandStatus::EsmeRok, seq, Pdu::EnquireLink))
-                .await?;
+            self.write(pdu::enquire_link(seq)).await?;
             self.pending.insert(
                 seq,
                 now + self.cfg.response_timeout,
