@@ -279,6 +279,9 @@ async fn unanswered_enquire_link_closes_a_silent_session() {
     };
     assert!(reason.contains("enquire_link"), "{reason}");
     assert!(session.is_closed());
+    // Before the socket goes, an unbind, so that no ghost bind is left at the SMSC.
+    smsc.wait_for("an unbind before the close", |o| o.unbinds == 1)
+        .await;
 }
 
 #[tokio::test]

@@ -388,6 +388,16 @@ where
         }
         self.shared.permits.close();
         let _ = self.closed.send(true);
+        // Unbind before the socket goes, where the link may still carry it, so that the SMSC
+        // does not keep a ghost bind that counts against the account's quota.
+        let writable = !matches!(
+            close.label,
+            "unbound" | "peer_unbound" | "peer_closed" | "io_error" | "write_timeout"
+        );
+        if writable {
+            let seq = self.pending.window.next_sequence();
+            let _ = timeout(Duration::from_millis(200), self.write(pdu::unbind(seq))).await;
+        }
         let mut lost = 0usize;
         for (_, pending) in self.pending.drain() {
             if let Pending::Submit { reply, .. } = pending {
