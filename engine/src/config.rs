@@ -206,6 +206,14 @@ pub struct CarrierConfig {
     /// How long a bind may take.
     #[serde(default = "d_bind_timeout_ms")]
     pub bind_timeout_ms: u64,
+    /// Consecutive carrier failures (transient errors, submits without answer) that open
+    /// the carrier's circuit breaker; losing every bind opens it too.
+    #[serde(default = "d_breaker_failures")]
+    pub breaker_failures: u32,
+    /// How long an open breaker stays open before one probe may go; doubles after each
+    /// failed probe, up to 60 s.
+    #[serde(default = "d_breaker_open_ms")]
+    pub breaker_open_ms: u64,
     /// Further attempts of a segment the carrier throttled, found its queue full for, or
     /// refused with a transient error; also of a segment a closing bind never wrote.
     #[serde(default = "d_max_submit_retries")]
@@ -358,6 +366,12 @@ fn d_enquire_link_ms() -> u64 {
 }
 fn d_bind_timeout_ms() -> u64 {
     10_000
+}
+fn d_breaker_failures() -> u32 {
+    20
+}
+fn d_breaker_open_ms() -> u64 {
+    5_000
 }
 fn d_max_submit_retries() -> u32 {
     5

@@ -5,20 +5,24 @@
 //! their route that is up, so traffic moves to a fallback as soon as the primary is lost and
 //! back as soon as it returns.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use tokio::time::Instant;
 
 use crate::routing::CarrierId;
 
 #[derive(Debug)]
 struct Carrier {
     binds_up: AtomicUsize,
-    breaker_open: AtomicBool,
+    /// Microseconds after `base` until which the breaker is open; 0 when it is not.
+    breaker_open_until: AtomicU64,
 }
 
 /// Availability of every carrier, indexed by carrier id.
 #[derive(Debug)]
 pub struct CarrierHealth {
     carriers: Vec<Carrier>,
+    base: Instant,
 }
 
 impl CarrierHealth {
@@ -27,10 +31,15 @@ impl CarrierHealth {
             carriers: (0..carriers)
                 .map(|_| Carrier {
                     binds_up: AtomicUsize::new(0),
-                    breaker_open: AtomicBool::new(false),
+                    breaker_open_until: AtomicU64::new(0),
                 })
                 .collect(),
+            base: Instant::now(),
         }
+    }
+
+    fn micros(&self, t: Instant) -> u64 {
+        t.saturating_duration_since(self.base).as_micros().max(1) as u64
     }
 
     pub fn set_binds_up(&self, carrier: CarrierId, up: usize) {
@@ -39,16 +48,21 @@ impl CarrierHealth {
         }
     }
 
-    pub fn set_breaker_open(&self, carrier: CarrierId, open: bool) {
+    /// The breaker is open until `until` (`None`: closed or half-open, traffic may come).
+    pub fn set_breaker_open_until(&self, carrier: CarrierId, until: Option<Instant>) {
         if let Some(c) = self.carriers.get(carrier) {
-            c.breaker_open.store(open, Ordering::Relaxed);
+            let v = until.map_or(0, |t| self.micros(t));
+            c.breaker_open_until.store(v, Ordering::Relaxed);
         }
     }
 
-    /// Whether `carrier` can take traffic now.
+    /// Whether `carrier` can take traffic now. A breaker whose open period ended counts as
+    /// up, so that traffic comes and the probe can close it.
     pub fn is_up(&self, carrier: CarrierId) -> bool {
         self.carriers.get(carrier).is_some_and(|c| {
-            c.binds_up.load(Ordering::Relaxed) > 0 && !c.breaker_open.load(Ordering::Relaxed)
+            let until = c.breaker_open_until.load(Ordering::Relaxed);
+            c.binds_up.load(Ordering::Relaxed) > 0
+                && (until == 0 || self.micros(Instant::now()) >= until)
         })
     }
 
@@ -65,6 +79,16 @@ impl CarrierHealth {
 mod tests {
     use super::*;
 
+    #[tokio::test(start_paused = true)]
+    async fn an_open_breaker_keeps_traffic_away_until_its_period_ends() {
+        let h = CarrierHealth::new(1);
+        h.set_binds_up(0, 1);
+        h.set_breaker_open_until(0, Some(Instant::now() + std::time::Duration::from_secs(5)));
+        assert!(!h.is_up(0));
+        tokio::time::advance(std::time::Duration::from_secs(5)).await;
+        assert!(h.is_up(0), "half-open: traffic may come for the probe");
+    }
+
     #[test]
     fn traffic_goes_to_the_first_carrier_that_is_up_and_returns() {
         let h = CarrierHealth::new(3);
@@ -79,7 +103,7 @@ mod tests {
         assert_eq!(h.choose(&route, 0), 0);
         h.set_binds_up(0, 0);
         assert_eq!(h.choose(&route, 0), 1, "primary lost: fallback");
-        h.set_breaker_open(1, true);
+        h.set_breaker_open_until(1, Some(Instant::now() + std::time::Duration::from_secs(60)));
         assert_eq!(h.choose(&route, 0), 0, "nothing up: primary");
         h.set_binds_up(2, 1);
         assert_eq!(h.choose(&route, 0), 2);

@@ -40,6 +40,16 @@ pub fn handed_over(carrier: &str, reason: &'static str) {
         .increment(1);
 }
 
+/// The carrier's circuit breaker: 0 closed, 1 half-open, 2 open.
+pub fn breaker_state(carrier: &str, state: &'static str) {
+    let v = match state {
+        "closed" => 0.0,
+        "half_open" => 1.0,
+        _ => 2.0,
+    };
+    gauge!("pigeon_carrier_breaker_state", "carrier" => carrier.to_owned()).set(v);
+}
+
 pub fn receipt(carrier: &str, outcome: &'static str) {
     counter!("pigeon_receipts_total", "carrier" => carrier.to_owned(), "outcome" => outcome)
         .increment(1);

@@ -6,7 +6,7 @@
 //! delivers receipts.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, RwLock, RwLockWriteGuard};
 use std::time::Duration;
 
 use pigeon_smpp::session::{self, Inbound, Session, SessionConfig};
@@ -16,6 +16,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::breaker::{Breaker, State};
 use crate::health::CarrierHealth;
 use crate::metrics;
 use crate::routing::CarrierId;
@@ -34,6 +35,8 @@ pub struct Binds {
     name: Arc<str>,
     carrier: CarrierId,
     health: Arc<CarrierHealth>,
+    /// Losing every submitting bind trips the carrier's breaker.
+    breaker: Arc<Mutex<Breaker>>,
     /// One slot per bind; `None` while that bind is down.
     submitters: RwLock<Vec<Option<Session>>>,
     receivers: RwLock<Vec<Option<Session>>>,
@@ -51,11 +54,13 @@ impl Binds {
         carrier: CarrierId,
         slots: usize,
         health: Arc<CarrierHealth>,
+        breaker: Arc<Mutex<Breaker>>,
     ) -> Binds {
         Binds {
             name,
             carrier,
             health,
+            breaker,
             submitters: RwLock::new(vec![None; slots]),
             receivers: RwLock::new(vec![None; slots]),
             up: Notify::new(),
@@ -101,6 +106,15 @@ impl Binds {
         if role == Role::Submit {
             metrics::carrier_binds(&self.name, up);
             self.health.set_binds_up(self.carrier, up);
+            if up == 0 {
+                let mut b = self.breaker.lock().unwrap_or_else(|p| p.into_inner());
+                b.on_all_binds_down(Instant::now());
+                let until = match b.state() {
+                    State::Open { until } => Some(until),
+                    _ => None,
+                };
+                self.health.set_breaker_open_until(self.carrier, until);
+            }
             self.up.notify_waiters();
         }
     }

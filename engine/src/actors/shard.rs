@@ -4,7 +4,7 @@
 //! the matcher in batches.
 
 use std::num::NonZeroU32;
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
 
 use actix::{Actor, Addr, Context, Handler, Message, ResponseFuture};
@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 use super::binds::{self, Binds, Role};
 use super::matcher::MatcherActor;
 use super::{Dispatch, Receipts, SubmitResult, Submitted};
+use crate::breaker::{Admit, Breaker, BreakerConfig, State as BreakerState};
 use crate::config::{BindType, CarrierConfig, SmppVersion};
 use crate::event::State;
 use crate::health::CarrierHealth;
@@ -41,6 +42,8 @@ struct Shared {
     /// The carrier's rate in segments; replaced whole when the configuration is reloaded.
     limiter: RwLock<Arc<DefaultDirectRateLimiter>>,
     retry: RetryPolicy,
+    /// The carrier's circuit breaker, shared with its binds (all down trips it).
+    breaker: Arc<Mutex<Breaker>>,
     /// How long a notification waits for a bind before it moves to the next carrier.
     failover_after: Duration,
     health: Arc<CarrierHealth>,
@@ -66,6 +69,42 @@ impl Shared {
                 limiter.until_ready().await;
             }
         }
+    }
+
+    /// Asks the breaker whether a submit may go, and publishes its state.
+    fn admit(&self) -> Admit {
+        let mut b = self.breaker.lock().unwrap_or_else(|p| p.into_inner());
+        let admit = b.try_acquire(Instant::now());
+        self.publish_breaker(&b);
+        admit
+    }
+
+    /// Tells the breaker what a submit says about the carrier: refusals of the message
+    /// itself (invalid destination) and throttling are not the carrier failing.
+    fn report(&self, outcome: &SubmitOutcome, probe: bool) {
+        let mut b = self.breaker.lock().unwrap_or_else(|p| p.into_inner());
+        match outcome {
+            SubmitOutcome::Accepted { .. } => b.on_success(),
+            SubmitOutcome::Rejected { command_status } => {
+                match session::classify(*command_status) {
+                    session::StatusClass::Retryable => b.on_failure(Instant::now()),
+                    _ => b.on_success(),
+                }
+            }
+            SubmitOutcome::Timeout | SubmitOutcome::Lost => b.on_failure(Instant::now()),
+            SubmitOutcome::NotSent if probe => b.on_probe_cancelled(),
+            SubmitOutcome::NotSent => {}
+        }
+        self.publish_breaker(&b);
+    }
+
+    fn publish_breaker(&self, b: &Breaker) {
+        let until = match b.state() {
+            BreakerState::Open { until } => Some(until),
+            _ => None,
+        };
+        self.health.set_breaker_open_until(self.carrier, until);
+        metrics::breaker_state(&self.name, b.state_label());
     }
 
     fn set_rate(&self, segments_per_second: u32) {
@@ -108,11 +147,24 @@ impl Shard {
     pub fn new(carrier: CarrierId, cfg: CarrierConfig, links: ShardLinks) -> Shard {
         let (tx, rx) = mpsc::channel(1024);
         let name: Arc<str> = cfg.name.as_str().into();
+        let breaker = Arc::new(Mutex::new(Breaker::new(BreakerConfig {
+            failure_threshold: cfg.breaker_failures,
+            open_base: Duration::from_millis(cfg.breaker_open_ms),
+            ..BreakerConfig::default()
+        })));
+        let binds = Binds::new(
+            name.clone(),
+            carrier,
+            cfg.binds,
+            links.health.clone(),
+            breaker.clone(),
+        );
         let shared = Arc::new(Shared {
             carrier,
-            name: name.clone(),
+            name,
             source_addr: cfg.source_addr.clone(),
-            binds: Arc::new(Binds::new(name, carrier, cfg.binds, links.health.clone())),
+            binds: Arc::new(binds),
+            breaker,
             limiter: RwLock::new(Arc::new(limiter(cfg.max_segments_per_second))),
             retry: RetryPolicy {
                 max_retries: cfg.max_submit_retries,
@@ -371,7 +423,13 @@ async fn submit_segment(
         let Some(session) = shared.binds.pick_until(wait_until).await else {
             return SubmitOutcome::NotSent;
         };
+        let admit = shared.admit();
+        if admit == Admit::No {
+            // The breaker is open: this carrier takes nothing now.
+            return SubmitOutcome::NotSent;
+        }
         let outcome = session.submit(submit.clone()).await;
+        shared.report(&outcome, admit == Admit::Probe);
         let next = shared.retry.next(&outcome, attempt, &mut rand::rng());
         match next {
             Next::Done => return outcome,
