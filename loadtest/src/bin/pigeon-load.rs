@@ -48,7 +48,8 @@ struct Cli {
     #[arg(long)]
     report: Option<PathBuf>,
     /// Instead of generating debits, produce the JSON lines of this file as they are and
-    /// print the statuses of those whose event_id starts with `<run-id>-`.
+    /// print the statuses of those whose event_id starts with `<run-id>-`. An `occurred_at`
+    /// of `"now"` is stamped with the current time.
     #[arg(long)]
     events: Option<PathBuf>,
 }

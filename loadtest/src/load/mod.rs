@@ -218,14 +218,27 @@ pub async fn replay(
     let mut ids = Vec::new();
     let mut keys = Vec::new();
     let mut batch = Vec::new();
+    let now = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
     for (i, line) in text.lines().filter(|l| !l.trim().is_empty()).enumerate() {
-        let id = serde_json::from_str::<serde_json::Value>(line)
-            .ok()
-            .and_then(|v| {
-                v.get("event_id")
-                    .and_then(|v| v.as_str())
-                    .map(str::to_owned)
-            });
+        let mut value = serde_json::from_str::<serde_json::Value>(line).ok();
+        let id = value.as_ref().and_then(|v| {
+            v.get("event_id")
+                .and_then(|v| v.as_str())
+                .map(str::to_owned)
+        });
+        // `"occurred_at": "now"` is stamped with the current time, so that sample files
+        // stay fresh; every other line goes out exactly as written.
+        let payload = match value.as_mut().and_then(|v| v.get_mut("occurred_at")) {
+            Some(at) if at == "now" => {
+                *at = serde_json::Value::String(now.clone());
+                value
+                    .map(|v| v.to_string().into_bytes())
+                    .unwrap_or_default()
+            }
+            _ => line.as_bytes().to_vec(),
+        };
         let key = id.clone().unwrap_or_else(|| format!("line-{}", i + 1));
         keys.push(key.clone());
         if let Some(id) = id.filter(|id| id.starts_with(&format!("{prefix}-"))) {
@@ -233,7 +246,7 @@ pub async fn replay(
         }
         batch.push(Outgoing {
             key: Some(key.into_bytes()),
-            payload: line.as_bytes().to_vec(),
+            payload,
             headers: Vec::new(),
         });
     }
