@@ -197,6 +197,13 @@ pub struct CarrierConfig {
     /// Segments per second the carrier allows this account, over all binds.
     #[serde(default = "d_max_sps")]
     pub max_segments_per_second: u32,
+    /// Per-bind AIMD flow control (default true): each bind starts at its share of
+    /// `max_segments_per_second`, slows down (×0.7) when the carrier throttles (0x58) or says
+    /// its queue is full (0x14), creeps back up on clean traffic (+1 % of the share per
+    /// second), and keeps no more submits unanswered than its rate and latency need. The
+    /// carrier's rate stays the ceiling either way; `false` submits at that rate on every bind.
+    #[serde(default = "d_flow_control")]
+    pub flow_control: bool,
     /// How long to wait for a submit_sm_resp before the submit is ambiguous.
     #[serde(default = "d_response_timeout_ms")]
     pub response_timeout_ms: u64,
@@ -342,6 +349,7 @@ impl std::fmt::Debug for CarrierConfig {
             .field("binds", &self.binds)
             .field("window", &self.window)
             .field("max_segments_per_second", &self.max_segments_per_second)
+            .field("flow_control", &self.flow_control)
             .finish_non_exhaustive()
     }
 }
@@ -357,6 +365,9 @@ fn d_window() -> usize {
 }
 fn d_max_sps() -> u32 {
     100
+}
+fn d_flow_control() -> bool {
+    true
 }
 fn d_response_timeout_ms() -> u64 {
     10_000

@@ -1,7 +1,8 @@
 //! Every metric the engine emits, in one place. Labels are low-cardinality only (carrier,
-//! state, reason, outcome): never a number, an event id or a message id.
+//! state, reason, outcome, and a bind's slot number, bounded by the carrier's `binds`): never
+//! a phone number, an event id or a message id.
 
-use metrics::{counter, gauge, histogram};
+use metrics::{counter, gauge, histogram, Counter, Gauge};
 
 pub fn events_consumed(n: u64) {
     counter!("pigeon_events_consumed_total").increment(n);
@@ -75,4 +76,15 @@ pub fn carrier_binds(carrier: &str, up: usize) {
 /// Seconds from the debit's occurred_at to a carrier accepting its notification.
 pub fn debit_to_accept(seconds: f64) {
     histogram!("pigeon_debit_to_accept_seconds").record(seconds);
+}
+
+/// The AIMD rate allowed to bind slot `bind` of `carrier`, in segments/s: a handle, registered
+/// once per slot so that updating it allocates nothing.
+pub fn bind_rate(carrier: &str, bind: usize) -> Gauge {
+    gauge!("pigeon_bind_rate_segments_per_second", "carrier" => carrier.to_owned(), "bind" => bind.to_string())
+}
+
+/// Multiplicative decreases of bind slot `bind` of `carrier` after a throttling answer.
+pub fn flow_decreases(carrier: &str, bind: usize) -> Counter {
+    counter!("pigeon_bind_rate_decreases_total", "carrier" => carrier.to_owned(), "bind" => bind.to_string())
 }

@@ -104,6 +104,46 @@ async fn a_throttling_carrier_gets_every_message_through_retries() {
     assert_eq!(r.state("delivered"), 300, "{:?}", r.acc);
 }
 
+/// A carrier configured at 400 segments/s that throttles at 200: per-bind AIMD finds the
+/// carrier's real rate after a few throttles, where a fixed rate keeps being throttled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flow_control_keeps_an_overrated_carrier_rarely_throttled() {
+    let carrier =
+        "max_segments_per_second = 400\nmax_submit_retries = 30\nretry_backoff_max_ms = 500";
+    let with = run(
+        "aimd-on",
+        800,
+        |c| c.throttle_tps = Some(200),
+        &format!("{carrier}\nflow_control = true"),
+    )
+    .await;
+    let without = run(
+        "aimd-off",
+        800,
+        |c| c.throttle_tps = Some(200),
+        &format!("{carrier}\nflow_control = false"),
+    )
+    .await;
+    eprintln!(
+        "throttled with flow control {} of {} submits, without {} of {}",
+        with.sim.throttled, with.sim.submits, without.sim.throttled, without.sim.submits
+    );
+    assert_eq!(with.state("delivered"), 800, "{:?}", with.acc);
+    assert_eq!(without.state("delivered"), 800, "{:?}", without.acc);
+    assert!(
+        with.sim.throttled * 100 <= with.sim.submits * 5,
+        "flow control: {} of {} submits throttled",
+        with.sim.throttled,
+        with.sim.submits
+    );
+    assert!(
+        without.sim.throttled >= 3 * with.sim.throttled.max(1),
+        "without flow control {} throttled, with {}",
+        without.sim.throttled,
+        with.sim.throttled
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transient_errors_are_retried_and_permanent_ones_fail_with_the_status() {
     let r = run(

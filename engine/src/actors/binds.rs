@@ -68,30 +68,34 @@ impl Binds {
         }
     }
 
-    /// A submitting session that is up, round robin; waits for one when all are down.
-    pub async fn pick(&self) -> Session {
+    /// A submitting session that is up, round robin, with its slot index; waits for one when
+    /// all are down.
+    pub async fn pick(&self) -> (usize, Session) {
         loop {
             let notified = self.up.notified();
-            if let Some(s) = self.try_pick() {
-                return s;
+            if let Some(picked) = self.try_pick() {
+                return picked;
             }
             notified.await;
         }
     }
 
     /// As [`Binds::pick`], but gives up at `deadline`.
-    pub async fn pick_until(&self, deadline: Instant) -> Option<Session> {
+    pub async fn pick_until(&self, deadline: Instant) -> Option<(usize, Session)> {
         tokio::time::timeout_at(deadline, self.pick()).await.ok()
     }
 
-    pub fn try_pick(&self) -> Option<Session> {
+    /// A submitting session that is up and its slot index, round robin, if any.
+    pub fn try_pick(&self) -> Option<(usize, Session)> {
         let binds = self.submitters.read().unwrap_or_else(|p| p.into_inner());
         let n = binds.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         (0..n)
-            .filter_map(|i| binds[(start + i) % n].as_ref())
-            .find(|s| !s.is_closed())
-            .cloned()
+            .map(|i| (start + i) % n)
+            .find_map(|i| match &binds[i] {
+                Some(s) if !s.is_closed() => Some((i, s.clone())),
+                _ => None,
+            })
     }
 
     fn set(&self, role: Role, i: usize, s: Option<Session>) {

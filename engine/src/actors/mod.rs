@@ -13,6 +13,7 @@
 
 pub mod binds;
 pub mod checkpoint;
+pub mod flow_state;
 pub mod intake;
 pub mod matcher;
 pub mod shard;

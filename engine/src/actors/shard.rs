@@ -2,6 +2,10 @@
 //! segments) and the notifications in flight to it. Submits every segment of a notification,
 //! retried as [`crate::retry`] says, and reports the outcome and the carrier's receipts to
 //! the matcher in batches.
+//!
+//! Rates: the carrier-wide limiter (`max_segments_per_second`) is the hard ceiling over all
+//! binds; with `flow_control`, each submit also waits for its bind's place and pace
+//! ([`super::flow_state`]), which slow down when the carrier throttles.
 
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
@@ -19,11 +23,13 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::binds::{self, Binds, Role};
+use super::flow_state::{Answer, FlowSlot};
 use super::matcher::MatcherActor;
 use super::{Dispatch, Receipts, SubmitResult, Submitted};
 use crate::breaker::{Admit, Breaker, BreakerConfig, State as BreakerState};
 use crate::config::{BindType, CarrierConfig, SmppVersion};
 use crate::event::State;
+use crate::flow::{share_of, FlowConfig};
 use crate::health::CarrierHealth;
 use crate::intake::Encodings;
 use crate::matcher::Accepted;
@@ -52,6 +58,8 @@ struct Shared {
     encodings: Encodings,
     /// Notifications in flight at most: binds x window.
     in_flight: Arc<Semaphore>,
+    /// Flow control per submitting bind slot, by slot index; empty when `flow_control` is off.
+    flows: Vec<FlowSlot>,
     results: mpsc::Sender<SubmitResult>,
 }
 
@@ -98,6 +106,16 @@ impl Shared {
         self.publish_breaker(&b);
     }
 
+    /// When a submit refused by the breaker may ask again: the end of its open period, or
+    /// shortly while a half-open probe is out.
+    fn breaker_retry_at(&self) -> Instant {
+        let b = self.breaker.lock().unwrap_or_else(|p| p.into_inner());
+        match b.state() {
+            BreakerState::Open { until } => until,
+            _ => Instant::now() + Duration::from_millis(50),
+        }
+    }
+
     fn publish_breaker(&self, b: &Breaker) {
         let until = match b.state() {
             BreakerState::Open { until } => Some(until),
@@ -110,6 +128,10 @@ impl Shared {
     fn set_rate(&self, segments_per_second: u32) {
         let limiter = Arc::new(limiter(segments_per_second));
         *self.limiter.write().unwrap_or_else(|p| p.into_inner()) = limiter;
+        let share = share_of(f64::from(segments_per_second), self.flows.len());
+        for f in &self.flows {
+            f.set_share(share);
+        }
     }
 }
 
@@ -159,6 +181,18 @@ impl Shard {
             links.health.clone(),
             breaker.clone(),
         );
+        let flows = if cfg.flow_control {
+            let share = share_of(f64::from(cfg.max_segments_per_second), cfg.binds);
+            let flow = FlowConfig {
+                max_window: cfg.window,
+                ..FlowConfig::default()
+            };
+            (0..cfg.binds)
+                .map(|i| FlowSlot::new(&name, i, share, flow))
+                .collect()
+        } else {
+            Vec::new()
+        };
         let shared = Arc::new(Shared {
             carrier,
             name,
@@ -176,6 +210,7 @@ impl Shard {
             peers: links.peers,
             encodings: links.encodings,
             in_flight: Arc::new(Semaphore::new(cfg.binds * cfg.window)),
+            flows,
             results: tx,
         });
         Shard {
@@ -420,16 +455,31 @@ async fn submit_segment(
         } else {
             deadline
         };
-        let Some(session) = shared.binds.pick_until(wait_until).await else {
+        let Some((bind, session)) = shared.binds.pick_until(wait_until).await else {
             return SubmitOutcome::NotSent;
+        };
+        let flow = shared.flows.get(bind);
+        let ticket = match flow {
+            Some(f) => Some(f.ready().await),
+            None => None,
         };
         let admit = shared.admit();
         if admit == Admit::No {
-            // The breaker is open: this carrier takes nothing now.
-            return SubmitOutcome::NotSent;
+            // The breaker is open: this carrier takes nothing now. With another carrier to
+            // go to, move on; on the last one, wait for the breaker until the deadline.
+            drop(ticket);
+            let now = Instant::now();
+            if can_hand_over || now >= deadline {
+                return SubmitOutcome::NotSent;
+            }
+            tokio::time::sleep_until(shared.breaker_retry_at().min(deadline)).await;
+            continue;
         }
         let outcome = session.submit(submit.clone()).await;
         shared.report(&outcome, admit == Admit::Probe);
+        if let Some(ticket) = ticket {
+            ticket.finish(answer(&outcome));
+        }
         let next = shared.retry.next(&outcome, attempt, &mut rand::rng());
         match next {
             Next::Done => return outcome,
@@ -444,6 +494,20 @@ async fn submit_segment(
         metrics::submit_retry(&shared.name, outcome.label());
         attempt += 1;
         shared.rate(1).await;
+    }
+}
+
+/// What an outcome says about the bind's pace; `None` when no answer came.
+fn answer(outcome: &SubmitOutcome) -> Option<Answer> {
+    match outcome {
+        SubmitOutcome::Accepted { .. } => Some(Answer::Accepted),
+        SubmitOutcome::Rejected { command_status } => match session::classify(*command_status) {
+            session::StatusClass::Throttled | session::StatusClass::QueueFull => {
+                Some(Answer::Throttled)
+            }
+            _ => Some(Answer::Other),
+        },
+        SubmitOutcome::Timeout | SubmitOutcome::Lost | SubmitOutcome::NotSent => None,
     }
 }
 
