@@ -102,6 +102,10 @@ pub struct EngineConfig {
     /// carrier of its route. New notifications skip a carrier with no bind up at once.
     #[serde(default = "d_failover_after_ms")]
     pub failover_after_ms: u64,
+    /// Debit notifications go ahead of other classes (events with a `class` other than
+    /// `debit`) waiting for the same carrier.
+    #[serde(default)]
+    pub priority_lanes: bool,
 }
 
 fn d_batch_max() -> usize {
@@ -145,6 +149,7 @@ impl Default for EngineConfig {
             max_event_bytes: d_max_event_bytes(),
             validity_ms: d_validity_ms(),
             failover_after_ms: d_failover_after_ms(),
+            priority_lanes: false,
         }
     }
 }

@@ -33,6 +33,17 @@ pub struct DebitEvent {
     /// Available balance after the debit, in minor units, if the bank shares it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub balance_minor: Option<i64>,
+    /// Notification class: absent or `debit` for a card debit; any other class (e.g.
+    /// `balance_alert`) is served after debits when priority lanes are on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class: Option<String>,
+}
+
+impl DebitEvent {
+    /// Whether this is a debit notification (the urgent lane).
+    pub fn is_debit(&self) -> bool {
+        self.class.as_deref().is_none_or(|c| c == "debit")
+    }
 }
 
 /// Why an event was refused before it became a notification. The code is stable and

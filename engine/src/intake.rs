@@ -38,6 +38,8 @@ pub struct IntakeLimits {
     /// A debit older than this when consumed is skipped (`stale_event`); a notification not
     /// accepted by a carrier this long after its debit ends `expired`.
     pub validity: Duration,
+    /// Debits ahead of other notification classes.
+    pub priority_lanes: bool,
 }
 
 /// How each carrier wants texts encoded and split, by carrier id.
@@ -153,6 +155,7 @@ impl Intake {
             route,
             route_pos,
             deadline: Instant::now() + left,
+            urgent: !self.limits.priority_lanes || ev.is_debit(),
         })
     }
 }
@@ -193,6 +196,7 @@ mod tests {
         let limits = IntakeLimits {
             max_event_bytes: 4096,
             validity: Duration::from_secs(600),
+            priority_lanes: false,
         };
         let health = Arc::new(CarrierHealth::new(1));
         let encodings: Encodings = vec![Default::default()].into();

@@ -5,6 +5,7 @@
 //! - [`config`]: the TOML configuration, validated into typed values.
 //! - [`event`]: debit and status event schemas (version 1) and input validation.
 //! - [`intake`]: decode, validate, render ([`template`]), encode and segment, route ([`routing`]).
+//! - [`lanes`]: priority lanes, debit notifications before lower classes.
 //! - [`notification`]: what travels between stages for one debit; number masking.
 //! - [`matcher`]: receipt correlation table.
 //! - [`health`]: which carriers can take traffic, shared by the shards and the intake.
@@ -22,6 +23,7 @@ pub mod event;
 pub mod flow;
 pub mod health;
 pub mod intake;
+pub mod lanes;
 pub mod matcher;
 pub mod metrics;
 pub mod notification;

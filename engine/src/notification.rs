@@ -67,6 +67,8 @@ pub struct Notification {
     pub route_pos: usize,
     /// Not accepted by then: it ends `expired`, never sent late.
     pub deadline: Instant,
+    /// Served in the urgent lane (debits, or everything when lanes are off).
+    pub urgent: bool,
 }
 
 impl Notification {

@@ -121,6 +121,7 @@ pub async fn run(cfg: Config, controls: Controls) -> anyhow::Result<()> {
         let limits = IntakeLimits {
             max_event_bytes: e.max_event_bytes,
             validity: Duration::from_millis(e.validity_ms),
+            priority_lanes: e.priority_lanes,
         };
         let intake = Intake::new(templates, router, limits, health, encodings.clone());
         IntakeActor::start_in_arbiter(&intake_arbiter.handle(), move |_| {

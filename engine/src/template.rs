@@ -289,6 +289,7 @@ mod tests {
             merchant: "Coffee House".into(),
             locale: locale.into(),
             balance_minor: balance,
+            class: None,
         }
     }
 

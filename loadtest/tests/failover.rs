@@ -193,3 +193,55 @@ async fn routes_reload_live_and_a_refused_reload_changes_nothing() {
     engine.stop().await;
     sim.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_priority_lanes_debits_go_ahead_of_lower_classes() {
+    let topics = Topics::unique("lanes");
+    topics.create().await;
+    let sim = start_sim(Duration::ZERO).await;
+    let mut cfg = engine_config(&sim, &topics);
+    cfg.engine.priority_lanes = true;
+    cfg.carriers[0].max_segments_per_second = 50;
+    let engine = Engine::start(cfg);
+    let statuses = StatusCollector::start(
+        &KafkaConfig::new(support::brokers()),
+        &topics.statuses,
+        "ln",
+    )
+    .expect("collector");
+    let mut g = uk_only("ln");
+    // 100 balance alerts queue up at a slow carrier, then 20 debits arrive.
+    let mut record = |i: u64, class: Option<&str>| {
+        let mut ev = g.event(i);
+        ev.class = class.map(str::to_owned);
+        (
+            ev.event_id.clone().into_bytes(),
+            serde_json::to_vec(&ev).expect("json"),
+        )
+    };
+    let alerts: Vec<_> = (1..=100)
+        .map(|i| record(i, Some("balance_alert")))
+        .collect();
+    let debits: Vec<_> = (101..=120).map(|i| record(i, None)).collect();
+    produce(&topics.debits, alerts).await;
+    produce(&topics.debits, debits).await;
+    assert!(statuses.wait_terminal(120, Instant::now() + DEADLINE).await);
+    engine.stop().await;
+    sim.shutdown().await;
+
+    let accepted_at = |i: u64| {
+        statuses
+            .statuses(&format!("ln-{i}"))
+            .iter()
+            .find(|s| s.state.as_str() == "accepted")
+            .map(|s| s.at)
+            .expect("accepted")
+    };
+    let last_debit = (101..=120).map(accepted_at).max().expect("debits");
+    let mut alerts: Vec<_> = (1..=100).map(accepted_at).collect();
+    alerts.sort();
+    assert!(
+        last_debit < alerts[60],
+        "every debit went before most of the alerts queued ahead of it"
+    );
+}

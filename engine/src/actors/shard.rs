@@ -18,7 +18,7 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use pigeon_smpp::encoding;
 use pigeon_smpp::session::Inbound;
 use pigeon_smpp::session::{self, BindKind, Session, SessionConfig, Submit, SubmitOutcome};
-use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -32,6 +32,7 @@ use crate::event::State;
 use crate::flow::{share_of, FlowConfig};
 use crate::health::CarrierHealth;
 use crate::intake::Encodings;
+use crate::lanes::Lanes;
 use crate::matcher::Accepted;
 use crate::metrics;
 use crate::notification::Notification;
@@ -58,6 +59,11 @@ struct Shared {
     encodings: Encodings,
     /// Notifications in flight at most: binds x window.
     in_flight: Arc<Semaphore>,
+    /// Notifications admitted by `Dispatch`, waiting for the pump: debits first.
+    lanes: Mutex<Lanes<Notification>>,
+    /// Places left in the lanes; a full shard slows the intake.
+    lane_space: Semaphore,
+    lane_ready: Notify,
     /// Flow control per submitting bind slot, by slot index; empty when `flow_control` is off.
     flows: Vec<FlowSlot>,
     results: mpsc::Sender<SubmitResult>,
@@ -143,6 +149,9 @@ fn limiter(sps: u32) -> DefaultDirectRateLimiter {
     RateLimiter::direct(Quota::per_second(sps).allow_burst(burst))
 }
 
+/// Notifications a shard holds in its lanes at most, beyond those in flight.
+const LANE_CAPACITY: usize = 1024;
+
 /// What a shard is connected to.
 pub struct ShardLinks {
     pub matcher: Addr<MatcherActor>,
@@ -210,6 +219,9 @@ impl Shard {
             peers: links.peers,
             encodings: links.encodings,
             in_flight: Arc::new(Semaphore::new(cfg.binds * cfg.window)),
+            lanes: Mutex::new(Lanes::default()),
+            lane_space: Semaphore::new(LANE_CAPACITY),
+            lane_ready: Notify::new(),
             flows,
             results: tx,
         });
@@ -254,6 +266,7 @@ impl Actor for Shard {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(self.mailbox);
+        actix::spawn(pump(self.shared.clone()));
         let (inbound_tx, inbound_rx) = mpsc::channel(4096);
         let (submit_kind, receivers) = match self.cfg.bind_type {
             BindType::Transceiver => (BindKind::Transceiver, false),
@@ -341,13 +354,40 @@ impl Handler<Dispatch> for Shard {
         let shared = self.shared.clone();
         Box::pin(async move {
             for n in batch {
-                let Ok(permit) = shared.in_flight.clone().acquire_owned().await else {
+                // A place in the lanes, given back when the pump takes the notification.
+                let Ok(place) = shared.lane_space.acquire().await else {
                     return;
                 };
-                shared.rate(n.meta.segments).await;
-                actix::spawn(submit(shared.clone(), n, permit));
+                place.forget();
+                let urgent = n.urgent;
+                shared
+                    .lanes
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(n, urgent);
+                shared.lane_ready.notify_one();
             }
         })
+    }
+}
+
+/// Takes notifications from the lanes, urgent first, and admits each at the carrier's rate
+/// and within its window.
+async fn pump(shared: Arc<Shared>) {
+    loop {
+        let n = loop {
+            let ready = shared.lane_ready.notified();
+            if let Some(n) = shared.lanes.lock().unwrap_or_else(|p| p.into_inner()).pop() {
+                break n;
+            }
+            ready.await;
+        };
+        shared.lane_space.add_permits(1);
+        let Ok(permit) = shared.in_flight.clone().acquire_owned().await else {
+            return;
+        };
+        shared.rate(n.meta.segments).await;
+        actix::spawn(submit(shared.clone(), n, permit));
     }
 }
 

@@ -111,6 +111,7 @@ impl Generator {
             merchant: merchant.to_owned(),
             locale: locale.to_owned(),
             balance_minor: Some(1_000_000 + i as i64),
+            class: None,
         }
     }
 }
