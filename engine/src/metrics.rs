@@ -51,9 +51,12 @@ pub fn breaker_state(carrier: &str, state: &'static str) {
     gauge!("pigeon_carrier_breaker_state", "carrier" => carrier.to_owned()).set(v);
 }
 
-pub fn receipt(carrier: &str, outcome: &'static str) {
-    counter!("pigeon_receipts_total", "carrier" => carrier.to_owned(), "outcome" => outcome)
-        .increment(1);
+/// `n` receipts of `carrier` with this outcome (counted per batch, not per receipt).
+pub fn receipts(carrier: &str, outcome: &'static str, n: u64) {
+    if n > 0 {
+        counter!("pigeon_receipts_total", "carrier" => carrier.to_owned(), "outcome" => outcome)
+            .increment(n);
+    }
 }
 
 pub fn receipts_awaited(n: usize) {

@@ -53,9 +53,7 @@ impl Actor for MatcherActor {
         ctx.run_interval(Duration::from_secs(1), |act, ctx| {
             let mut out = Vec::new();
             let unmatched = act.matcher.expire(Instant::now(), &mut out);
-            for _ in 0..unmatched {
-                metrics::receipt("any", "unmatched");
-            }
+            metrics::receipts("any", "unmatched", unmatched as u64);
             if !out.is_empty() {
                 let publish = Publish {
                     statuses: out.into_iter().map(|s| (s, None)).collect(),
@@ -115,14 +113,20 @@ impl Handler<Receipts> for MatcherActor {
             .carriers
             .get(msg.carrier)
             .map_or("unknown", String::as_str);
+        // Tallied per batch: one metrics update per outcome, not one per receipt.
+        let mut counts = [0u64; 4];
         for r in msg.receipts {
-            let outcome = match self.matcher.receipt(msg.carrier, r, now, &mut decided) {
-                ReceiptOutcome::Matched => "matched",
-                ReceiptOutcome::Intermediate => "intermediate",
-                ReceiptOutcome::Duplicate => "duplicate",
-                ReceiptOutcome::Parked => "parked",
+            let i = match self.matcher.receipt(msg.carrier, r, now, &mut decided) {
+                ReceiptOutcome::Matched => 0,
+                ReceiptOutcome::Intermediate => 1,
+                ReceiptOutcome::Duplicate => 2,
+                ReceiptOutcome::Parked => 3,
             };
-            metrics::receipt(name, outcome);
+            counts[i] += 1;
+        }
+        let outcomes = ["matched", "intermediate", "duplicate", "parked"];
+        for (outcome, n) in outcomes.into_iter().zip(counts) {
+            metrics::receipts(name, outcome, n);
         }
         let publish = Publish {
             statuses: decided.into_iter().map(|s| (s, None)).collect(),

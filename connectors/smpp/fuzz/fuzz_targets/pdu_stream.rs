@@ -26,8 +26,7 @@ use std::sync::OnceLock;
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
 use pigeon_smpp::encoding::{decode, parse_part, Coding};
-use pigeon_smpp::receipt::{parse_receipt, ReceiptTlvs};
-use rusmpp::{tlvs::TlvValue, tokio_codec::CommandCodec, Command, Pdu};
+use rusmpp::{tokio_codec::CommandCodec, Command, Pdu};
 use tokio_util::codec::{Decoder, Encoder};
 
 /// Decoded commands, and whether the stream ended in a decode error.
@@ -53,30 +52,10 @@ fn hand_on(cmd: &Command) {
     let Some(Pdu::DeliverSm(d)) = cmd.pdu() else {
         return;
     };
-    let mut tlvs = ReceiptTlvs::default();
-    let mut payload = None;
-    for tlv in d.tlvs() {
-        match tlv.value() {
-            Some(TlvValue::ReceiptedMessageId(id)) => {
-                tlvs.receipted_message_id = Some(id.as_str().to_owned());
-            }
-            Some(TlvValue::MessageState(st)) => tlvs.message_state = Some(u8::from(*st)),
-            Some(TlvValue::NetworkErrorCode(e)) => {
-                tlvs.network_error_code = Some((u8::from(e.network_type), e.error_code));
-            }
-            Some(TlvValue::MessagePayload(p)) => payload = Some(p.value.as_ref()),
-            _ => {}
-        }
-    }
-    let sm: &[u8] = d.short_message().as_ref();
-    let text = if sm.is_empty() {
-        payload.unwrap_or(sm)
-    } else {
-        sm
-    };
-    if let Ok(r) = parse_receipt(text, &tlvs) {
+    if let Some(Ok(r)) = pigeon_smpp::fuzzing::deliver_sm_receipt(d) {
         assert!(!r.message_id.is_empty());
     }
+    let sm: &[u8] = d.short_message().as_ref();
     let esm = u8::from(d.esm_class);
     if let Ok(part) = parse_part(sm, esm & 0x40 != 0) {
         if let Some(coding) = Coding::from_data_coding(u8::from(d.data_coding)) {

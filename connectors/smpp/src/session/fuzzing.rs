@@ -223,6 +223,20 @@ pub fn strict_deliver_sm(pdu: &[u8]) -> Option<DeliverView> {
     }
 }
 
+/// The receipt the session reads from a decoded `deliver_sm` (TLVs first, text second), or
+/// `None` when it is not a receipt: the same code path the socket task runs.
+pub fn deliver_sm_receipt(
+    d: &rusmpp::pdus::DeliverSm,
+) -> Option<Result<crate::receipt::Receipt, crate::receipt::ReceiptError>> {
+    let (tlvs, payload) = receipt_parts(d);
+    receipt_of(
+        u8::from(d.esm_class),
+        d.short_message().as_ref(),
+        payload,
+        &tlvs,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
