@@ -48,6 +48,7 @@ wait_for "$out/sim.out" "listening" 2 10
 cat "$out/sim.out"
 
 echo "== engine"
+rm -rf "$out/store" # a fresh store: the sample event ids are the same on every run
 RUST_LOG=info,rusmpp=warn target/release/pigeon run --config deploy/local/pigeon.toml \
   2>"$out/engine.log" &
 engine=$!
@@ -59,6 +60,14 @@ echo "engine up (log: $out/engine.log, metrics: http://127.0.0.1:9464/metrics)"
 echo "== sample debits (deploy/local/sample-debits.jsonl) and their statuses"
 target/release/pigeon-load --brokers "127.0.0.1:$port" --events deploy/local/sample-debits.jsonl \
   --run-id demo --settle-timeout-s 60
+
+echo "== status API: the record of demo-3 (GET /v1/notifications/demo-3, bearer token)"
+python3 - <<'PY'
+import json, urllib.request
+req = urllib.request.Request("http://127.0.0.1:8088/v1/notifications/demo-3",
+                             headers={"Authorization": "Bearer demo-token-0123456789"})
+print(json.dumps(json.load(urllib.request.urlopen(req, timeout=5)), indent=1, ensure_ascii=False))
+PY
 
 echo "== load: 20000 debits at 5000/s"
 target/release/pigeon-load --brokers "127.0.0.1:$port" --count 20000 --rate 5000 \

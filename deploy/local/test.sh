@@ -14,4 +14,6 @@ export PIGEON_TEST_BROKERS="127.0.0.1:$port"
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
+# The crash tests run the engine binary as a child process.
+cargo build --quiet -p pigeon-engine --bin pigeon
 cargo test --workspace --no-fail-fast

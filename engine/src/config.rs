@@ -30,6 +30,15 @@ pub struct Config {
     pub templates: TemplatesConfig,
     #[serde(default)]
     pub metrics: MetricsConfig,
+    /// The HTTP status and admin API (`docs/api.md`).
+    #[serde(default)]
+    pub api: crate::api::ApiConfig,
+    /// The durable store.
+    #[serde(default)]
+    pub store: crate::store::StoreOptions,
+    /// Who gets debit SMS: subscriber preferences and the default policy.
+    #[serde(default)]
+    pub eligibility: crate::eligibility::EligibilityConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -90,6 +99,11 @@ pub struct EngineConfig {
     /// How long an accepted message waits for its receipt before it is left unconfirmed.
     #[serde(default = "d_receipt_timeout_ms")]
     pub receipt_timeout_ms: u64,
+    /// After a crash, a notification that was being written to a carrier with no answer
+    /// recorded is `ambiguous`: it waits this long, then goes again flagged
+    /// `possible_duplicate`.
+    #[serde(default = "d_ambiguous_wait_ms")]
+    pub ambiguous_wait_ms: u64,
     /// Largest debit event accepted, in bytes.
     #[serde(default = "d_max_event_bytes")]
     pub max_event_bytes: usize,
@@ -135,6 +149,9 @@ fn d_validity_ms() -> u64 {
 fn d_failover_after_ms() -> u64 {
     2_000
 }
+fn d_ambiguous_wait_ms() -> u64 {
+    30_000
+}
 
 impl Default for EngineConfig {
     fn default() -> Self {
@@ -146,6 +163,7 @@ impl Default for EngineConfig {
             commit_interval_ms: d_commit_interval_ms(),
             drain_timeout_ms: d_drain_timeout_ms(),
             receipt_timeout_ms: d_receipt_timeout_ms(),
+            ambiguous_wait_ms: d_ambiguous_wait_ms(),
             max_event_bytes: d_max_event_bytes(),
             validity_ms: d_validity_ms(),
             failover_after_ms: d_failover_after_ms(),
@@ -209,6 +227,9 @@ pub struct CarrierConfig {
     /// carrier's rate stays the ceiling either way; `false` submits at that rate on every bind.
     #[serde(default = "d_flow_control")]
     pub flow_control: bool,
+    /// Tuning of the per-bind AIMD when `flow_control` is on.
+    #[serde(default)]
+    pub flow_tuning: FlowTuning,
     /// How long to wait for a submit_sm_resp before the submit is ambiguous.
     #[serde(default = "d_response_timeout_ms")]
     pub response_timeout_ms: u64,
@@ -242,6 +263,75 @@ pub struct CarrierConfig {
     /// `hex_to_decimal` (responses in hex, receipts in decimal), `decimal_to_hex`.
     #[serde(default)]
     pub receipt_id_form: ReceiptIdForm,
+}
+
+/// How a bind's rate reacts to throttling (`[carriers.flow_tuning]`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FlowTuning {
+    /// Fraction of the bind's share regained per second of clean traffic (0 < x ≤ 1).
+    pub increase_per_sec: f64,
+    /// Factor applied to the bind's rate on a throttling or queue-full answer (0 < x < 1).
+    pub decrease_factor: f64,
+    /// The bind's rate never drops below this many segments/s (nor below its share, if
+    /// that is lower).
+    pub floor_per_sec: f64,
+    /// At most one decrease per this interval (or per smoothed latency, if longer).
+    pub decrease_interval_ms: u64,
+}
+
+impl Default for FlowTuning {
+    fn default() -> Self {
+        let d = crate::flow::FlowConfig::default();
+        FlowTuning {
+            increase_per_sec: d.increase_per_sec,
+            decrease_factor: d.decrease_factor,
+            floor_per_sec: d.floor_per_sec,
+            decrease_interval_ms: u64::try_from(d.decrease_interval.as_millis()).unwrap_or(200),
+        }
+    }
+}
+
+impl FlowTuning {
+    /// The flow configuration of one bind with window `max_window`.
+    pub fn flow_config(&self, max_window: usize) -> crate::flow::FlowConfig {
+        crate::flow::FlowConfig {
+            increase_per_sec: self.increase_per_sec,
+            decrease_factor: self.decrease_factor,
+            floor_per_sec: self.floor_per_sec,
+            decrease_interval: std::time::Duration::from_millis(self.decrease_interval_ms),
+            max_window,
+        }
+    }
+
+    fn errors(&self, at: &str) -> Vec<String> {
+        let mut errs = Vec::new();
+        if !(self.increase_per_sec > 0.0 && self.increase_per_sec <= 1.0) {
+            errs.push(format!(
+                "{at}.flow_tuning.increase_per_sec: must be above 0 and at most 1, got {}",
+                self.increase_per_sec
+            ));
+        }
+        if !(self.decrease_factor > 0.0 && self.decrease_factor < 1.0) {
+            errs.push(format!(
+                "{at}.flow_tuning.decrease_factor: must be between 0 and 1 (exclusive), got {}",
+                self.decrease_factor
+            ));
+        }
+        if !(self.floor_per_sec.is_finite() && self.floor_per_sec >= 0.0) {
+            errs.push(format!(
+                "{at}.flow_tuning.floor_per_sec: must be 0 or more, got {}",
+                self.floor_per_sec
+            ));
+        }
+        if self.decrease_interval_ms == 0 || self.decrease_interval_ms > 60_000 {
+            errs.push(format!(
+                "{at}.flow_tuning.decrease_interval_ms: must be 1..=60000, got {}",
+                self.decrease_interval_ms
+            ));
+        }
+        errs
+    }
 }
 
 /// Alphabet choice of a carrier.
@@ -420,6 +510,11 @@ pub struct RoutingConfig {
     /// CSV files of `number,operator` lines: ported numbers, which win over prefixes.
     #[serde(default)]
     pub porting_files: Vec<std::path::PathBuf>,
+    /// Operator name (or `"*"` for all others) -> milliseconds an accepted notification
+    /// waits for its receipt before it is sent again through the next carrier of its
+    /// route, flagged `possible_duplicate`. Off unless listed: it can cause a second SMS.
+    #[serde(default)]
+    pub receipt_failover_ms: BTreeMap<String, u64>,
 }
 
 /// A route as configured: ordered carriers, or tiers of weighted carriers.
@@ -499,6 +594,11 @@ impl RoutingConfig {
                 .collect(),
             prefix_files: self.prefix_files.clone(),
             porting_files: self.porting_files.clone(),
+            receipt_failover: self
+                .receipt_failover_ms
+                .iter()
+                .map(|(op, ms)| (op.clone(), std::time::Duration::from_millis(*ms)))
+                .collect(),
         };
         if errs.is_empty() {
             Ok(spec)
@@ -577,6 +677,9 @@ impl Default for MetricsConfig {
 
 /// Top-level sections, the only names environment overrides may start with.
 const SECTIONS: &[&str] = &[
+    "api",
+    "store",
+    "eligibility",
     "kafka",
     "topics",
     "engine",
@@ -683,6 +786,7 @@ impl Config {
             if c.response_timeout_ms == 0 {
                 errs.push(format!("{at}.response_timeout_ms: must be above 0"));
             }
+            errs.extend(c.flow_tuning.errors(&at));
         }
         if let Err(e) = self.routing.router(&self.carriers) {
             errs.extend(e.into_iter().map(|e| format!("routing: {e}")));
@@ -690,6 +794,20 @@ impl Config {
         for (locale, text) in &self.templates.locales {
             if let Err(e) = Template::parse(text) {
                 errs.push(format!("templates.locales.{locale:?}: {e}"));
+            }
+        }
+        errs.extend(self.api.validate());
+        errs.extend(self.eligibility.validate());
+        if let Some(t) = &self.eligibility.subscribers_topic {
+            let ours = [
+                &self.topics.debits,
+                &self.topics.statuses,
+                &self.topics.dead_letter,
+            ];
+            if ours.contains(&t) {
+                errs.push(format!(
+                    "eligibility.subscribers_topic: {t:?} is one of the engine's [topics]"
+                ));
             }
         }
         let e = &self.engine;
@@ -810,6 +928,31 @@ mod tests {
             errs.contains("tls.server_name") && errs.contains("tls.ca_file"),
             "{errs}"
         );
+    }
+
+    #[test]
+    fn flow_tuning_is_configurable_and_checked() {
+        let tuned = GOOD.replace(
+            r#"password = "secret""#,
+            "password = \"secret\"\nflow_tuning = { decrease_factor = 0.5, increase_per_sec = 0.05 }",
+        );
+        let c = Config::from_toml(&tuned).expect("valid");
+        let f = c.carriers[0].flow_tuning.flow_config(7);
+        assert_eq!(f.decrease_factor, 0.5);
+        assert_eq!(f.increase_per_sec, 0.05);
+        assert_eq!(f.max_window, 7);
+        assert_eq!(
+            f.floor_per_sec,
+            crate::flow::FlowConfig::default().floor_per_sec,
+            "keys not given keep their defaults"
+        );
+        let bad = GOOD.replace(
+            r#"password = "secret""#,
+            "password = \"secret\"\nflow_tuning = { decrease_factor = 1.5, \
+             increase_per_sec = 0, floor_per_sec = -1, decrease_interval_ms = 0 }",
+        );
+        let errs = Config::from_toml(&bad).expect_err("invalid").0;
+        assert_eq!(errs.len(), 4, "{errs:?}");
     }
 
     #[test]

@@ -189,6 +189,10 @@ fn salvage_version(bytes: &[u8]) -> Option<u64> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum State {
+    /// Record-only (status API, never published): consumed and claimed, not yet sent.
+    Received,
+    /// Record-only (status API, never published): about to be written to a carrier.
+    Submitting,
     /// Accepted by a carrier (submit_sm_resp OK for every segment); waiting for receipts.
     Accepted,
     /// The carrier named could not take it; it moved to the next carrier of its route.
@@ -214,11 +218,20 @@ pub enum State {
 impl State {
     /// Whether no further status follows for this event.
     pub fn is_terminal(self) -> bool {
-        !matches!(self, State::Accepted | State::Ambiguous | State::Retrying)
+        !matches!(
+            self,
+            State::Received
+                | State::Submitting
+                | State::Accepted
+                | State::Ambiguous
+                | State::Retrying
+        )
     }
 
     pub fn as_str(self) -> &'static str {
         match self {
+            State::Received => "received",
+            State::Submitting => "submitting",
             State::Accepted => "accepted",
             State::Retrying => "retrying",
             State::Delivered => "delivered",
@@ -270,6 +283,10 @@ pub struct StatusEvent {
     /// When this status was decided.
     #[serde(with = "time::serde::rfc3339")]
     pub at: OffsetDateTime,
+    /// The carrier may have sent this SMS before (a resubmit after an unanswered submit or
+    /// a missing receipt): the customer may get it twice.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub possible_duplicate: bool,
 }
 
 #[cfg(test)]
@@ -362,6 +379,7 @@ mod tests {
             destination: None,
             occurred_at: None,
             at: OffsetDateTime::UNIX_EPOCH,
+            possible_duplicate: false,
         };
         let json = serde_json::to_string(&s).unwrap();
         assert!(json.contains(r#""state":"delivered""#), "{json}");

@@ -5,7 +5,7 @@
 //! their route that is up, so traffic moves to a fallback as soon as the primary is lost and
 //! back as soon as it returns.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
 use tokio::time::Instant;
 
@@ -16,6 +16,22 @@ struct Carrier {
     binds_up: AtomicUsize,
     /// Microseconds after `base` until which the breaker is open; 0 when it is not.
     breaker_open_until: AtomicU64,
+    /// Index in [`BREAKER_STATES`] of the breaker's state, for the status API.
+    breaker_state: AtomicU8,
+    /// Configured rate, segments per second.
+    rate: AtomicU32,
+}
+
+/// Breaker state names, as in metrics and the status API.
+pub const BREAKER_STATES: [&str; 3] = ["closed", "open", "half_open"];
+
+/// One carrier as the status API shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HealthView {
+    pub binds_up: usize,
+    pub breaker: &'static str,
+    pub up: bool,
+    pub rate: u32,
 }
 
 /// Availability of every carrier, indexed by carrier id.
@@ -32,6 +48,8 @@ impl CarrierHealth {
                 .map(|_| Carrier {
                     binds_up: AtomicUsize::new(0),
                     breaker_open_until: AtomicU64::new(0),
+                    breaker_state: AtomicU8::new(0),
+                    rate: AtomicU32::new(0),
                 })
                 .collect(),
             base: Instant::now(),
@@ -54,6 +72,43 @@ impl CarrierHealth {
             let v = until.map_or(0, |t| self.micros(t));
             c.breaker_open_until.store(v, Ordering::Relaxed);
         }
+    }
+
+    /// Publishes `carrier`'s breaker: to routing (open until), the status API and metrics.
+    pub fn publish_breaker(&self, carrier: CarrierId, name: &str, b: &crate::breaker::Breaker) {
+        let until = match b.state() {
+            crate::breaker::State::Open { until } => Some(until),
+            _ => None,
+        };
+        self.set_breaker_open_until(carrier, until);
+        self.set_breaker_state(carrier, b.state_label());
+        crate::metrics::breaker_state(name, b.state_label());
+    }
+
+    /// Records the breaker's state by name (one of [`BREAKER_STATES`]).
+    fn set_breaker_state(&self, carrier: CarrierId, label: &str) {
+        if let Some(c) = self.carriers.get(carrier) {
+            let i = BREAKER_STATES.iter().position(|s| *s == label).unwrap_or(0);
+            c.breaker_state.store(i as u8, Ordering::Relaxed);
+        }
+    }
+
+    pub fn set_rate(&self, carrier: CarrierId, segments_per_second: u32) {
+        if let Some(c) = self.carriers.get(carrier) {
+            c.rate.store(segments_per_second, Ordering::Relaxed);
+        }
+    }
+
+    /// What the status API shows of `carrier`.
+    pub fn view(&self, carrier: CarrierId) -> Option<HealthView> {
+        let c = self.carriers.get(carrier)?;
+        let state = usize::from(c.breaker_state.load(Ordering::Relaxed));
+        Some(HealthView {
+            binds_up: c.binds_up.load(Ordering::Relaxed),
+            breaker: BREAKER_STATES.get(state).copied().unwrap_or("closed"),
+            up: self.is_up(carrier),
+            rate: c.rate.load(Ordering::Relaxed),
+        })
     }
 
     /// Whether `carrier` can take traffic now. A breaker whose open period ended counts as

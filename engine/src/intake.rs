@@ -10,6 +10,7 @@ use pigeon_smpp::encoding;
 use time::OffsetDateTime;
 use tokio::time::Instant;
 
+use crate::eligibility::Eligibility;
 use crate::event::{self, DebitEvent, Rejection};
 use crate::health::CarrierHealth;
 use crate::notification::{mask_number, Meta, Notification, Origin};
@@ -53,6 +54,8 @@ pub struct Intake {
     limits: IntakeLimits,
     health: Arc<CarrierHealth>,
     encodings: Encodings,
+    /// Subscriber preferences, checked before routing.
+    eligibility: Eligibility,
     /// Concatenation reference for the next multi-part message.
     next_ref: u16,
     /// Weighted round-robin state of every route.
@@ -68,6 +71,7 @@ impl Intake {
         limits: IntakeLimits,
         health: Arc<CarrierHealth>,
         encodings: Encodings,
+        eligibility: Eligibility,
     ) -> Intake {
         Intake {
             templates,
@@ -75,6 +79,7 @@ impl Intake {
             limits,
             health,
             encodings,
+            eligibility,
             next_ref: 0,
             cursor: RouteCursor::new(),
             candidates: Vec::new(),
@@ -98,6 +103,12 @@ impl Intake {
                 }
             }
         };
+        if let Err(reason) = self.eligibility.check(&ev.customer_ref) {
+            return Decision::Skip {
+                meta: meta(&ev, 0),
+                reason,
+            };
+        }
         let resolved = match self.router.route(&ev.destination) {
             Ok(r) => r,
             Err(no) => {
@@ -156,6 +167,7 @@ impl Intake {
             route_pos,
             deadline: Instant::now() + left,
             urgent: !self.limits.priority_lanes || ev.is_debit(),
+            receipt_failover: self.router.receipt_failover(&resolved),
         })
     }
 }
@@ -167,6 +179,7 @@ fn meta(ev: &DebitEvent, segments: u32) -> Meta {
         occurred_at: ev.occurred_at,
         masked: mask_number(&ev.destination),
         segments,
+        possible_duplicate: false,
     }
 }
 
@@ -177,6 +190,10 @@ mod tests {
     use pigeon_smpp::encoding::Coding;
 
     fn intake() -> Intake {
+        intake_with(Eligibility::everyone())
+    }
+
+    fn intake_with(eligibility: Eligibility) -> Intake {
         let cfg = Config::from_toml(
             r#"
             [kafka]
@@ -201,7 +218,7 @@ mod tests {
         let health = Arc::new(CarrierHealth::new(1));
         let encodings: Encodings = vec![Default::default()].into();
         let router = cfg.routing.router(&cfg.carriers).expect("router");
-        Intake::new(templates, router, limits, health, encodings)
+        Intake::new(templates, router, limits, health, encodings, eligibility)
     }
 
     fn event(dest: &str, locale: &str, merchant: &str) -> Vec<u8> {
@@ -288,6 +305,27 @@ mod tests {
             left > Duration::from_secs(350) && left <= Duration::from_secs(360),
             "{left:?}"
         );
+    }
+
+    #[test]
+    fn a_customer_without_subscription_is_skipped_before_routing() {
+        use crate::eligibility::{DefaultPolicy, Preference, Table};
+        let table = Table::new(DefaultPolicy::Subscribed);
+        table.set("c-1", Preference::OptedOut);
+        let mut i = intake_with(Eligibility::new(table));
+        // An unroutable number too: eligibility comes first.
+        match i.decide(&event("+33612345678", "en", "x"), AT) {
+            Decision::Skip { reason, meta } => {
+                assert_eq!(reason, "opted_out");
+                assert_eq!(meta.event_id, "evt-1");
+            }
+            other => panic!("{other:?}"),
+        }
+        let mut i = intake_with(Eligibility::new(Table::new(DefaultPolicy::NotSubscribed)));
+        match i.decide(&event("+447400900123", "en", "x"), AT) {
+            Decision::Skip { reason, .. } => assert_eq!(reason, "not_subscribed"),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

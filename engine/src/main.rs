@@ -82,7 +82,15 @@ fn run(path: PathBuf) -> anyhow::Result<()> {
         let stop = CancellationToken::new();
         let (reload_tx, reload) = tokio::sync::mpsc::channel(4);
         actix_rt::spawn(signals(stop.clone(), reload_tx, path.clone()));
-        pigeon::pipeline::run(cfg, Controls { stop, reload }).await
+        let file = path.clone();
+        let config_source: pigeon::pipeline::api::ConfigSource =
+            std::sync::Arc::new(move || Config::load(&file).map_err(|e| e.0));
+        let controls = Controls {
+            stop,
+            reload,
+            config_source: Some(config_source),
+        };
+        pigeon::pipeline::run(cfg, controls).await
     })
 }
 

@@ -6,7 +6,7 @@
 //! notifications whose receipts never come end `unconfirmed` after the receipt timeout.
 //! An expiring map: the maps plus deadline queues, purged by [`Matcher::expire`].
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,7 +17,7 @@ use pigeon_smpp::receipt::{
 use tokio::time::Instant;
 
 use crate::event::{State, StatusEvent};
-use crate::notification::Meta;
+use crate::notification::{Meta, Notification};
 use crate::routing::CarrierId;
 
 type Key = (CarrierId, String);
@@ -30,6 +30,9 @@ pub struct Accepted {
     pub carrier_name: Arc<str>,
     /// One per segment, as the submit responses spelled them.
     pub message_ids: Vec<String>,
+    /// With receipt failover: when to give up on this carrier's receipts, and the
+    /// notification to send through the next carrier then.
+    pub resubmit: Option<(Instant, Box<Notification>)>,
 }
 
 #[derive(Debug)]
@@ -68,6 +71,8 @@ pub struct Matcher {
     settled: HashSet<Key>,
     settled_deadlines: VecDeque<(Instant, Key)>,
     awaiting_deadlines: VecDeque<(Instant, u64)>,
+    /// Receipt failover times of the notifications that have one, soonest first.
+    failovers: BTreeSet<(Instant, u64)>,
     receipt_timeout: Duration,
     park_timeout: Duration,
     /// Per carrier, how its submit response ids are rewritten to match its receipts.
@@ -131,6 +136,7 @@ impl Matcher {
             settled: HashSet::new(),
             settled_deadlines: VecDeque::new(),
             awaiting_deadlines: VecDeque::new(),
+            failovers: BTreeSet::new(),
             receipt_timeout,
             park_timeout,
             ids,
@@ -219,6 +225,18 @@ impl Matcher {
     /// Registers an acceptance; receipts parked for it are applied at once. Terminal
     /// statuses that result are pushed to `out`.
     pub fn accept(&mut self, a: Accepted, now: Instant, out: &mut Vec<StatusEvent>) {
+        self.accept_aged(a, now, Duration::ZERO, out);
+    }
+
+    /// As [`Matcher::accept`], for an acceptance `age` ago (one recovered after a restart):
+    /// its receipt timeout runs from the acceptance, not from now.
+    pub fn accept_aged(
+        &mut self,
+        a: Accepted,
+        now: Instant,
+        age: Duration,
+        out: &mut Vec<StatusEvent>,
+    ) {
         let slot = self.next;
         self.next += 1;
         if let Some(c) = self.ids.get_mut(a.carrier) {
@@ -238,6 +256,9 @@ impl Matcher {
             .collect();
         let open = keys.len();
         let a_carrier = a.carrier;
+        if let Some((at, _)) = &a.resubmit {
+            self.failovers.insert((*at, slot));
+        }
         self.awaiting.insert(
             slot,
             Awaiting {
@@ -247,8 +268,10 @@ impl Matcher {
                 error_code: None,
             },
         );
+        // Deadlines stay in order: aged acceptances are registered at start-up, oldest first,
+        // before any fresh one.
         self.awaiting_deadlines
-            .push_back((now + self.receipt_timeout, slot));
+            .push_back((now + self.receipt_timeout.saturating_sub(age), slot));
         for k in &keys {
             self.by_id.insert(k.clone(), slot);
         }
@@ -360,6 +383,48 @@ impl Matcher {
         }
     }
 
+    /// Notifications whose receipt failover time has come with no final receipt for any of
+    /// their segments: each is forgotten here (a late receipt from the carrier that accepted
+    /// it counts as a duplicate) and returned, flagged `possible_duplicate`, to be sent
+    /// through the next carrier of its route. Those with some segment settled stay.
+    pub fn due_failovers(&mut self, now: Instant) -> Vec<Notification> {
+        let mut due = Vec::new();
+        while let Some(&(at, slot)) = self.failovers.first() {
+            if at > now {
+                break;
+            }
+            self.failovers.pop_first();
+            // Part of it reached the customer, or it is too late to send it anywhere else:
+            // it stays with this carrier and waits for its receipts.
+            let untouched = self.awaiting.get(&slot).is_some_and(|w| {
+                w.open == w.accepted.message_ids.len()
+                    && w.worst.is_none()
+                    && w.accepted
+                        .resubmit
+                        .as_ref()
+                        .is_some_and(|(_, n)| n.deadline > now)
+            });
+            if !untouched {
+                continue;
+            }
+            let Some(w) = self.awaiting.remove(&slot) else {
+                continue;
+            };
+            for id in &w.accepted.message_ids {
+                let key = self.submit_key(w.accepted.carrier, id);
+                self.by_id.remove(&key);
+                self.settled_deadlines
+                    .push_back((now + self.park_timeout, key.clone()));
+                self.settled.insert(key);
+            }
+            if let Some((_, mut n)) = w.accepted.resubmit {
+                n.meta.possible_duplicate = true;
+                due.push(*n);
+            }
+        }
+        due
+    }
+
     /// Ends what has waited too long: notifications without all receipts become
     /// `unconfirmed`; parked receipts and settled ids are forgotten. Returns how many parked
     /// receipts expired unmatched.
@@ -464,10 +529,12 @@ mod tests {
                 occurred_at: OffsetDateTime::UNIX_EPOCH,
                 masked: "+****0123".into(),
                 segments: ids.len() as u32,
+                possible_duplicate: false,
             },
             carrier: 0,
             carrier_name: "a".into(),
             message_ids: ids.iter().map(|s| (*s).to_owned()).collect(),
+            resubmit: None,
         }
     }
 
@@ -481,6 +548,66 @@ mod tests {
 
     fn m() -> Matcher {
         Matcher::new(Duration::from_secs(60), Duration::from_secs(10), Vec::new())
+    }
+
+    #[test]
+    fn without_a_receipt_in_time_a_notification_goes_to_the_next_carrier_flagged() {
+        let (mut m, now, mut out) = (m(), Instant::now(), Vec::new());
+        let n = crate::notification::sample("e1");
+        let mut a = accepted(&["a1"]);
+        a.resubmit = Some((now + Duration::from_secs(30), Box::new(n.clone())));
+        m.accept(a, now, &mut out);
+        let mut settled = accepted(&["a2"]);
+        settled.meta.event_id = "e2".into();
+        settled.resubmit = Some((now + Duration::from_secs(30), Box::new(n)));
+        m.accept(settled, now, &mut out);
+        m.receipt(0, receipt("a2", ReceiptState::Delivered), now, &mut out);
+        assert_eq!(out.len(), 1, "e2 delivered");
+
+        assert!(m.due_failovers(now + Duration::from_secs(29)).is_empty());
+        let due = m.due_failovers(now + Duration::from_secs(30));
+        assert_eq!(due.len(), 1, "e1 only: e2 has its receipt");
+        assert_eq!(due[0].meta.event_id, "e1");
+        assert!(due[0].meta.possible_duplicate);
+        assert!(due[0].meta.status(State::Retrying).possible_duplicate);
+        assert_eq!(m.awaiting(), 0);
+        let late = m.receipt(0, receipt("a1", ReceiptState::Delivered), now, &mut out);
+        assert_eq!(
+            late,
+            ReceiptOutcome::Duplicate,
+            "the first carrier's late receipt"
+        );
+        assert_eq!(out.len(), 1);
+        assert!(m.due_failovers(now + Duration::from_secs(60)).is_empty());
+    }
+
+    #[test]
+    fn receipt_failover_waits_for_every_segment_untouched() {
+        let (mut m, now, mut out) = (m(), Instant::now(), Vec::new());
+        let mut a = accepted(&["p1", "p2"]);
+        a.resubmit = Some((
+            now + Duration::from_secs(5),
+            Box::new(crate::notification::sample("e1")),
+        ));
+        m.accept(a, now, &mut out);
+        m.receipt(0, receipt("p1", ReceiptState::Delivered), now, &mut out);
+        assert!(
+            m.due_failovers(now + Duration::from_secs(5)).is_empty(),
+            "part of it reached the customer: no second send"
+        );
+        assert_eq!(m.awaiting(), 1, "still waits for the other receipt");
+    }
+
+    #[test]
+    fn receipt_failover_never_sends_after_the_validity() {
+        let (mut m, now, mut out) = (m(), Instant::now(), Vec::new());
+        let mut n = crate::notification::sample("e1");
+        n.deadline = now + Duration::from_secs(10);
+        let mut a = accepted(&["x1"]);
+        a.resubmit = Some((now + Duration::from_secs(10), Box::new(n)));
+        m.accept(a, now, &mut out);
+        assert!(m.due_failovers(now + Duration::from_secs(10)).is_empty());
+        assert_eq!(m.awaiting(), 1, "waits for its receipt instead");
     }
 
     #[test]

@@ -91,3 +91,20 @@ pub fn bind_rate(carrier: &str, bind: usize) -> Gauge {
 pub fn flow_decreases(carrier: &str, bind: usize) -> Counter {
     counter!("pigeon_bind_rate_decreases_total", "carrier" => carrier.to_owned(), "bind" => bind.to_string())
 }
+
+/// A consumed record whose event id the store already knew (`resend_flagged`,
+/// `republished`).
+pub fn replayed(what: &'static str) {
+    counter!("pigeon_records_replayed_total", "what" => what).increment(1);
+}
+
+/// One group of store writes, with how many changes it carried.
+pub fn store_commit(changes: usize) {
+    histogram!("pigeon_store_commit_changes").record(changes as f64);
+}
+
+/// Customers whose known preference (`subscribed`, `opted_out`, `not_subscribed`) differs
+/// from `eligibility.default`: a handle per preference.
+pub fn eligibility_overrides(preference: &'static str) -> Gauge {
+    gauge!("pigeon_eligibility_overrides", "preference" => preference)
+}

@@ -18,6 +18,9 @@ pub struct Meta {
     /// Destination with all but the last four digits masked.
     pub masked: String,
     pub segments: u32,
+    /// Sent again after an earlier carrier may already have delivered it: every status from
+    /// then on says so.
+    pub possible_duplicate: bool,
 }
 
 impl Meta {
@@ -37,12 +40,13 @@ impl Meta {
             destination: Some(self.masked.clone()),
             occurred_at: Some(self.occurred_at),
             at: OffsetDateTime::now_utc(),
+            possible_duplicate: self.possible_duplicate,
         }
     }
 }
 
 /// Kafka coordinates of the record a notification came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Origin {
     pub partition: i32,
     pub offset: i64,
@@ -69,12 +73,49 @@ pub struct Notification {
     pub deadline: Instant,
     /// Served in the urgent lane (debits, or everything when lanes are off).
     pub urgent: bool,
+    /// Accepted but no receipt within this long: go again through the next carrier of the
+    /// route (flagged `possible_duplicate`). `None` (the default): wait for the receipt.
+    pub receipt_failover: Option<std::time::Duration>,
 }
 
 impl Notification {
     /// The carrier this notification is with now.
     pub fn carrier(&self) -> CarrierId {
         self.route.get(self.route_pos).copied().unwrap_or_default()
+    }
+
+    /// Whether a carrier remains after the current one.
+    pub fn has_fallback(&self) -> bool {
+        self.route_pos + 1 < self.route.len()
+    }
+}
+
+/// A one-segment notification routed over carriers `0, 1`, for tests.
+#[cfg(test)]
+pub(crate) fn sample(event_id: &str) -> Notification {
+    let body: Arc<str> = "Card ending 4242 debited GBP 12.50".into();
+    Notification {
+        meta: Meta {
+            event_id: event_id.into(),
+            transaction_id: format!("t-{event_id}"),
+            occurred_at: OffsetDateTime::UNIX_EPOCH,
+            masked: "+********0123".into(),
+            segments: 1,
+            possible_duplicate: false,
+        },
+        origin: Origin {
+            partition: 0,
+            offset: 0,
+        },
+        destination: "447400900123".into(),
+        text: pigeon_smpp::encoding::segment(&body, 1),
+        body,
+        reference: 1,
+        route: Arc::from([0, 1]),
+        route_pos: 0,
+        deadline: Instant::now() + std::time::Duration::from_secs(600),
+        urgent: true,
+        receipt_failover: Some(std::time::Duration::from_secs(30)),
     }
 }
 

@@ -30,6 +30,15 @@ pub fn plan(old: &Config, new: &Config) -> Result<ReloadPlan, Vec<String>> {
     if json(&old.metrics) != json(&new.metrics) {
         errs.push("metrics: changes need a restart".to_owned());
     }
+    if json(&old.api) != json(&new.api) {
+        errs.push("api: changes need a restart".to_owned());
+    }
+    if json(&old.store) != json(&new.store) {
+        errs.push("store: changes need a restart".to_owned());
+    }
+    if json(&old.eligibility) != json(&new.eligibility) {
+        errs.push("eligibility: changes need a restart".to_owned());
+    }
     let names = |c: &Config| {
         c.carriers
             .iter()

@@ -239,7 +239,7 @@ fn money(out: &mut String, currency: &str, minor: i64) {
     out.push_str(sign);
     let digits = major.to_string();
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);

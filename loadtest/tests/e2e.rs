@@ -141,8 +141,16 @@ async fn a_graceful_restart_mid_stream_resumes_without_loss_or_duplicates() {
     let statuses = collector(&topics, "rrs");
     let (records, ids) = debits("rrs", 2000, DebitMix::default());
     produce(&topics.debits, records).await;
+    // Slow carriers and small batches, so that the first engine cannot have taken in (and
+    // drained) everything by the time it is stopped.
+    let mut cfg = engine_config(&sim, &topics);
+    cfg.engine.batch_max = 50;
+    cfg.engine.mailbox_capacity = 2;
+    for c in &mut cfg.carriers {
+        c.max_segments_per_second = 300;
+    }
 
-    let engine = Engine::start(engine_config(&sim, &topics));
+    let engine = Engine::start(cfg.clone());
     let partway = statuses.wait_terminal(300, Instant::now() + DEADLINE).await;
     assert!(partway, "the first engine made progress");
     engine.stop().await;
@@ -152,7 +160,7 @@ async fn a_graceful_restart_mid_stream_resumes_without_loss_or_duplicates() {
         "stopped mid-stream ({after_first} done)"
     );
 
-    let engine = Engine::start(engine_config(&sim, &topics));
+    let engine = Engine::start(cfg);
     assert!(
         statuses
             .wait_terminal(2000, Instant::now() + DEADLINE)

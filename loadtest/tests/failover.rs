@@ -245,3 +245,91 @@ async fn with_priority_lanes_debits_go_ahead_of_lower_classes() {
         "every debit went before most of the alerts queued ahead of it"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_receipt_failover_a_notification_without_a_receipt_goes_again_flagged() {
+    let topics = Topics::unique("rcptfo");
+    topics.create().await;
+    // carrier-a accepts everything but its receipts would take an hour.
+    let sim = support::start_sim_with(Duration::from_millis(20), |a| {
+        a.dlr_delay = Duration::from_secs(3600);
+    })
+    .await;
+    let mut cfg = engine_config(&sim, &topics);
+    cfg.routing.receipt_failover_ms.insert("uk".into(), 1_500);
+    let engine = Engine::start(cfg);
+    let statuses = StatusCollector::start(
+        &KafkaConfig::new(support::brokers()),
+        &topics.statuses,
+        "rf",
+    )
+    .expect("collector");
+    let mut g = uk_only("rf");
+    send(&mut g, &topics.debits, 40).await;
+    assert!(
+        statuses.wait_terminal(40, Instant::now() + DEADLINE).await,
+        "only {} of 40 ended",
+        statuses.settled_count()
+    );
+    engine.stop().await;
+    let a = sim.carrier_stats("carrier-a").expect("a");
+    let b = sim.carrier_stats("carrier-b").expect("b");
+    sim.shutdown().await;
+    let (acc, _, _) = statuses.finish(&g.ids());
+    assert_eq!(acc.by_state.get("delivered"), Some(&40), "{acc:?}");
+    for id in g.ids() {
+        let trail = statuses.statuses(&id);
+        let states: Vec<_> = trail.iter().map(|s| s.state.as_str()).collect();
+        assert_eq!(
+            states,
+            ["accepted", "retrying", "accepted", "delivered"],
+            "{id}"
+        );
+        assert!(
+            !trail[0].possible_duplicate,
+            "the first send is not flagged"
+        );
+        assert!(
+            trail[1..].iter().all(|s| s.possible_duplicate),
+            "everything after the second send is flagged: {trail:?}"
+        );
+        assert_eq!(trail[1].reason.as_deref(), Some("no_receipt"));
+        assert_eq!(trail[3].carrier.as_deref(), Some("carrier-b"));
+    }
+    assert_eq!(a.messages, 40, "{a:?}");
+    assert_eq!(b.messages, 40, "{b:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_receipt_failover_a_missing_receipt_ends_unconfirmed_and_nothing_goes_again() {
+    let topics = Topics::unique("unconf");
+    topics.create().await;
+    let sim = support::start_sim_with(Duration::from_millis(20), |a| {
+        a.dlr_delay = Duration::from_secs(3600);
+    })
+    .await;
+    let mut cfg = engine_config(&sim, &topics);
+    cfg.engine.receipt_timeout_ms = 1_500;
+    let engine = Engine::start(cfg);
+    let statuses = StatusCollector::start(
+        &KafkaConfig::new(support::brokers()),
+        &topics.statuses,
+        "uc",
+    )
+    .expect("collector");
+    let mut g = uk_only("uc");
+    send(&mut g, &topics.debits, 20).await;
+    assert!(statuses.wait_terminal(20, Instant::now() + DEADLINE).await);
+    engine.stop().await;
+    let b = sim.carrier_stats("carrier-b").expect("b");
+    sim.shutdown().await;
+    let (acc, _, _) = statuses.finish(&g.ids());
+    assert_eq!(acc.by_state.get("unconfirmed"), Some(&20), "{acc:?}");
+    assert_eq!(acc.all_statuses.get("retrying"), None, "{acc:?}");
+    let trail = statuses.statuses(&g.ids()[0]);
+    assert_eq!(
+        trail.last().and_then(|s| s.reason.as_deref()),
+        Some("no_receipt")
+    );
+    assert_eq!(b.messages, 0, "{b:?}");
+}

@@ -68,6 +68,15 @@ impl Checkpoints {
             .sum()
     }
 
+    /// Outstanding records of these partitions.
+    pub fn outstanding_in(&self, partitions: &[i32]) -> usize {
+        partitions
+            .iter()
+            .filter_map(|k| self.partitions.get(k))
+            .map(|p| p.pending.iter().filter(|(_, d)| !*d).count())
+            .sum()
+    }
+
     /// Positions that moved since the last [`Checkpoints::mark_committed`]: (partition, next
     /// offset to consume).
     pub fn committable(&self) -> Vec<(i32, i64)> {

@@ -28,6 +28,14 @@ pub struct KafkaConfig {
     /// Extra librdkafka properties, passed through as they are (e.g. `security.protocol`).
     #[serde(default)]
     pub properties: BTreeMap<String, String>,
+    /// When partitions are revoked (a rebalance), how long to wait for the records already
+    /// handed on from them to be done before committing and giving them up.
+    #[serde(default = "default_revoke_drain_ms")]
+    pub revoke_drain_ms: u64,
+}
+
+fn default_revoke_drain_ms() -> u64 {
+    10_000
 }
 
 fn default_group() -> String {
@@ -52,6 +60,7 @@ impl KafkaConfig {
             heartbeat_interval_ms: default_heartbeat_interval_ms(),
             fetch_wait_max_ms: default_fetch_wait_max_ms(),
             properties: BTreeMap::new(),
+            revoke_drain_ms: default_revoke_drain_ms(),
         }
     }
 

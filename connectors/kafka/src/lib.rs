@@ -6,14 +6,18 @@
 //! - [`source`]: a consumer-group member that hands records on in batches and commits only what
 //!   the checkpoint allows; it never commits on receipt.
 //! - [`publisher`]: an idempotent producer for status events and dead-letter records.
+//! - [`follower`]: reads a compacted topic as a table from its beginning, without a group,
+//!   and keeps following it; reports when it has caught up.
 
 pub mod checkpoint;
 pub mod config;
+pub mod follower;
 pub mod publisher;
 pub mod source;
 
 pub use checkpoint::Checkpoints;
 pub use config::KafkaConfig;
+pub use follower::{FollowError, FollowState, TableFollower};
 pub use publisher::{Delivery, Enqueue, Header, Outgoing, Publisher};
 pub use source::{Record, Source};
 

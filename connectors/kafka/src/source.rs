@@ -1,10 +1,16 @@
 //! The debit source: one consumer-group member that hands records on in batches.
 //!
 //! Offsets are tracked as records are handed on and committed only as far as
-//! [`Checkpoints`] allows, never on receipt. When partitions are revoked, what is already
-//! done is committed synchronously before they are given up, and their state is dropped.
+//! [`Checkpoints`] allows, never on receipt. When partitions are revoked (a rebalance), the
+//! records already handed on from them are waited for (at most `revoke_drain_ms`), what is
+//! done is committed synchronously, and only then are they given up, so that the next owner
+//! starts after what this member finished. The wait blocks the thread that polls the
+//! consumer: run [`Source::next_batch`] on a thread of its own, not one the pipeline needs
+//! to finish those records.
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
 pub use rdkafka::consumer::CommitMode;
@@ -28,7 +34,39 @@ pub struct Record {
 
 struct Ctx {
     topic: String,
-    checkpoints: Arc<Mutex<Checkpoints>>,
+    checkpoints: Arc<Tracker>,
+    revoke_drain: Duration,
+}
+
+/// The checkpoints, and a signal each time records are marked done.
+#[derive(Default)]
+struct Tracker {
+    checkpoints: Mutex<Checkpoints>,
+    progress: Condvar,
+    stats: RevokeCounters,
+}
+
+#[derive(Default)]
+struct RevokeCounters {
+    revokes: AtomicU64,
+    drained: AtomicU64,
+    left_behind: AtomicU64,
+    commit_failures: AtomicU64,
+}
+
+/// What partition revocations did since the source subscribed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RevokeStats {
+    /// Revocations (each of one or more partitions).
+    pub revokes: u64,
+    /// Records handed on from revoked partitions that were finished while the revocation
+    /// waited for them.
+    pub drained: u64,
+    /// Records still unfinished when a revocation stopped waiting: the next owner
+    /// consumes them again.
+    pub left_behind: u64,
+    /// Revocations whose final commit the broker refused.
+    pub commit_failures: u64,
 }
 
 impl ClientContext for Ctx {}
@@ -42,13 +80,39 @@ impl ConsumerContext for Ctx {
         match rebalance {
             Rebalance::Revoke(tpl) => {
                 let partitions: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
-                let mut cp = lock(&self.checkpoints);
+                let cp = lock(&self.checkpoints.checkpoints);
+                let in_flight = cp.outstanding_in(&partitions);
+                let (mut cp, waited) = self
+                    .checkpoints
+                    .progress
+                    .wait_timeout_while(cp, self.revoke_drain, |cp| {
+                        cp.outstanding_in(&partitions) > 0
+                    })
+                    .unwrap_or_else(|p| p.into_inner());
+                let left = cp.outstanding_in(&partitions);
+                let stats = &self.checkpoints.stats;
+                stats.revokes.fetch_add(1, Relaxed);
+                stats.drained.fetch_add((in_flight - left) as u64, Relaxed);
+                stats.left_behind.fetch_add(left as u64, Relaxed);
+                if left > 0 {
+                    warn!(
+                        in_flight,
+                        left,
+                        timed_out = waited.timed_out(),
+                        "revoked partitions not drained; the next owner takes the rest"
+                    );
+                } else if in_flight > 0 {
+                    info!(in_flight, "revoked partitions drained");
+                }
                 let positions = cp.committable();
                 if !positions.is_empty() {
                     match commit_tpl(&self.topic, &positions) {
                         Ok(tpl) => match consumer.commit(&tpl, CommitMode::Sync) {
                             Ok(()) => cp.mark_committed(&positions),
-                            Err(e) => warn!(error = %e, "commit before revoke failed"),
+                            Err(e) => {
+                                self.checkpoints.stats.commit_failures.fetch_add(1, Relaxed);
+                                warn!(error = %e, "commit before revoke failed")
+                            }
                         },
                         Err(e) => warn!(error = %e, "commit before revoke failed"),
                     }
@@ -88,7 +152,7 @@ fn commit_tpl(
 pub struct Source {
     consumer: StreamConsumer<Ctx>,
     topic: String,
-    checkpoints: Arc<Mutex<Checkpoints>>,
+    checkpoints: Arc<Tracker>,
 }
 
 impl std::fmt::Debug for Source {
@@ -102,10 +166,11 @@ impl std::fmt::Debug for Source {
 impl Source {
     /// Joins the group and subscribes to `topic`.
     pub fn subscribe(cfg: &KafkaConfig, topic: &str) -> Result<Self, KafkaError> {
-        let checkpoints = Arc::new(Mutex::new(Checkpoints::new()));
+        let checkpoints = Arc::new(Tracker::default());
         let ctx = Ctx {
             topic: topic.to_owned(),
             checkpoints: checkpoints.clone(),
+            revoke_drain: Duration::from_millis(cfg.revoke_drain_ms),
         };
         let consumer: StreamConsumer<Ctx> = cfg
             .consumer()
@@ -150,7 +215,7 @@ impl Source {
                 Err(_) => break,
             }
         }
-        let mut cp = lock(&self.checkpoints);
+        let mut cp = lock(&self.checkpoints.checkpoints);
         for r in &batch {
             cp.track(r.partition, r.offset);
         }
@@ -160,20 +225,33 @@ impl Source {
     /// Marks records done; they become committable once every earlier record of their
     /// partition is done too.
     pub fn done(&self, records: impl IntoIterator<Item = (i32, i64)>) {
-        let mut cp = lock(&self.checkpoints);
+        let mut cp = lock(&self.checkpoints.checkpoints);
         for (p, o) in records {
             cp.done(p, o);
+        }
+        drop(cp);
+        self.checkpoints.progress.notify_all();
+    }
+
+    /// What partition revocations did so far.
+    pub fn revoke_stats(&self) -> RevokeStats {
+        let s = &self.checkpoints.stats;
+        RevokeStats {
+            revokes: s.revokes.load(Relaxed),
+            drained: s.drained.load(Relaxed),
+            left_behind: s.left_behind.load(Relaxed),
+            commit_failures: s.commit_failures.load(Relaxed),
         }
     }
 
     /// Records handed on and not yet done.
     pub fn outstanding(&self) -> usize {
-        lock(&self.checkpoints).outstanding()
+        lock(&self.checkpoints.checkpoints).outstanding()
     }
 
     /// Commits every partition whose done prefix moved; returns how many partitions moved.
     pub fn commit(&self, mode: CommitMode) -> Result<usize, KafkaError> {
-        let mut cp = lock(&self.checkpoints);
+        let mut cp = lock(&self.checkpoints.checkpoints);
         let positions = cp.committable();
         if positions.is_empty() {
             return Ok(0);
@@ -199,5 +277,112 @@ fn owned<M: Message>(m: &M) -> Record {
         key: m.key().map(<[u8]>::to_vec),
         payload: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
         timestamp_ms: m.timestamp().to_millis(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rdkafka::mocking::MockCluster;
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    use tokio::time::Instant;
+
+    fn produce(producer: &BaseProducer, partition: i32, n: usize, what: &str) {
+        for _ in 0..n {
+            let r = BaseRecord::<str, str>::to("debits")
+                .partition(partition)
+                .key("k")
+                .payload(what);
+            producer.send(r).map_err(|(e, _)| e).expect("enqueued");
+        }
+        producer.flush(Duration::from_secs(10)).expect("flushed");
+    }
+
+    /// Polls `source` until `stop`, collecting every record it hands on.
+    fn poll(
+        source: Arc<Source>,
+        stop: Arc<std::sync::atomic::AtomicBool>,
+    ) -> tokio::task::JoinHandle<Vec<Record>> {
+        tokio::spawn(async move {
+            let mut got = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let next = source.next_batch(100, Duration::from_millis(10));
+                if let Ok(Ok(batch)) = tokio::time::timeout(Duration::from_millis(200), next).await
+                {
+                    got.extend(batch);
+                }
+            }
+            got
+        })
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 3)]
+    async fn a_revoke_waits_for_the_records_in_flight_before_the_partitions_are_given_up() {
+        let cluster = MockCluster::new(1).expect("mock cluster");
+        cluster.create_topic("debits", 2, 1).expect("topic");
+        let producer: BaseProducer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", cluster.bootstrap_servers())
+            .create()
+            .expect("producer");
+        produce(&producer, 0, 10, "first");
+        produce(&producer, 1, 10, "first");
+        let mut cfg = KafkaConfig::new(cluster.bootstrap_servers());
+        cfg.group_id = "drain".into();
+        cfg.revoke_drain_ms = 20_000;
+
+        // The first member takes all twenty records and finishes only half of them.
+        let a = Arc::new(Source::subscribe(&cfg, "debits").expect("a"));
+        let mut taken = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while taken.len() < 20 {
+            assert!(Instant::now() < deadline, "only {} taken", taken.len());
+            if let Ok(Ok(batch)) =
+                tokio::time::timeout(Duration::from_secs(1), a.next_batch(100, Duration::ZERO))
+                    .await
+            {
+                taken.extend(batch);
+            }
+        }
+        let (early, late): (Vec<_>, Vec<_>) = taken.iter().partition(|r| r.offset < 5);
+        a.done(early.iter().map(|r| (r.partition, r.offset)));
+        assert_eq!(a.commit(CommitMode::Sync).expect("commit"), 2);
+
+        // A second member joins: the first keeps polling (the revoke runs in its poll) and
+        // finishes the other half a second later, while the revoke waits.
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let a_polls = poll(a.clone(), stop.clone());
+        let b = Arc::new(Source::subscribe(&cfg, "debits").expect("b"));
+        let b_polls = poll(b.clone(), stop.clone());
+        let finish = {
+            let a = a.clone();
+            let late: Vec<_> = late.iter().map(|r| (r.partition, r.offset)).collect();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                a.done(late);
+            })
+        };
+
+        // Both members end up with a partition; the revocation waited for the first
+        // member's records in flight, which were finished a second after it began.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let assigned = |s: &Source| s.consumer.assignment().map_or(0, |a| a.count());
+            if assigned(&b) > 0 && assigned(&a) > 0 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the group did not rebalance");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        finish.await.expect("finished");
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        b_polls.await.expect("b");
+        a_polls.await.expect("a");
+        let stats = a.revoke_stats();
+        assert!(stats.revokes >= 1, "{stats:?}");
+        assert_eq!(
+            stats.drained, 10,
+            "every record in flight finished first: {stats:?}"
+        );
+        assert_eq!(stats.left_behind, 0, "{stats:?}");
     }
 }

@@ -160,7 +160,8 @@ async fn main() -> Result<()> {
         tokio::spawn(async move {
             while let Some(item) = rx.recv().await {
                 match item {
-                    Inbound::Receipt(_) => {
+                    Inbound::Receipt(_, ack) => {
+                        ack.ack();
                         receipts.fetch_add(1, Ordering::Relaxed);
                     }
                     Inbound::Closed { reason } => return Some(reason),

@@ -161,9 +161,10 @@ async fn binds_submits_and_receives_a_receipt_from_smpp34() {
     assert_eq!((dc, rd), (0, 1));
     assert_eq!(sm, b"Your account was debited");
 
-    let Inbound::Receipt(r) = next_inbound(&mut rx).await else {
+    let Inbound::Receipt(r, ack) = next_inbound(&mut rx).await else {
         panic!("not a receipt")
     };
+    ack.ack();
     assert_eq!(r.message_id, "interop-1");
     assert_eq!(r.state, ReceiptState::Delivered);
 

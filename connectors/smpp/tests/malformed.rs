@@ -21,9 +21,10 @@ async fn malformed_receipt_is_acknowledged_and_read_leniently() {
         let SubmitOutcome::Accepted { message_id } = session.submit(submit(i)).await else {
             panic!("not accepted")
         };
-        let Inbound::Receipt(r) = next_inbound(&mut rx).await else {
+        let Inbound::Receipt(r, ack) = next_inbound(&mut rx).await else {
             panic!("expected a receipt, the session closed")
         };
+        ack.ack();
         assert_eq!(r.message_id, message_id);
         assert_eq!(r.state, ReceiptState::Expired);
     }

@@ -76,6 +76,45 @@ async fn pipelined_submits_respect_the_window() {
 }
 
 #[tokio::test]
+async fn a_receipt_is_answered_only_when_its_receiver_acknowledges_it() {
+    let smsc = start(Script {
+        send_receipts: true,
+        ..Script::default()
+    })
+    .await;
+    let (tx, mut rx) = mpsc::channel(16);
+    let session = connect(config(&smsc.addr), tx).await.unwrap();
+    let SubmitOutcome::Accepted { .. } = session.submit(submit(1)).await else {
+        panic!("not accepted")
+    };
+    let Inbound::Receipt(_, first) = next_inbound(&mut rx).await else {
+        panic!("not a receipt")
+    };
+    let Inbound::Receipt(_, second) = next_inbound(&mut rx).await else {
+        panic!("not a receipt")
+    };
+    // Only the unparseable third is answered while the two receipts wait for their acks.
+    let seen = smsc
+        .wait_for("one deliver_sm_resp", |o| o.deliver_sm_resps.len() == 1)
+        .await;
+    assert_eq!(seen.deliver_sm_resps, vec![0]);
+    // Dropped without an ack (the receiver could not keep it): the SMSC is told to retry.
+    drop(second);
+    first.ack();
+    let seen = smsc
+        .wait_for("three deliver_sm_resp", |o| o.deliver_sm_resps.len() == 3)
+        .await;
+    let mut statuses = seen.deliver_sm_resps.clone();
+    statuses.sort_unstable();
+    assert_eq!(
+        statuses,
+        vec![0, 0, 0x64],
+        "ESME_RX_T_APPN for the dropped one"
+    );
+    session.unbind().await;
+}
+
+#[tokio::test]
 async fn receipts_are_forwarded_and_acknowledged() {
     let smsc = start(Script {
         send_receipts: true,
@@ -87,15 +126,17 @@ async fn receipts_are_forwarded_and_acknowledged() {
     let SubmitOutcome::Accepted { message_id } = session.submit(submit(1)).await else {
         panic!("not accepted")
     };
-    let Inbound::Receipt(text) = next_inbound(&mut rx).await else {
+    let Inbound::Receipt(text, ack) = next_inbound(&mut rx).await else {
         panic!("not a receipt")
     };
+    ack.ack();
     assert_eq!(text.message_id, message_id);
     assert_eq!(text.state, ReceiptState::Delivered);
     assert_eq!(text.error_code, Some(0));
-    let Inbound::Receipt(tlv) = next_inbound(&mut rx).await else {
+    let Inbound::Receipt(tlv, ack) = next_inbound(&mut rx).await else {
         panic!("not a receipt")
     };
+    ack.ack();
     assert_eq!(tlv.message_id, message_id);
     assert_eq!(tlv.state, ReceiptState::Undeliverable);
     // All three deliver_sm answered, the unparseable one too.

@@ -30,9 +30,10 @@ async fn binds_submits_and_gets_receipts_over_tls() {
     let SubmitOutcome::Accepted { message_id } = session.submit(submit(1)).await else {
         panic!("not accepted over tls")
     };
-    let Inbound::Receipt(r) = next_inbound(&mut rx).await else {
+    let Inbound::Receipt(r, ack) = next_inbound(&mut rx).await else {
         panic!("not a receipt")
     };
+    ack.ack();
     assert_eq!(r.message_id, message_id);
     assert_eq!(r.state, ReceiptState::Delivered);
     session.unbind().await;

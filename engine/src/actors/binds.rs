@@ -16,7 +16,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::breaker::{Breaker, State};
+use crate::breaker::Breaker;
 use crate::health::CarrierHealth;
 use crate::metrics;
 use crate::routing::CarrierId;
@@ -113,11 +113,7 @@ impl Binds {
             if up == 0 {
                 let mut b = self.breaker.lock().unwrap_or_else(|p| p.into_inner());
                 b.on_all_binds_down(Instant::now());
-                let until = match b.state() {
-                    State::Open { until } => Some(until),
-                    _ => None,
-                };
-                self.health.set_breaker_open_until(self.carrier, until);
+                self.health.publish_breaker(self.carrier, &self.name, &b);
             }
             self.up.notify_waiters();
         }

@@ -1,6 +1,8 @@
 //! Intake actor: turns consumed records into notifications per carrier, and everything that
 //! will not be sent into statuses and dead letters. A shell around [`crate::intake::Intake`].
 
+use std::time::Duration;
+
 use actix::{Actor, Addr, Context, Handler, ResponseFuture};
 use futures::future::join_all;
 
@@ -10,7 +12,17 @@ use super::{DeadLetter, Dispatch, Publish, Records};
 use crate::event::{Rejection, State, StatusEvent, SCHEMA_VERSION};
 use crate::intake::{Decision, Intake};
 use crate::metrics;
-use crate::notification::Origin;
+use crate::notification::{Notification, Origin};
+use crate::recovery::{replay, Replay};
+use crate::store::{Claim, ClaimRequest, Store};
+
+/// Where the intake claims event ids, and how long a possibly sent notification waits
+/// before it goes again.
+#[derive(Clone)]
+pub struct Idempotency {
+    pub store: Store,
+    pub ambiguous_wait: Duration,
+}
 
 pub struct IntakeActor {
     intake: Intake,
@@ -18,15 +30,77 @@ pub struct IntakeActor {
     shards: Vec<Addr<Shard>>,
     sink: Addr<Sink>,
     mailbox: usize,
+    /// `None` when the store is off: every record is new.
+    idempotency: Option<Idempotency>,
 }
 
 impl IntakeActor {
-    pub fn new(intake: Intake, shards: Vec<Addr<Shard>>, sink: Addr<Sink>, mailbox: usize) -> Self {
+    pub fn new(
+        intake: Intake,
+        shards: Vec<Addr<Shard>>,
+        sink: Addr<Sink>,
+        mailbox: usize,
+        idempotency: Option<Idempotency>,
+    ) -> Self {
         IntakeActor {
             intake,
             shards,
             sink,
             mailbox,
+            idempotency,
+        }
+    }
+}
+
+/// A decided record on its way out of the intake.
+// Most records are `Send`: boxing it would cost an allocation per notification.
+#[allow(clippy::large_enum_variant)]
+enum Decided {
+    Send(Notification),
+    Skip(Box<StatusEvent>, Origin),
+}
+
+impl Decided {
+    fn claim(&self) -> ClaimRequest {
+        let (s_id, txn, dest, origin) = match self {
+            Decided::Send(n) => (
+                &n.meta.event_id,
+                Some(n.meta.transaction_id.clone()),
+                Some(n.meta.masked.clone()),
+                n.origin,
+            ),
+            Decided::Skip(s, origin) => (
+                &s.event_id,
+                s.transaction_id.clone(),
+                s.destination.clone(),
+                *origin,
+            ),
+        };
+        ClaimRequest {
+            event_id: s_id.clone(),
+            origin,
+            transaction_id: txn,
+            destination: dest,
+        }
+    }
+}
+
+/// Claims every decided record's event id, retrying while the store fails: without the
+/// store's answer nothing may be sent.
+async fn claim_all(store: &Store, decided: &[Decided]) -> Vec<Claim> {
+    if decided.is_empty() {
+        return Vec::new();
+    }
+    let requests: Vec<ClaimRequest> = decided.iter().map(Decided::claim).collect();
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        match store.claim(requests.clone()).await {
+            Ok(claims) => return claims,
+            Err(e) => {
+                tracing::error!(error = %e, "claiming event ids failed; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
         }
     }
 }
@@ -46,24 +120,20 @@ impl Handler<Records> for IntakeActor {
     /// share, so that a slow stage slows the source.
     fn handle(&mut self, Records(records): Records, _: &mut Context<Self>) -> Self::Result {
         metrics::events_consumed(records.len() as u64);
-        let mut per_shard: Vec<Vec<_>> = (0..self.shards.len()).map(|_| Vec::new()).collect();
         let mut publish = Publish::default();
+        let mut decided = Vec::with_capacity(records.len());
         for r in records {
             let origin = Origin {
                 partition: r.partition,
                 offset: r.offset,
             };
             match self.intake.decide(&r.payload, origin) {
-                Decision::Send(n) => {
-                    if let Some(batch) = per_shard.get_mut(n.carrier()) {
-                        batch.push(n);
-                    }
-                }
+                Decision::Send(n) => decided.push(Decided::Send(n)),
                 Decision::Skip { meta, reason } => {
                     metrics::notification_skipped(reason);
                     let mut s = meta.status(State::Skipped);
                     s.reason = Some(reason.to_owned());
-                    publish.statuses.push((s, Some(origin)));
+                    decided.push(Decided::Skip(Box::new(s), origin));
                 }
                 Decision::Reject {
                     event_id,
@@ -81,14 +151,59 @@ impl Handler<Records> for IntakeActor {
                 }
             }
         }
-        let sends: Vec<_> = per_shard
-            .into_iter()
-            .enumerate()
-            .filter(|(_, b)| !b.is_empty())
-            .map(|(i, b)| self.shards[i].send(Dispatch(b)))
-            .collect();
+        let shards = self.shards.clone();
         let sink = self.sink.clone();
+        let idempotency = self.idempotency.clone();
         Box::pin(async move {
+            let claims = match &idempotency {
+                Some(i) => claim_all(&i.store, &decided).await,
+                None => Vec::new(),
+            };
+            let mut per_shard: Vec<Vec<_>> = (0..shards.len()).map(|_| Vec::new()).collect();
+            let mut later: Vec<Notification> = Vec::new();
+            let mut claims = claims.into_iter();
+            for d in decided {
+                let what = claims.next().map_or(Replay::Proceed, replay);
+                match (what, d) {
+                    (Replay::Proceed, Decided::Send(n)) => {
+                        if let Some(batch) = per_shard.get_mut(n.carrier()) {
+                            batch.push(n);
+                        }
+                    }
+                    (Replay::Proceed | Replay::ResendFlagged, Decided::Skip(s, origin)) => {
+                        publish.statuses.push((*s, Some(origin)));
+                    }
+                    (Replay::ResendFlagged, Decided::Send(mut n)) => {
+                        metrics::replayed("resend_flagged");
+                        let mut s = n.meta.status(State::Ambiguous);
+                        s.reason = Some("no_answer_before_restart".into());
+                        publish.statuses.push((s, None));
+                        n.meta.possible_duplicate = true;
+                        later.push(n);
+                    }
+                    (Replay::Republish(s), d) => {
+                        metrics::replayed("republished");
+                        publish.replays.push((*s, Some(d.origin())));
+                    }
+                    (Replay::Duplicate(s), d) => {
+                        metrics::notification_skipped("duplicate_event");
+                        publish.replays.push((*s, Some(d.origin())));
+                    }
+                }
+            }
+            if let (Some(i), false) = (&idempotency, later.is_empty()) {
+                let (wait, shards) = (i.ambiguous_wait, shards.clone());
+                actix::spawn(async move {
+                    tokio::time::sleep(wait).await;
+                    dispatch(&shards, later).await;
+                });
+            }
+            let sends: Vec<_> = per_shard
+                .into_iter()
+                .enumerate()
+                .filter(|(_, b)| !b.is_empty())
+                .map(|(i, b)| shards[i].send(Dispatch(b)))
+                .collect();
             if !publish.is_empty() {
                 if let Err(e) = sink.send(publish).await {
                     tracing::error!(error = %e, "sink is gone");
@@ -100,6 +215,30 @@ impl Handler<Records> for IntakeActor {
                 }
             }
         })
+    }
+}
+
+impl Decided {
+    fn origin(&self) -> Origin {
+        match self {
+            Decided::Send(n) => n.origin,
+            Decided::Skip(_, origin) => *origin,
+        }
+    }
+}
+
+/// Sends notifications to their carriers' shards, one batch per shard.
+async fn dispatch(shards: &[Addr<Shard>], notifications: Vec<Notification>) {
+    let mut per_shard: Vec<Vec<_>> = (0..shards.len()).map(|_| Vec::new()).collect();
+    for n in notifications {
+        if let Some(batch) = per_shard.get_mut(n.carrier()) {
+            batch.push(n);
+        }
+    }
+    for (i, batch) in per_shard.into_iter().enumerate() {
+        if !batch.is_empty() && shards[i].send(Dispatch(batch)).await.is_err() {
+            tracing::error!("a carrier shard is gone");
+        }
     }
 }
 
@@ -135,6 +274,7 @@ fn rejected_status(event_id: String, r: &Rejection) -> StatusEvent {
         destination: None,
         occurred_at: None,
         at: time::OffsetDateTime::now_utc(),
+        possible_duplicate: false,
     }
 }
 

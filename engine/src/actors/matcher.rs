@@ -2,11 +2,14 @@
 //! decide. A shell around [`crate::matcher::Matcher`]; handlers are atomic so that statuses
 //! reach the sink in the order they were decided.
 
+use std::collections::BTreeMap;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use actix::{Actor, Addr, AsyncContext, AtomicResponse, Context, Handler, Message, WrapFuture};
 use tokio::time::Instant;
 
+use super::shard::{NoReceipt, Shard};
 use super::sink::Sink;
 use super::{Publish, Receipts, SubmitResult, Submitted};
 use crate::event::State;
@@ -16,18 +19,49 @@ use crate::metrics;
 pub struct MatcherActor {
     matcher: Matcher,
     sink: Addr<Sink>,
+    /// The carrier shards, by carrier id (set once they are started), for receipt failover.
+    shards: Arc<OnceLock<Vec<Addr<Shard>>>>,
     /// Carrier names by id, for metrics.
     carriers: Vec<String>,
     mailbox: usize,
 }
 
 impl MatcherActor {
-    pub fn new(matcher: Matcher, sink: Addr<Sink>, carriers: Vec<String>, mailbox: usize) -> Self {
+    pub fn new(
+        matcher: Matcher,
+        sink: Addr<Sink>,
+        shards: Arc<OnceLock<Vec<Addr<Shard>>>>,
+        carriers: Vec<String>,
+        mailbox: usize,
+    ) -> Self {
         MatcherActor {
             matcher,
             sink,
+            shards,
             carriers,
             mailbox,
+        }
+    }
+
+    /// Sends each notification whose receipt failover time came to its carrier's shard,
+    /// which hands it on. Spawned, not waited for: see [`NoReceipt`].
+    fn fail_over(&mut self, now: Instant, ctx: &mut Context<Self>) {
+        let mut by_carrier: BTreeMap<usize, Vec<_>> = BTreeMap::new();
+        for n in self.matcher.due_failovers(now) {
+            by_carrier.entry(n.carrier()).or_default().push(n);
+        }
+        for (carrier, batch) in by_carrier {
+            let Some(shard) = self.shards.get().and_then(|s| s.get(carrier)).cloned() else {
+                continue;
+            };
+            ctx.spawn(
+                async move {
+                    if shard.send(NoReceipt(batch)).await.is_err() {
+                        tracing::error!("a carrier shard is gone");
+                    }
+                }
+                .into_actor(self),
+            );
         }
     }
 
@@ -52,7 +86,9 @@ impl Actor for MatcherActor {
         ctx.set_mailbox_capacity(self.mailbox);
         ctx.run_interval(Duration::from_secs(1), |act, ctx| {
             let mut out = Vec::new();
-            let unmatched = act.matcher.expire(Instant::now(), &mut out);
+            let now = Instant::now();
+            act.fail_over(now, ctx);
+            let unmatched = act.matcher.expire(now, &mut out);
             metrics::receipts("any", "unmatched", unmatched as u64);
             if !out.is_empty() {
                 let publish = Publish {
@@ -130,6 +166,7 @@ impl Handler<Receipts> for MatcherActor {
         }
         let publish = Publish {
             statuses: decided.into_iter().map(|s| (s, None)).collect(),
+            acks: msg.acks,
             ..Publish::default()
         };
         self.forward(publish)

@@ -23,6 +23,7 @@ pub mod source;
 use actix::Message;
 use pigeon_kafka::Record;
 use pigeon_smpp::receipt::Receipt;
+use pigeon_smpp::session::ReceiptAck;
 
 use crate::event::StatusEvent;
 use crate::matcher::Accepted;
@@ -66,6 +67,8 @@ pub struct Submitted(pub Vec<SubmitResult>);
 pub struct Receipts {
     pub carrier: CarrierId,
     pub receipts: Vec<Receipt>,
+    /// Their `deliver_sm` answers, given once what they decided is durable.
+    pub acks: Vec<ReceiptAck>,
 }
 
 /// A record for the dead-letter topic.
@@ -84,13 +87,23 @@ pub struct DeadLetter {
 #[derive(Message, Default)]
 #[rtype(result = "()")]
 pub struct Publish {
+    /// Recorded in the store (durably, before they are published), then published.
     pub statuses: Vec<(StatusEvent, Option<Origin>)>,
     pub dead_letters: Vec<DeadLetter>,
+    /// Published only: a decided record's status again after a replay, the status of a
+    /// duplicate event, or (without an origin) a status left in the store's outbox by a
+    /// crash; the record already says what happened.
+    pub replays: Vec<(StatusEvent, Option<Origin>)>,
+    /// Receipts to acknowledge to their SMSC once `statuses` are durable.
+    pub acks: Vec<ReceiptAck>,
 }
 
 impl Publish {
     pub fn is_empty(&self) -> bool {
-        self.statuses.is_empty() && self.dead_letters.is_empty()
+        self.statuses.is_empty()
+            && self.dead_letters.is_empty()
+            && self.replays.is_empty()
+            && self.acks.is_empty()
     }
 }
 

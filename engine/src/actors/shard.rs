@@ -29,7 +29,7 @@ use super::{Dispatch, Receipts, SubmitResult, Submitted};
 use crate::breaker::{Admit, Breaker, BreakerConfig, State as BreakerState};
 use crate::config::{BindType, CarrierConfig, SmppVersion};
 use crate::event::State;
-use crate::flow::{share_of, FlowConfig};
+use crate::flow::share_of;
 use crate::health::CarrierHealth;
 use crate::intake::Encodings;
 use crate::lanes::Lanes;
@@ -39,6 +39,7 @@ use crate::notification::Notification;
 use crate::outcome::{self, Verdict};
 use crate::retry::{Next, RetryPolicy};
 use crate::routing::CarrierId;
+use crate::store::{Change, Store};
 
 /// State shared by the shard's handler and the tasks it spawns.
 struct Shared {
@@ -67,6 +68,7 @@ struct Shared {
     /// Flow control per submitting bind slot, by slot index; empty when `flow_control` is off.
     flows: Vec<FlowSlot>,
     results: mpsc::Sender<SubmitResult>,
+    store: Option<Store>,
 }
 
 impl Shared {
@@ -123,15 +125,11 @@ impl Shared {
     }
 
     fn publish_breaker(&self, b: &Breaker) {
-        let until = match b.state() {
-            BreakerState::Open { until } => Some(until),
-            _ => None,
-        };
-        self.health.set_breaker_open_until(self.carrier, until);
-        metrics::breaker_state(&self.name, b.state_label());
+        self.health.publish_breaker(self.carrier, &self.name, b);
     }
 
     fn set_rate(&self, segments_per_second: u32) {
+        self.health.set_rate(self.carrier, segments_per_second);
         let limiter = Arc::new(limiter(segments_per_second));
         *self.limiter.write().unwrap_or_else(|p| p.into_inner()) = limiter;
         let share = share_of(f64::from(segments_per_second), self.flows.len());
@@ -162,6 +160,8 @@ pub struct ShardLinks {
     pub failover_after: Duration,
     /// How every carrier wants texts encoded, to encode again on a hand-over.
     pub encodings: Encodings,
+    /// Where a notification is marked `submitting` before it is written; `None`: store off.
+    pub store: Option<Store>,
     pub mailbox: usize,
 }
 
@@ -192,16 +192,14 @@ impl Shard {
         );
         let flows = if cfg.flow_control {
             let share = share_of(f64::from(cfg.max_segments_per_second), cfg.binds);
-            let flow = FlowConfig {
-                max_window: cfg.window,
-                ..FlowConfig::default()
-            };
+            let flow = cfg.flow_tuning.flow_config(cfg.window);
             (0..cfg.binds)
                 .map(|i| FlowSlot::new(&name, i, share, flow))
                 .collect()
         } else {
             Vec::new()
         };
+        links.health.set_rate(carrier, cfg.max_segments_per_second);
         let shared = Arc::new(Shared {
             carrier,
             name,
@@ -218,6 +216,7 @@ impl Shard {
             health: links.health,
             peers: links.peers,
             encodings: links.encodings,
+            store: links.store,
             in_flight: Arc::new(Semaphore::new(cfg.binds * cfg.window)),
             lanes: Mutex::new(Lanes::default()),
             lane_space: Semaphore::new(LANE_CAPACITY),
@@ -319,14 +318,19 @@ async fn forward_receipts(
 ) {
     let mut buf = Vec::with_capacity(256);
     while rx.recv_many(&mut buf, 256).await > 0 {
-        let receipts: Vec<_> = buf
-            .drain(..)
-            .filter_map(|i| match i {
-                Inbound::Receipt(r) => Some(r),
-                Inbound::Closed { .. } => None,
-            })
-            .collect();
-        if !receipts.is_empty() && matcher.send(Receipts { carrier, receipts }).await.is_err() {
+        let (mut receipts, mut acks) = (Vec::new(), Vec::new());
+        for i in buf.drain(..) {
+            if let Inbound::Receipt(r, ack) = i {
+                receipts.push(r);
+                acks.push(ack);
+            }
+        }
+        let batch = Receipts {
+            carrier,
+            receipts,
+            acks,
+        };
+        if !batch.receipts.is_empty() && matcher.send(batch).await.is_err() {
             return;
         }
     }
@@ -394,7 +398,28 @@ async fn pump(shared: Arc<Shared>) {
 /// Submits every segment of `n`, each with its own retries, then reports the verdict or
 /// hands `n` to the next carrier of its route.
 async fn submit(shared: Arc<Shared>, n: Notification, permit: OwnedSemaphorePermit) {
-    let can_hand_over = n.route_pos + 1 < n.route.len();
+    let can_hand_over = n.has_fallback();
+    if let Some(store) = &shared.store {
+        // Durably `submitting` before the first byte goes out: after a crash, the record
+        // tells a notification the carrier may have from one it cannot.
+        let mark = Change::Submitting {
+            event_id: n.meta.event_id.clone(),
+            carrier: shared.name.to_string(),
+            at: time::OffsetDateTime::now_utc(),
+        };
+        if let Err(e) = store.commit(vec![mark]).await {
+            tracing::error!(error = %e, "cannot record a submit; not sending");
+            let mut status = n.meta.status(State::Failed);
+            status.reason = Some("store_unavailable".into());
+            status.carrier = Some(shared.name.to_string());
+            let failed = SubmitResult::NotAccepted {
+                status: Box::new(status),
+                origin: n.origin,
+            };
+            let _ = shared.results.send(failed).await;
+            return;
+        }
+    }
     let sends = n.text.parts.iter().enumerate().map(|(i, p)| {
         let submit = Submit {
             source_addr: shared.source_addr.clone(),
@@ -415,16 +440,18 @@ async fn submit(shared: Arc<Shared>, n: Notification, permit: OwnedSemaphorePerm
     let result = match outcome::conclude(outcomes, can_hand_over, expired) {
         Verdict::Accepted(message_ids) => {
             metrics::submit(&shared.name, "accepted", segments);
+            let origin = n.origin;
             let accepted = Accepted {
-                meta: n.meta,
+                meta: n.meta.clone(),
                 carrier: shared.carrier,
                 carrier_name: shared.name.clone(),
                 message_ids,
+                resubmit: n
+                    .receipt_failover
+                    .filter(|_| can_hand_over)
+                    .map(|after| (Instant::now() + after, Box::new(n))),
             };
-            SubmitResult::Accepted {
-                accepted,
-                origin: n.origin,
-            }
+            SubmitResult::Accepted { accepted, origin }
         }
         Verdict::HandOver { reason } => return hand_over(&shared, n, reason).await,
         Verdict::End {
@@ -564,6 +591,25 @@ impl Handler<SetRate> for Shard {
             tracing::info!(carrier = %self.shared.name, from = self.cfg.max_segments_per_second, to = sps, "rate changed");
             self.cfg.max_segments_per_second = sps;
             self.shared.set_rate(sps);
+        }
+    }
+}
+
+/// Notifications this carrier accepted whose receipts did not come within their receipt
+/// failover time, matcher -> shard: each goes on to the next carrier of its route.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct NoReceipt(pub Vec<Notification>);
+
+impl Handler<NoReceipt> for Shard {
+    type Result = ();
+
+    /// Returns at once: the hand-overs report through the results channel, which the
+    /// matcher drains, so waiting here could deadlock with it.
+    fn handle(&mut self, NoReceipt(batch): NoReceipt, _: &mut Context<Self>) {
+        for n in batch {
+            let shared = self.shared.clone();
+            actix::spawn(async move { hand_over(&shared, n, "no_receipt").await });
         }
     }
 }

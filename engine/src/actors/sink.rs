@@ -1,6 +1,9 @@
-//! Sink actor: publishes statuses (keyed by event id) and dead letters, in the order it
-//! receives them, and reports records whose decision the broker acknowledged to the
-//! checkpoint. Enqueueing is sequential (order), waiting for acknowledgements is pipelined.
+//! Sink actor: records statuses in the store, then publishes them (keyed by event id) and
+//! dead letters, in the order it receives them, and reports records whose decision the
+//! broker acknowledged to the checkpoint. A batch is published only once its statuses are
+//! durable, so an offset is never committed for a decision a crash could lose. Queueing
+//! into the store and enqueueing on the producer are sequential (order); waiting for the
+//! store's group commit and for the broker's acknowledgements is pipelined.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,13 +11,16 @@ use std::time::Duration;
 use actix::{Actor, Addr, AtomicResponse, Context, Handler, WrapFuture};
 use futures::future::join_all;
 use pigeon_kafka::{Delivery, Enqueue, Header, Outgoing, Publisher};
-use tokio::sync::Semaphore;
+use tokio::sync::{mpsc, Semaphore};
 use tracing::error;
 
 use super::checkpoint::Checkpoint;
 use super::{Done, Publish};
+use crate::event::State;
 use crate::metrics;
 use crate::notification::Origin;
+use crate::store::{Change, Store, StoreError};
+use pigeon_smpp::session::ReceiptAck;
 
 /// Topics the sink writes, and the source topic named in dead-letter headers.
 #[derive(Debug, Clone)]
@@ -25,12 +31,20 @@ pub struct SinkTopics {
 }
 
 pub struct Sink {
-    publisher: Publisher,
     topics: SinkTopics,
-    checkpoint: Addr<Checkpoint>,
-    /// Batches whose acknowledgements are awaited at once, at most.
-    acks_in_flight: Arc<Semaphore>,
+    /// `None` when the store is off.
+    store: Option<Store>,
+    /// Batches, in order, to the task that publishes each once it is durable.
+    out: mpsc::Sender<Batch>,
     mailbox: usize,
+}
+
+/// A batch whose statuses were queued in the store, to publish once they are durable.
+struct Batch {
+    durable: Option<futures::future::BoxFuture<'static, Result<(), StoreError>>>,
+    items: Vec<Item>,
+    /// Receipts whose outcome is in `items`: acknowledged to their SMSC once durable.
+    acks: Vec<ReceiptAck>,
 }
 
 impl Sink {
@@ -38,13 +52,21 @@ impl Sink {
         publisher: Publisher,
         topics: SinkTopics,
         checkpoint: Addr<Checkpoint>,
+        store: Option<Store>,
         mailbox: usize,
     ) -> Sink {
-        Sink {
+        // Room for batches queued in the store while earlier ones are made durable.
+        let (out, rx) = mpsc::channel(16);
+        actix::spawn(publish_when_durable(
+            rx,
             publisher,
-            topics,
             checkpoint,
-            acks_in_flight: Arc::new(Semaphore::new(64)),
+            store.clone(),
+        ));
+        Sink {
+            topics,
+            store,
+            out,
             mailbox,
         }
     }
@@ -58,8 +80,105 @@ impl Actor for Sink {
     }
 }
 
-/// (topic, record, state label for metrics, origin to complete).
-type Item = (Arc<str>, Outgoing, &'static str, Option<Origin>);
+/// Publishes each batch, in order, once its statuses are durable; then waits for the
+/// broker's acknowledgements (at most 64 batches at once) and reports them to the
+/// checkpoint. A batch the store failed to record is not published: its records stay
+/// undecided, their offsets uncommitted, and a restart replays them.
+async fn publish_when_durable(
+    mut rx: mpsc::Receiver<Batch>,
+    publisher: Publisher,
+    checkpoint: Addr<Checkpoint>,
+    store: Option<Store>,
+) {
+    let permits = Arc::new(Semaphore::new(64));
+    while let Some(Batch {
+        durable,
+        items,
+        acks,
+    }) = rx.recv().await
+    {
+        if let Some(durable) = durable {
+            if let Err(e) = durable.await {
+                metrics::status_publish_failed();
+                error!(error = %e, "statuses not recorded; their offsets stay uncommitted");
+                // The receipts' acks are dropped: their SMSC sends them again.
+                continue;
+            }
+        }
+        // The outcome is safe (in the store, or in the outbox to publish after a crash):
+        // the SMSC may forget the receipts.
+        acks.into_iter().for_each(ReceiptAck::ack);
+        let mut pending: Vec<Pending> = Vec::with_capacity(items.len());
+        for (topic, out, label, origin, outboxed) in items {
+            loop {
+                match publisher.enqueue(&topic, &out) {
+                    Ok(d) => {
+                        pending.push((d, label, origin, outboxed));
+                        break;
+                    }
+                    Err(Enqueue::Full) => tokio::time::sleep(Duration::from_millis(5)).await,
+                    Err(Enqueue::Failed(e)) => {
+                        metrics::status_publish_failed();
+                        error!(error = %e, "record not enqueued; its offset stays uncommitted");
+                        break;
+                    }
+                }
+            }
+        }
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            return;
+        };
+        let (checkpoint, store) = (checkpoint.clone(), store.clone());
+        actix::spawn(async move {
+            let (futs, meta): (Vec<_>, Vec<_>) = pending
+                .into_iter()
+                .map(|(d, l, o, b)| (d.acked(), (l, o, b)))
+                .unzip();
+            let mut done = Vec::new();
+            let mut published = Vec::new();
+            for (r, (label, origin, outboxed)) in join_all(futs).await.into_iter().zip(meta) {
+                match r {
+                    Ok(()) => {
+                        metrics::status_published(label);
+                        done.extend(origin);
+                        published.extend(
+                            outboxed.map(|(event_id, state)| Change::Published { event_id, state }),
+                        );
+                    }
+                    Err(e) => {
+                        metrics::status_publish_failed();
+                        error!(error = %e, "record not acknowledged; its offset stays uncommitted");
+                    }
+                }
+            }
+            if !done.is_empty() && checkpoint.send(Done(done)).await.is_err() {
+                error!("checkpoint is gone");
+            }
+            drop(permit);
+            if let (Some(store), false) = (store, published.is_empty()) {
+                // Not waited for: an entry a crash keeps is only published once more.
+                if let Err(e) = store.commit(published).await {
+                    error!(error = %e, "clearing the outbox failed");
+                }
+            }
+        });
+    }
+}
+
+/// An outbox entry: (event id, state).
+type OutboxKey = (String, State);
+
+/// (topic, record, state label for metrics, origin to complete, outbox entry to clear).
+type Item = (
+    Arc<str>,
+    Outgoing,
+    &'static str,
+    Option<Origin>,
+    Option<OutboxKey>,
+);
+
+/// An enqueued [`Item`] waiting for the broker's acknowledgement.
+type Pending = (Delivery, &'static str, Option<Origin>, Option<OutboxKey>);
 
 impl Handler<Publish> for Sink {
     type Result = AtomicResponse<Self, ()>;
@@ -99,9 +218,13 @@ impl Handler<Publish> for Sink {
                 out,
                 "dead_letter",
                 Some(d.origin),
+                None,
             ));
         }
-        for (s, origin) in msg.statuses {
+        let mut changes = Vec::with_capacity(msg.statuses.len());
+        let recorded = msg.statuses.into_iter().map(|(s, o)| (s, o, true));
+        let replayed = msg.replays.into_iter().map(|(s, o)| (s, o, false));
+        for (s, origin, record) in recorded.chain(replayed) {
             let payload = match serde_json::to_vec(&s) {
                 Ok(p) => p,
                 Err(e) => {
@@ -109,60 +232,45 @@ impl Handler<Publish> for Sink {
                     continue;
                 }
             };
+            let label = s.state.as_str();
+            let key = Some(s.event_id.as_bytes().to_vec());
+            // A status no Kafka record will bring back after a crash waits in the outbox
+            // until the broker has it.
+            let outboxed =
+                (self.store.is_some() && origin.is_none()).then(|| (s.event_id.clone(), s.state));
+            if record && self.store.is_some() {
+                if origin.is_none() {
+                    changes.push(Change::Outbox(s.clone()));
+                }
+                changes.push(Change::Status(s));
+            }
             let out = Outgoing {
-                key: Some(s.event_id.into_bytes()),
+                key,
                 payload,
                 headers: Vec::new(),
             };
-            items.push((self.topics.statuses.clone(), out, s.state.as_str(), origin));
+            items.push((self.topics.statuses.clone(), out, label, origin, outboxed));
         }
-        let publisher = self.publisher.clone();
-        let checkpoint = self.checkpoint.clone();
-        let permits = self.acks_in_flight.clone();
+        let (store, out) = (self.store.clone(), self.out.clone());
+        let acks = msg.acks;
         AtomicResponse::new(Box::pin(
             async move {
-                let mut pending: Vec<(Delivery, &'static str, Option<Origin>)> =
-                    Vec::with_capacity(items.len());
-                for (topic, out, label, origin) in items {
-                    loop {
-                        match publisher.enqueue(&topic, &out) {
-                            Ok(d) => {
-                                pending.push((d, label, origin));
-                                break;
-                            }
-                            Err(Enqueue::Full) => tokio::time::sleep(Duration::from_millis(5)).await,
-                            Err(Enqueue::Failed(e)) => {
-                                metrics::status_publish_failed();
-                                error!(error = %e, "record not enqueued; its offset stays uncommitted");
-                                break;
-                            }
-                        }
-                    }
-                }
-                let Ok(permit) = permits.acquire_owned().await else {
-                    return;
-                };
-                actix::spawn(async move {
-                    let (futs, meta): (Vec<_>, Vec<_>) =
-                        pending.into_iter().map(|(d, l, o)| (d.acked(), (l, o))).unzip();
-                    let mut done = Vec::new();
-                    for (r, (label, origin)) in join_all(futs).await.into_iter().zip(meta) {
-                        match r {
-                            Ok(()) => {
-                                metrics::status_published(label);
-                                done.extend(origin);
-                            }
+                let durable = match store {
+                    Some(store) if !changes.is_empty() => {
+                        metrics::store_commit(changes.len());
+                        match store.commit_queued(changes).await {
+                            Ok(d) => Some(Box::pin(d) as futures::future::BoxFuture<'static, _>),
                             Err(e) => {
-                                metrics::status_publish_failed();
-                                error!(error = %e, "record not acknowledged; its offset stays uncommitted");
+                                error!(error = %e, "statuses not recorded; their offsets stay uncommitted");
+                                return;
                             }
                         }
                     }
-                    if !done.is_empty() && checkpoint.send(Done(done)).await.is_err() {
-                        error!("checkpoint is gone");
-                    }
-                    drop(permit);
-                });
+                    _ => None,
+                };
+                if out.send(Batch { durable, items, acks }).await.is_err() {
+                    error!("status publisher is gone");
+                }
             }
             .into_actor(self),
         ))

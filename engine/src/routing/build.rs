@@ -44,6 +44,9 @@ pub struct RouterSpec {
     pub prefix_files: Vec<PathBuf>,
     /// `number,operator` CSV files of ported numbers, which win over prefixes.
     pub porting_files: Vec<PathBuf>,
+    /// Operator name (or `*` for every other destination) -> how long an accepted
+    /// notification waits for its receipt before it goes through the next carrier.
+    pub receipt_failover: Vec<(String, std::time::Duration)>,
 }
 
 /// Carriers in order of preference, one per tier: the primary, then each fallback (the
@@ -87,6 +90,17 @@ impl Router {
         let routes = build_routes(spec, &carrier_ids, &mut errs);
         let operator = |name: &str| operator_ids.get(name).map(|&i| OperatorId(i as u16));
         let (prefixes, numbers) = stage_tables(spec, operator, &mut errs);
+        let mut operator_failover = vec![None; spec.operators.len()];
+        let mut default_failover = None;
+        for (name, after) in &spec.receipt_failover {
+            match (name.as_str(), operator(name)) {
+                ("*", _) => default_failover = Some(*after),
+                (_, Some(op)) => operator_failover[usize::from(op.0)] = Some(*after),
+                (_, None) => errs.push(format!(
+                    "receipt_failover: {name:?} is not an operator with a route (or `*`)"
+                )),
+            }
+        }
         if !errs.is_empty() {
             return Err(errs);
         }
@@ -105,6 +119,8 @@ impl Router {
             porting: NumberTable::from_entries(
                 numbers.into_iter().map(|(n, o, _)| (n, o)).collect(),
             ),
+            operator_failover,
+            default_failover,
         })
     }
 }

@@ -113,9 +113,26 @@ pub struct Router {
     entries_total: usize,
     prefixes: PrefixTable<OperatorId>,
     porting: NumberTable<OperatorId>,
+    /// Per operator: receipt failover time, if it has its own.
+    operator_failover: Vec<Option<std::time::Duration>>,
+    /// Receipt failover time of every other destination.
+    default_failover: Option<std::time::Duration>,
 }
 
 impl Router {
+    /// How long a notification to this destination waits for its receipt before it goes
+    /// through the next carrier of its route; `None`: it does not.
+    pub fn receipt_failover(&self, r: &Resolved) -> Option<std::time::Duration> {
+        r.operator
+            .and_then(|op| {
+                self.operator_failover
+                    .get(usize::from(op.0))
+                    .copied()
+                    .flatten()
+            })
+            .or(self.default_failover)
+    }
+
     /// Validates `destination` (shape, then numbering plan) and resolves it.
     pub fn route(&self, destination: &str) -> Result<Resolved, NoRoute> {
         let n = Msisdn::parse(destination).map_err(|_| NoRoute::InvalidNumber)?;

@@ -132,6 +132,7 @@ fn every_problem_in_a_spec_is_reported() {
         prefixes: vec![(s("+44"), s("fr")), (s("0"), s("uk")), (s("1"), s("x"))],
         prefix_files: vec![prefixes.0.clone(), PathBuf::from("/nonexistent/pigeon.csv")],
         porting_files: vec![porting.0.clone()],
+        receipt_failover: Vec::new(),
     };
     let errs = Router::from_config(&bad).expect_err("invalid");
     let all = errs.join("\n");
@@ -236,4 +237,37 @@ proptest! {
             prop_assert_ne!(via, Via::Ported);
         }
     }
+}
+
+#[test]
+fn receipt_failover_is_per_operator_with_a_default_and_off_otherwise() {
+    let secs = std::time::Duration::from_secs;
+    let r = Router::from_config(&RouterSpec {
+        receipt_failover: vec![(s("uk"), secs(30))],
+        ..spec()
+    })
+    .expect("valid");
+    let uk = r.route("+447400900123").expect("uk");
+    let fr = r.route("+33612345678").expect("fr");
+    assert_eq!(r.receipt_failover(&uk), Some(secs(30)));
+    assert_eq!(r.receipt_failover(&fr), None, "off unless configured");
+
+    let r = Router::from_config(&RouterSpec {
+        receipt_failover: vec![(s("uk"), secs(30)), (s("*"), secs(90))],
+        ..spec()
+    })
+    .expect("valid");
+    assert_eq!(r.receipt_failover(&fr), Some(secs(90)));
+    assert_eq!(
+        r.receipt_failover(&uk),
+        Some(secs(30)),
+        "the operator's own wins"
+    );
+
+    let errs = Router::from_config(&RouterSpec {
+        receipt_failover: vec![(s("mars"), secs(1))],
+        ..spec()
+    })
+    .expect_err("unknown operator");
+    assert!(errs.iter().any(|e| e.contains("mars")), "{errs:?}");
 }

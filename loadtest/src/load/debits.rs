@@ -58,7 +58,7 @@ impl Generator {
     pub fn next_event(&mut self) -> (Vec<u8>, Vec<u8>) {
         self.seq += 1;
         let i = self.seq;
-        if self.mix.malformed_every > 0 && i % self.mix.malformed_every == 0 {
+        if self.mix.malformed_every > 0 && i.is_multiple_of(self.mix.malformed_every) {
             let id = format!("{}-bad-{i}", self.run_id);
             return (
                 id.into_bytes(),

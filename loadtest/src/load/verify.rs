@@ -22,7 +22,7 @@ pub struct Accounting {
     pub terminal: u64,
     /// Events without any terminal status.
     pub missing: u64,
-    /// Events with more than one terminal status.
+    /// Events with more than one terminal state (the same state twice is one outcome).
     pub duplicated: u64,
     /// Terminal statuses by state.
     pub by_state: BTreeMap<String, u64>,
@@ -43,6 +43,8 @@ struct Seen {
     produced_at: HashMap<String, Instant>,
     /// Ids with a terminal or an ambiguous status: nothing more is owed by the engine now.
     settled: std::collections::HashSet<String>,
+    /// Per event id, the distinct terminal states seen (a bit per state): the same status
+    /// published again (after an engine restart) is one outcome, two states are two.
     terminal: HashMap<String, u32>,
     states: BTreeMap<String, u64>,
     terminal_states: BTreeMap<String, u64>,
@@ -154,15 +156,19 @@ impl StatusCollector {
                     .entry(status.state.as_str().to_owned())
                     .or_default() += 1;
                 if status.state.is_terminal() {
-                    *seen
-                        .terminal_states
-                        .entry(status.state.as_str().to_owned())
-                        .or_default() += 1;
-                    let first = {
+                    let bit = 1u32 << (status.state as u32);
+                    let (first, new_state) = {
                         let c = seen.terminal.entry(status.event_id.clone()).or_default();
-                        *c += 1;
-                        *c == 1
+                        let before = *c;
+                        *c |= bit;
+                        (before == 0, before & bit == 0)
                     };
+                    if new_state {
+                        *seen
+                            .terminal_states
+                            .entry(status.state.as_str().to_owned())
+                            .or_default() += 1;
+                    }
                     seen.last_terminal = Some(now);
                     if first {
                         let produced = seen.produced_at.get(&status.event_id).copied();
@@ -264,7 +270,7 @@ impl StatusCollector {
             ..Accounting::default()
         };
         for id in expected {
-            match seen.terminal.get(id).copied().unwrap_or(0) {
+            match seen.terminal.get(id).copied().unwrap_or(0).count_ones() {
                 0 => {
                     a.missing += 1;
                     if a.missing_sample.len() < 10 {

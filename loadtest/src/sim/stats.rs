@@ -26,6 +26,9 @@ pub struct SimStats {
     pub receipts_sent: u64,
     /// `deliver_sm_resp` with status 0 for a receipt we sent.
     pub receipts_acked: u64,
+    /// `deliver_sm_resp` with an error status: the receipt is sent again a second later.
+    #[serde(default)]
+    pub receipts_refused: u64,
     /// Complete messages whose `(destination, text)` had not been seen before in this process.
     pub unique_pairs: u64,
     /// Complete messages whose `(destination, text)` had been seen before, on any carrier.
@@ -61,6 +64,7 @@ impl SimStats {
         self.messages += other.messages;
         self.receipts_sent += other.receipts_sent;
         self.receipts_acked += other.receipts_acked;
+        self.receipts_refused += other.receipts_refused;
         self.unique_pairs += other.unique_pairs;
         self.duplicate_pairs += other.duplicate_pairs;
         self.segments_reassembled += other.segments_reassembled;
@@ -106,6 +110,7 @@ pub(crate) struct Counters {
     pub messages: AtomicU64,
     pub receipts_sent: AtomicU64,
     pub receipts_acked: AtomicU64,
+    pub receipts_refused: AtomicU64,
     pub unique_pairs: AtomicU64,
     pub duplicate_pairs: AtomicU64,
     pub segments_reassembled: AtomicU64,
@@ -130,6 +135,7 @@ impl Default for Counters {
             messages: AtomicU64::new(0),
             receipts_sent: AtomicU64::new(0),
             receipts_acked: AtomicU64::new(0),
+            receipts_refused: AtomicU64::new(0),
             unique_pairs: AtomicU64::new(0),
             duplicate_pairs: AtomicU64::new(0),
             segments_reassembled: AtomicU64::new(0),
@@ -174,6 +180,7 @@ impl Counters {
             messages: self.messages.load(Relaxed),
             receipts_sent: self.receipts_sent.load(Relaxed),
             receipts_acked: self.receipts_acked.load(Relaxed),
+            receipts_refused: self.receipts_refused.load(Relaxed),
             unique_pairs: self.unique_pairs.load(Relaxed),
             duplicate_pairs: self.duplicate_pairs.load(Relaxed),
             data_codings,

@@ -29,6 +29,11 @@ pub struct Topics {
 }
 
 impl Topics {
+    /// The engine's store directory for this test (one per test, like its topics).
+    pub fn store_dir(&self) -> std::path::PathBuf {
+        std::env::temp_dir().join(format!("pigeon-store-{}", self.debits))
+    }
+
     pub fn unique(test: &str) -> Topics {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let id = &id[..8];
@@ -95,9 +100,14 @@ pub fn engine_config(sim: &SimHandle, topics: &Topics) -> Config {
 
 /// As [`engine_config`], with extra TOML lines for `carrier-a`'s table.
 pub fn engine_config_with(sim: &SimHandle, topics: &Topics, carrier_a: &str) -> Config {
+    Config::from_toml(&engine_toml(sim, topics, carrier_a)).expect("test configuration")
+}
+
+/// The TOML text of [`engine_config_with`].
+pub fn engine_toml(sim: &SimHandle, topics: &Topics, carrier_a: &str) -> String {
     let a = sim.addr("carrier-a").expect("carrier-a");
     let b = sim.addr("carrier-b").expect("carrier-b");
-    Config::from_toml(&format!(
+    format!(
         r#"
         [kafka]
         brokers = "{brokers}"
@@ -106,6 +116,9 @@ pub fn engine_config_with(sim: &SimHandle, topics: &Topics, carrier_a: &str) -> 
         debits = "{debits}"
         statuses = "{statuses}"
         dead_letter = "{dead_letter}"
+        [store]
+        path = "{store}"
+        fsync = false
         [engine]
         commit_interval_ms = 200
         drain_timeout_ms = 20000
@@ -139,8 +152,8 @@ pub fn engine_config_with(sim: &SimHandle, topics: &Topics, carrier_a: &str) -> 
         debits = topics.debits,
         statuses = topics.statuses,
         dead_letter = topics.dead_letter,
-    ))
-    .expect("test config is valid")
+        store = topics.store_dir().display(),
+    )
 }
 
 /// The engine running in-process on an actix system of its own thread.
@@ -152,11 +165,20 @@ pub struct Engine {
 
 impl Engine {
     pub fn start(cfg: Config) -> Engine {
+        Self::start_with(cfg, None)
+    }
+
+    /// As [`Engine::start`], with where `POST /v1/admin/reload` reads the configuration.
+    pub fn start_with(
+        cfg: Config,
+        config_source: Option<pigeon::pipeline::api::ConfigSource>,
+    ) -> Engine {
         let stop = CancellationToken::new();
         let (reload, rx) = tokio::sync::mpsc::channel(4);
         let controls = pigeon::pipeline::Controls {
             stop: stop.clone(),
             reload: rx,
+            config_source,
         };
         let thread = std::thread::spawn(move || {
             actix_rt::System::new().block_on(pigeon::pipeline::run(cfg, controls))
@@ -215,4 +237,124 @@ pub fn consumer(topic: &str) -> StreamConsumer {
     let c: StreamConsumer = cfg.consumer().create().expect("consumer");
     c.subscribe(&[topic]).expect("subscribe");
     c
+}
+
+/// The `pigeon` binary as a child process, for tests that crash it (`kill -9`) or run two.
+pub struct EngineProcess {
+    child: std::process::Child,
+}
+
+impl EngineProcess {
+    /// The engine binary, built beside pigeon-sim (`deploy/local/test.sh` builds it first).
+    pub fn binary() -> std::path::PathBuf {
+        let sim = std::path::PathBuf::from(env!("CARGO_BIN_EXE_pigeon-sim"));
+        let bin = sim.with_file_name(format!("pigeon{}", std::env::consts::EXE_SUFFIX));
+        assert!(
+            bin.exists(),
+            "{} is missing: cargo build -p pigeon-engine --bin pigeon",
+            bin.display()
+        );
+        bin
+    }
+
+    /// Starts `pigeon run` on the configuration `toml` (written to `dir/pigeon.toml`), with
+    /// `env` overrides; its log is appended to `dir/engine.log`.
+    pub fn start(dir: &std::path::Path, toml: &str, env: &[(&str, &str)]) -> EngineProcess {
+        let config = dir.join("pigeon.toml");
+        std::fs::write(&config, toml).expect("write the configuration");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("engine.log"))
+            .expect("engine log");
+        let child = std::process::Command::new(Self::binary())
+            .arg("run")
+            .arg("--config")
+            .arg(&config)
+            .env("RUST_LOG", "warn,pigeon=info")
+            .envs(env.iter().copied())
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("engine starts");
+        EngineProcess { child }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// `kill -9`: no drain, no commit, no unbind.
+    pub fn kill9(mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("reaped");
+    }
+
+    /// SIGTERM, then waits (at most `within`) for a clean exit.
+    pub async fn stop(mut self, within: Duration) {
+        let pid = self.child.id().to_string();
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill -TERM");
+        assert!(sent.success());
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                assert!(status.success(), "engine exited with {status}");
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "engine did not stop in {within:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for EngineProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A free loopback address (bound, then released) for a server the test starts.
+pub fn free_addr() -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr")
+}
+
+/// One HTTP/1.1 request (`Connection: close`): the status code and the JSON body (`Null`
+/// when the body is not JSON).
+pub async fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+) -> (u16, serde_json::Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).await.expect("write");
+    let mut raw = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut raw))
+        .await
+        .expect("answered in time")
+        .expect("read");
+    let text = String::from_utf8_lossy(&raw);
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("status line");
+    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    (
+        status,
+        serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
+    )
 }

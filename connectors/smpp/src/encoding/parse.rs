@@ -92,7 +92,7 @@ pub fn decode(coding: Coding, payload: &[u8]) -> Result<String, EncodingError> {
             Ok(out)
         }
         Coding::Ucs2 => {
-            if payload.len() % 2 != 0 {
+            if !payload.len().is_multiple_of(2) {
                 return Err(EncodingError::BadUcs2);
             }
             let units = payload

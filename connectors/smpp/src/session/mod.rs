@@ -121,12 +121,38 @@ impl SubmitOutcome {
 }
 
 /// What the session hands back unasked.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Inbound {
-    /// A delivery receipt (already acknowledged to the SMSC).
-    Receipt(Receipt),
+    /// A delivery receipt. Its `deliver_sm` is answered when the [`ReceiptAck`] says so:
+    /// status 0 once [`ReceiptAck::ack`] is called (the receiver has made the receipt's
+    /// outcome safe); `ESME_RX_T_APPN` (the SMSC sends it again later) when the ack is
+    /// dropped, or not given within the session's `response_timeout`.
+    Receipt(Receipt, ReceiptAck),
     /// The session ended; sent once, last.
     Closed { reason: String },
+}
+
+/// The answer to one receipt's `deliver_sm`, owed by whoever received the receipt.
+#[derive(Debug)]
+pub struct ReceiptAck(Option<oneshot::Sender<()>>);
+
+impl ReceiptAck {
+    pub(crate) fn new() -> (ReceiptAck, oneshot::Receiver<()>) {
+        let (tx, rx) = oneshot::channel();
+        (ReceiptAck(Some(tx)), rx)
+    }
+
+    /// The receipt is safe with the receiver: answer the SMSC with status 0.
+    pub fn ack(mut self) {
+        if let Some(tx) = self.0.take() {
+            let _ = tx.send(());
+        }
+    }
+
+    /// An ack that answers nothing (for receipts that did not come from a session).
+    pub fn detached() -> ReceiptAck {
+        ReceiptAck(None)
+    }
 }
 
 /// Requests from handles to the socket task.

@@ -42,6 +42,9 @@ use super::server::CarrierShared;
 use super::stats::Counters;
 use outbox::Outbox;
 
+/// How long a receipt the ESME refused waits before it is sent again.
+const RECEIPT_RETRY: Duration = Duration::from_secs(1);
+
 /// Receipts other sessions may queue towards this one before they are kept for later.
 const HANDOFF_CAPACITY: usize = 4096;
 /// Inbound PDUs (or due receipts) handled before the writer is flushed.
@@ -272,9 +275,17 @@ impl Session {
         let seq = command.sequence_number();
         if command.id() == CommandId::DeliverSmResp {
             // Some ESMEs send it header-only; accept it with or without a body.
-            if self.outstanding.remove(&seq).is_some() && command.status() == CommandStatus::EsmeRok
-            {
-                Counters::incr(&self.carrier.counters.receipts_acked);
+            match self.outstanding.remove(&seq) {
+                Some(_) if command.status() == CommandStatus::EsmeRok => {
+                    Counters::incr(&self.carrier.counters.receipts_acked);
+                }
+                // Refused (e.g. ESME_RX_T_APPN): as an SMSC does, send it again later.
+                Some(receipt) => {
+                    Counters::incr(&self.carrier.counters.receipts_refused);
+                    self.receipts
+                        .insert_at(receipt, Instant::now() + RECEIPT_RETRY);
+                }
+                None => {}
             }
             return Ok(Flow::Continue);
         }

@@ -16,7 +16,16 @@ use crate::receipt::ReceiptTlvs;
 use crate::session::codec::{Frame, FrameError, Malformed};
 use crate::session::lenient::read_deliver_sm;
 use crate::session::pdu::{self, command_name, is_response};
-use crate::session::{Inbound, SubmitOutcome};
+use crate::session::{Inbound, ReceiptAck, SubmitOutcome};
+
+/// How a `deliver_sm` is answered.
+pub(super) enum Answer {
+    /// With this status, now.
+    Now(u32),
+    /// When the receiver acknowledges the receipt (status 0), or refuses or times out
+    /// (`ESME_RX_T_APPN`).
+    Later(tokio::sync::oneshot::Receiver<()>),
+}
 
 impl<S> SocketTask<S>
 where
@@ -160,7 +169,7 @@ where
             }
             _ => {
                 warn!("deliver_sm without a body acknowledged");
-                0
+                Answer::Now(0)
             }
         };
         self.answer_deliver_sm(seq, status).await
@@ -187,14 +196,35 @@ where
                     seq = m.sequence_number,
                     "deliver_sm unreadable, acknowledged and dropped"
                 );
-                0
+                Answer::Now(0)
             }
         };
         self.answer_deliver_sm(m.sequence_number, status).await
     }
 
-    async fn answer_deliver_sm(&mut self, seq: u32, status: u32) -> Result<(), Close> {
-        self.write(pdu::deliver_sm_resp(status, seq)).await
+    /// Answers now, or once the receiver acknowledges the receipt (see
+    /// [`crate::session::ReceiptAck`]): a late answer is written on a later turn.
+    async fn answer_deliver_sm(&mut self, seq: u32, answer: Answer) -> Result<(), Close> {
+        match answer {
+            Answer::Now(status) => self.write(pdu::deliver_sm_resp(status, seq)).await,
+            Answer::Later(acked) => {
+                let wait = self.cfg.response_timeout;
+                self.acks.push(Box::pin(async move {
+                    match timeout(wait, acked).await {
+                        Ok(Ok(())) => (seq, 0),
+                        Ok(Err(_)) => {
+                            metrics::receipt("not_acknowledged");
+                            (seq, pdu::ESME_RX_T_APPN)
+                        }
+                        Err(_) => {
+                            metrics::receipt("ack_timeout");
+                            (seq, pdu::ESME_RX_T_APPN)
+                        }
+                    }
+                }));
+                Ok(())
+            }
+        }
     }
 
     /// Handles one deliver_sm's content; returns the deliver_sm_resp status.
@@ -204,20 +234,24 @@ where
         short_message: &[u8],
         payload: Option<&[u8]>,
         tlvs: &ReceiptTlvs,
-    ) -> u32 {
+    ) -> Answer {
         match pdu::receipt_of(esm_class, short_message, payload, tlvs) {
             None => {
                 debug!("mobile-originated deliver_sm acknowledged and ignored");
-                0
+                Answer::Now(0)
             }
             Some(Ok(receipt)) => {
                 debug!(message_id = %receipt.message_id, state = ?receipt.state, "receipt");
-                self.forward(Inbound::Receipt(receipt)).await
+                let (ack, acked) = ReceiptAck::new();
+                match self.forward(Inbound::Receipt(receipt, ack)).await {
+                    0 => Answer::Later(acked),
+                    refused => Answer::Now(refused),
+                }
             }
             Some(Err(e)) => {
                 metrics::receipt("unparsed");
                 warn!(reason = %e, "receipt not understood, acknowledged anyway");
-                0
+                Answer::Now(0)
             }
         }
     }

@@ -150,6 +150,9 @@ pub(super) struct SocketTask<S> {
     state: State,
     /// When anything was last read (a busy link is alive even if enquire_link is late).
     last_rx: Instant,
+    /// Receipts handed on whose `deliver_sm_resp` waits for the receiver's ack: each
+    /// resolves to (sequence number, status).
+    acks: futures::stream::FuturesUnordered<futures::future::BoxFuture<'static, (u32, u32)>>,
 }
 
 impl<S> SocketTask<S>
@@ -175,6 +178,7 @@ where
             pending: Pendings::new(),
             state: State::Bound,
             last_rx: Instant::now(),
+            acks: futures::stream::FuturesUnordered::new(),
         }
     }
 
@@ -213,6 +217,14 @@ where
                     let Ok(action) = self.actions.try_recv() else { break };
                     self.on_action(Some(action)).await?;
                     n += 1;
+                }
+            },
+            Some((seq, status)) = futures::StreamExt::next(&mut self.acks), if !self.acks.is_empty() => {
+                self.write(pdu::deliver_sm_resp(status, seq)).await?;
+                while let Some(Some((seq, status))) =
+                    futures::FutureExt::now_or_never(futures::StreamExt::next(&mut self.acks))
+                {
+                    self.write(pdu::deliver_sm_resp(status, seq)).await?;
                 }
             },
             () = sleep_until(timer) => self.on_timers().await?,

@@ -4,6 +4,9 @@
 //! consumed record is decided and every accepted notification has its receipt; commit;
 //! unbind every session; flush the producer.
 
+pub mod api;
+
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -16,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::actors::checkpoint::{Checkpoint, CommitNow};
-use crate::actors::intake::{IntakeActor, Reload};
+use crate::actors::intake::{Idempotency, IntakeActor, Reload};
 use crate::actors::matcher::{Awaiting, MatcherActor};
 use crate::actors::shard::{SetRate, Shard, ShardLinks, Unbind};
 use crate::actors::sink::{Sink, SinkTopics};
@@ -25,7 +28,9 @@ use crate::config::Config;
 use crate::health::CarrierHealth;
 use crate::intake::{Encodings, Intake, IntakeLimits};
 use crate::matcher::Matcher;
+use crate::recovery;
 use crate::reload;
+use crate::store::Store;
 use crate::template::Templates;
 
 /// Receipts that arrive before their submit response wait this long for it.
@@ -37,6 +42,8 @@ pub struct Controls {
     pub stop: CancellationToken,
     /// New configurations (already validated on their own) to apply live where allowed.
     pub reload: mpsc::Receiver<ReloadRequest>,
+    /// Where `POST /v1/admin/reload` reads the configuration again; `None`: it cannot.
+    pub config_source: Option<api::ConfigSource>,
 }
 
 /// A configuration to apply, and where to say whether it was.
@@ -48,7 +55,11 @@ pub struct ReloadRequest {
 
 /// Runs the engine inside the current actix system until `stop` is cancelled, then drains.
 pub async fn run(cfg: Config, controls: Controls) -> anyhow::Result<()> {
-    let Controls { stop, reload } = controls;
+    let Controls {
+        stop,
+        reload,
+        config_source,
+    } = controls;
     let e = &cfg.engine;
     let mailbox = e.mailbox_capacity;
     let templates = Templates::new(&cfg.templates).context("templates")?;
@@ -62,6 +73,24 @@ pub async fn run(cfg: Config, controls: Controls) -> anyhow::Result<()> {
     );
     let publisher = Publisher::new(&cfg.kafka).context("creating the producer")?;
 
+    let store = if cfg.store.enabled {
+        Some(Store::open(&cfg.store).context("opening the store")?)
+    } else {
+        None
+    };
+    let mut matcher = Matcher::new(
+        Duration::from_millis(e.receipt_timeout_ms),
+        PARK_TIMEOUT,
+        cfg.carriers
+            .iter()
+            .map(|c| c.receipt_id_form.rule())
+            .collect(),
+    );
+    if let Some(store) = &store {
+        recover(store, &cfg, &mut matcher)?;
+        actix::spawn(purge_receipts(store.clone()));
+    }
+
     // Downstream first.
     let checkpoint =
         Checkpoint::new(source.clone(), Duration::from_millis(e.commit_interval_ms)).start();
@@ -70,17 +99,34 @@ pub async fn run(cfg: Config, controls: Controls) -> anyhow::Result<()> {
         dead_letter: cfg.topics.dead_letter.as_str().into(),
         source: cfg.topics.debits.as_str().into(),
     };
-    let sink = Sink::new(publisher.clone(), topics, checkpoint.clone(), mailbox).start();
+    let sink = Sink::new(
+        publisher.clone(),
+        topics,
+        checkpoint.clone(),
+        store.clone(),
+        mailbox,
+    )
+    .start();
+    if let Some(store) = &store {
+        let outbox = store.outbox().context("reading the outbox")?;
+        if !outbox.is_empty() {
+            info!(
+                statuses = outbox.len(),
+                "publishing the outbox left by the last run"
+            );
+            let replays = outbox.into_iter().map(|s| (s, None)).collect();
+            let publish = crate::actors::Publish {
+                replays,
+                ..Default::default()
+            };
+            sink.send(publish).await.context("sink")?;
+        }
+    }
+    let peers = Arc::new(OnceLock::new());
     let matcher = MatcherActor::new(
-        Matcher::new(
-            Duration::from_millis(e.receipt_timeout_ms),
-            PARK_TIMEOUT,
-            cfg.carriers
-                .iter()
-                .map(|c| c.receipt_id_form.rule())
-                .collect(),
-        ),
+        matcher,
         sink.clone(),
+        peers.clone(),
         cfg.carriers.iter().map(|c| c.name.clone()).collect(),
         mailbox,
     )
@@ -94,7 +140,6 @@ pub async fn run(cfg: Config, controls: Controls) -> anyhow::Result<()> {
     let arbiters: Vec<Arbiter> = (0..workers).map(|_| Arbiter::new()).collect();
     let health = Arc::new(CarrierHealth::new(cfg.carriers.len()));
     let encodings: Encodings = cfg.carriers.iter().map(|c| c.segment_options()).collect();
-    let peers = Arc::new(OnceLock::new());
     let shards: Vec<Addr<Shard>> = cfg
         .carriers
         .iter()
@@ -107,6 +152,7 @@ pub async fn run(cfg: Config, controls: Controls) -> anyhow::Result<()> {
                 peers: peers.clone(),
                 failover_after: Duration::from_millis(e.failover_after_ms),
                 encodings: encodings.clone(),
+                store: store.clone(),
                 mailbox,
             };
             Shard::start_in_arbiter(&arbiters[i % workers].handle(), move |_| {
@@ -123,28 +169,82 @@ pub async fn run(cfg: Config, controls: Controls) -> anyhow::Result<()> {
             validity: Duration::from_millis(e.validity_ms),
             priority_lanes: e.priority_lanes,
         };
-        let intake = Intake::new(templates, router, limits, health, encodings.clone());
+        let eligibility = crate::eligibility::start(&cfg)
+            .await
+            .context("subscriber eligibility")?;
+        let intake = Intake::new(
+            templates,
+            router,
+            limits,
+            health.clone(),
+            encodings.clone(),
+            eligibility,
+        );
+        let idempotency = store.clone().map(|store| Idempotency {
+            store,
+            ambiguous_wait: Duration::from_millis(e.ambiguous_wait_ms),
+        });
         IntakeActor::start_in_arbiter(&intake_arbiter.handle(), move |_| {
-            IntakeActor::new(intake, shards, sink, mailbox)
+            IntakeActor::new(intake, shards, sink, mailbox, idempotency)
         })
     };
 
+    // Reloads from the caller (SIGHUP) and from the admin API go through one loop.
+    let (reload_tx, reload_rx) = mpsc::channel(4);
+    actix::spawn(forward(reload, reload_tx.clone()));
     actix::spawn(apply_reloads(
         cfg.clone(),
-        reload,
+        reload_rx,
         intake.clone(),
         shards.clone(),
     ));
+    let ready = Arc::new(AtomicBool::new(false));
+    let api_stop = CancellationToken::new();
+    if cfg.api.enabled() {
+        let listener = tokio::net::TcpListener::bind(&cfg.api.listen)
+            .await
+            .with_context(|| format!("api.listen {}", cfg.api.listen))?;
+        let state = crate::api::ApiState {
+            token: cfg.api.token.as_str().into(),
+            notifications: Arc::new(api::StoreLookup(store.clone())),
+            carriers: Arc::new(api::CarrierStates {
+                carriers: cfg
+                    .carriers
+                    .iter()
+                    .map(|c| (c.name.clone(), c.binds))
+                    .collect(),
+                health: health.clone(),
+            }),
+            admin: Arc::new(api::AdminReload {
+                source: config_source,
+                tx: reload_tx.clone(),
+            }),
+            ready: ready.clone(),
+        };
+        let api_stop = api_stop.clone();
+        actix::spawn(async move {
+            if let Err(e) = crate::api::serve(listener, state, api_stop).await {
+                warn!(error = %e, "http api failed");
+            }
+        });
+    }
+    ready.store(true, Ordering::Relaxed);
     info!(carriers = cfg.carriers.len(), workers, "engine started");
-    source::run(
-        source.clone(),
-        intake,
-        e.batch_max,
-        Duration::from_millis(e.batch_linger_ms),
-        stop,
-    )
-    .await;
+    // The source polls on a thread of its own: a rebalance blocks that thread while the
+    // revoked partitions drain, and the rest of the pipeline must go on meanwhile.
+    let source_arbiter = Arbiter::new();
+    let (consumed, finished) = oneshot::channel();
+    {
+        let (source, intake) = (source.clone(), intake.clone());
+        let (batch_max, linger) = (e.batch_max, Duration::from_millis(e.batch_linger_ms));
+        source_arbiter.spawn(async move {
+            source::run(source, intake, batch_max, linger, stop).await;
+            let _ = consumed.send(());
+        });
+    }
+    let _ = finished.await;
 
+    ready.store(false, Ordering::Relaxed);
     info!("draining");
     let deadline = Instant::now() + Duration::from_millis(e.drain_timeout_ms);
     loop {
@@ -168,11 +268,71 @@ pub async fn run(cfg: Config, controls: Controls) -> anyhow::Result<()> {
         warn!(error = %e, "producer flush failed");
     }
     source.unsubscribe();
-    for a in arbiters.iter().chain(std::iter::once(&intake_arbiter)) {
+    for a in arbiters.iter().chain([&intake_arbiter, &source_arbiter]) {
         a.stop();
     }
+    api_stop.cancel();
     info!("stopped");
     Ok(())
+}
+
+/// Registers the notifications a carrier accepted before the last stop (or crash) with the
+/// matcher, so that their receipts still match.
+fn recover(store: &Store, cfg: &Config, matcher: &mut Matcher) -> anyhow::Result<()> {
+    let names: Vec<Arc<str>> = cfg
+        .carriers
+        .iter()
+        .map(|c| c.name.as_str().into())
+        .collect();
+    let open = store.open_records().context("reading open records")?;
+    let (now, wall, mut out) = (Instant::now(), time::OffsetDateTime::now_utc(), Vec::new());
+    // Its receipt timeout runs from when it was accepted, restarts or not; the oldest first,
+    // so that the matcher's deadlines stay in order.
+    let mut accepted: Vec<_> = open
+        .iter()
+        .filter_map(|r| {
+            Some((
+                recovery::accepted_age(r, wall),
+                recovery::accepted_of(r, &names)?,
+            ))
+        })
+        .collect();
+    accepted.sort_by_key(|(age, _)| std::cmp::Reverse(*age));
+    let awaiting = accepted.len();
+    for (age, a) in accepted {
+        matcher.accept_aged(a, now, age, &mut out);
+    }
+    info!(open = open.len(), awaiting, "resumed from the store");
+    Ok(())
+}
+
+/// Forgets expired receipt keys, once a minute.
+async fn purge_receipts(store: Store) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tick.tick().await;
+        loop {
+            match store
+                .purge_expired_receipts(time::OffsetDateTime::now_utc())
+                .await
+            {
+                Ok(n) if n >= crate::store::PURGE_MAX => continue,
+                Ok(_) => break,
+                Err(e) => {
+                    warn!(error = %e, "purging receipt keys failed");
+                    break;
+                }
+            }
+        }
+    }
+}
+
+async fn forward(mut from: mpsc::Receiver<ReloadRequest>, to: mpsc::Sender<ReloadRequest>) {
+    while let Some(r) = from.recv().await {
+        if to.send(r).await.is_err() {
+            return;
+        }
+    }
 }
 
 /// Applies each new configuration that [`reload::plan`] allows; logs every reason otherwise.

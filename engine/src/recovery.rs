@@ -1,0 +1,214 @@
+//! Idempotency and crash recovery: what a consumed record becomes, given what the store
+//! already knows of its event id, and how records found open at start-up resume.
+//!
+//! - A new event id is sent as usual.
+//! - The same Kafka record seen again (a replay after a restart or a crash, its offset not
+//!   yet committed): if nothing of it was written to a carrier (`received`, `retrying`), it
+//!   is sent as usual; if it was being written with no answer recorded (`submitting`,
+//!   `ambiguous`), the carrier may have it: `ambiguous` is published, and after
+//!   `engine.ambiguous_wait_ms` it is sent again flagged `possible_duplicate`; if it was
+//!   decided, its latest status is published again (that completes its checkpoint) and
+//!   nothing is sent.
+//! - The same event id on another Kafka record (the producer sent it twice): nothing is
+//!   sent; a `skipped(duplicate_event)` status names the record that came first.
+//! - At start-up, records accepted by a carrier and still waiting for receipts are
+//!   registered with the matcher again, so their receipts match after the restart.
+
+use std::sync::Arc;
+
+use time::OffsetDateTime;
+
+use crate::event::{State, StatusEvent, SCHEMA_VERSION};
+use crate::matcher::Accepted;
+use crate::notification::Meta;
+use crate::routing::CarrierId;
+use crate::store::{Claim, NotificationRecord};
+
+/// What to do with one consumed record that became a notification (or a skip).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Replay {
+    /// Decide and send as usual.
+    Proceed,
+    /// Possibly sent before a crash: publish `ambiguous`, wait, send again flagged.
+    ResendFlagged,
+    /// Already decided: publish this status again, unrecorded, and send nothing.
+    Republish(Box<StatusEvent>),
+    /// A second record with the same event id: publish this status, unrecorded, and send
+    /// nothing.
+    Duplicate(Box<StatusEvent>),
+}
+
+/// The decision for a claim answer.
+pub fn replay(claim: Claim) -> Replay {
+    match claim {
+        Claim::New => Replay::Proceed,
+        Claim::Redelivered(r) => match r.state {
+            State::Received | State::Retrying => Replay::Proceed,
+            State::Submitting | State::Ambiguous => Replay::ResendFlagged,
+            _ => Replay::Republish(Box::new(status_of(&r))),
+        },
+        Claim::Duplicate(r) => {
+            let mut s = status_of(&r);
+            s.state = State::Skipped;
+            s.reason = Some("duplicate_event".into());
+            s.detail = r.origin.map(|o| {
+                format!(
+                    "event id first seen at partition {} offset {}",
+                    o.partition, o.offset
+                )
+            });
+            s.command_status = None;
+            s.message_ids = Vec::new();
+            s.at = OffsetDateTime::now_utc();
+            Replay::Duplicate(Box::new(s))
+        }
+    }
+}
+
+/// The record's latest state as a status event.
+pub fn status_of(r: &NotificationRecord) -> StatusEvent {
+    let last = r.timeline.last();
+    StatusEvent {
+        schema_version: SCHEMA_VERSION,
+        event_id: r.event_id.clone(),
+        transaction_id: r.transaction_id.clone(),
+        state: r.state,
+        reason: r.reason.clone(),
+        detail: last.and_then(|e| e.detail.clone()),
+        carrier: r.carrier.clone(),
+        message_ids: r.message_ids.clone(),
+        segments: r.segments,
+        command_status: r.command_status,
+        destination: r.destination.clone(),
+        occurred_at: None,
+        at: last.map_or_else(OffsetDateTime::now_utc, |e| e.at),
+        possible_duplicate: r.possible_duplicate,
+    }
+}
+
+/// How long ago the record was accepted (zero if that is unknown or in the future).
+pub fn accepted_age(r: &NotificationRecord, now: OffsetDateTime) -> std::time::Duration {
+    r.timeline
+        .iter()
+        .rev()
+        .find(|e| e.state == State::Accepted)
+        .and_then(|e| (now - e.at).try_into().ok())
+        .unwrap_or_default()
+}
+
+/// An open record accepted by a carrier, as the matcher registers it; `None` for any other
+/// record, or one whose carrier is no longer configured.
+pub fn accepted_of(r: &NotificationRecord, carriers: &[Arc<str>]) -> Option<Accepted> {
+    if r.state != State::Accepted || r.message_ids.is_empty() {
+        return None;
+    }
+    let name = r.carrier.as_deref()?;
+    let carrier: CarrierId = carriers.iter().position(|c| &**c == name)?;
+    Some(Accepted {
+        meta: Meta {
+            event_id: r.event_id.clone(),
+            transaction_id: r.transaction_id.clone().unwrap_or_default(),
+            occurred_at: r
+                .timeline
+                .first()
+                .map_or_else(OffsetDateTime::now_utc, |e| e.at),
+            masked: r.destination.clone().unwrap_or_default(),
+            segments: r.segments,
+            possible_duplicate: r.possible_duplicate,
+        },
+        carrier,
+        carrier_name: carriers[carrier].clone(),
+        message_ids: r.message_ids.clone(),
+        resubmit: None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::notification::Origin;
+
+    fn record(state: State) -> NotificationRecord {
+        let mut s = crate::notification::sample("e1").meta.status(state);
+        s.carrier = Some("b".into());
+        s.message_ids = vec!["m1".into()];
+        let mut r: NotificationRecord =
+            serde_json::from_value(serde_json::json!({"event_id": "e1", "state": "received"}))
+                .expect("record");
+        r.origin = Some(Origin {
+            partition: 2,
+            offset: 7,
+        });
+        r.state = state;
+        r.carrier = s.carrier;
+        r.message_ids = s.message_ids;
+        r.segments = 1;
+        r
+    }
+
+    #[test]
+    fn a_replay_resends_only_what_never_reached_a_carrier() {
+        assert_eq!(replay(Claim::New), Replay::Proceed);
+        for state in [State::Received, State::Retrying] {
+            assert_eq!(replay(Claim::Redelivered(record(state))), Replay::Proceed);
+        }
+        for state in [State::Submitting, State::Ambiguous] {
+            assert_eq!(
+                replay(Claim::Redelivered(record(state))),
+                Replay::ResendFlagged,
+                "{state:?}"
+            );
+        }
+        for state in [
+            State::Accepted,
+            State::Delivered,
+            State::Failed,
+            State::Skipped,
+        ] {
+            match replay(Claim::Redelivered(record(state))) {
+                Replay::Republish(s) => assert_eq!(s.state, state),
+                other => panic!("{state:?}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_duplicate_event_is_skipped_naming_the_first_record() {
+        let Replay::Duplicate(s) = replay(Claim::Duplicate(record(State::Delivered))) else {
+            panic!("not a duplicate");
+        };
+        assert_eq!(s.state, State::Skipped);
+        assert_eq!(s.reason.as_deref(), Some("duplicate_event"));
+        assert!(s.detail.as_deref().is_some_and(|d| d.contains("offset 7")));
+        assert!(s.message_ids.is_empty());
+    }
+
+    #[test]
+    fn accepted_records_register_with_their_carrier_after_a_restart() {
+        let carriers: Vec<Arc<str>> = vec!["a".into(), "b".into()];
+        let a = accepted_of(&record(State::Accepted), &carriers).expect("accepted");
+        assert_eq!(a.carrier, 1);
+        assert_eq!(a.message_ids, ["m1"]);
+        assert!(accepted_of(&record(State::Delivered), &carriers).is_none());
+        assert!(accepted_of(&record(State::Accepted), &carriers[..1]).is_none());
+    }
+
+    #[test]
+    fn a_recovered_acceptance_keeps_its_age() {
+        let now = OffsetDateTime::now_utc();
+        let mut r = record(State::Accepted);
+        r.timeline = vec![crate::store::TimelineEntry {
+            state: State::Accepted,
+            at: now - time::Duration::seconds(90),
+            carrier: None,
+            reason: None,
+            detail: None,
+            message_ids: Vec::new(),
+            command_status: None,
+            possible_duplicate: false,
+        }];
+        assert_eq!(accepted_age(&r, now).as_secs(), 90);
+        r.timeline.clear();
+        assert_eq!(accepted_age(&r, now), std::time::Duration::ZERO);
+    }
+}

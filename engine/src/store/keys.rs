@@ -1,0 +1,165 @@
+//! Key layouts of the store's keyspaces (`docs/adr/0004-durable-store.md`).
+//!
+//! | keyspace | key | value |
+//! |---|---|---|
+//! | `records` | event id | the record, JSON |
+//! | `open` | event id | empty |
+//! | `by_transaction` | transaction id, `\0`, event id | empty |
+//! | `receipts` | carrier, `\0`, message id | expiry (8 bytes), event id |
+//! | `receipt_expiry` | expiry (8 bytes), carrier, `\0`, message id | empty |
+//! | `outbox` | event id, `\0`, state | the status event, JSON |
+//!
+//! An expiry is milliseconds since the Unix epoch as a big-endian `i64` with its sign bit
+//! flipped, so that byte order is time order.
+
+use time::OffsetDateTime;
+
+use super::StoreError;
+
+pub(super) const RECORDS: &str = "records";
+pub(super) const OPEN: &str = "open";
+pub(super) const BY_TRANSACTION: &str = "by_transaction";
+pub(super) const RECEIPTS: &str = "receipts";
+pub(super) const RECEIPT_EXPIRY: &str = "receipt_expiry";
+pub(super) const OUTBOX: &str = "outbox";
+
+const SEP: u8 = 0;
+
+/// Milliseconds since the Unix epoch, saturating.
+pub(super) fn unix_ms(t: OffsetDateTime) -> i64 {
+    let ms = t.unix_timestamp_nanos() / 1_000_000;
+    i64::try_from(ms).unwrap_or(if ms < 0 { i64::MIN } else { i64::MAX })
+}
+
+fn joined(a: &[u8], b: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(a.len() + 1 + b.len());
+    k.extend_from_slice(a);
+    k.push(SEP);
+    k.extend_from_slice(b);
+    k
+}
+
+/// `by_transaction` key.
+pub(super) fn transaction_key(transaction_id: &str, event_id: &str) -> Vec<u8> {
+    joined(transaction_id.as_bytes(), event_id.as_bytes())
+}
+
+/// The prefix of every `by_transaction` key of a transaction.
+pub(super) fn transaction_prefix(transaction_id: &str) -> Vec<u8> {
+    joined(transaction_id.as_bytes(), &[])
+}
+
+/// The event id of a `by_transaction` key: what follows the last separator (event ids are
+/// printable ASCII).
+pub(super) fn transaction_key_event(key: &[u8]) -> Option<&str> {
+    let at = key.iter().rposition(|&b| b == SEP)?;
+    std::str::from_utf8(key.get(at + 1..)?).ok()
+}
+
+/// `outbox` key: one status per (event, state).
+pub(super) fn outbox_key(event_id: &str, state: crate::event::State) -> Vec<u8> {
+    joined(event_id.as_bytes(), state.as_str().as_bytes())
+}
+
+/// `receipts` key.
+pub(super) fn receipt_key(carrier: &str, message_id: &str) -> Vec<u8> {
+    joined(carrier.as_bytes(), message_id.as_bytes())
+}
+
+fn time_bytes(ms: i64) -> [u8; 8] {
+    ((ms as u64) ^ (1 << 63)).to_be_bytes()
+}
+
+/// `receipt_expiry` key.
+pub(super) fn expiry_key(expires_ms: i64, receipt_key: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(8 + receipt_key.len());
+    k.extend_from_slice(&time_bytes(expires_ms));
+    k.extend_from_slice(receipt_key);
+    k
+}
+
+/// Every `receipt_expiry` key below this bound expires before `ms`.
+pub(super) fn expiry_bound(ms: i64) -> [u8; 8] {
+    time_bytes(ms)
+}
+
+/// Splits a `receipt_expiry` key into its expiry and its `receipts` key.
+pub(super) fn split_expiry_key(key: &[u8]) -> Option<(i64, &[u8])> {
+    let (t, rest) = key.split_first_chunk::<8>()?;
+    Some(((u64::from_be_bytes(*t) ^ (1 << 63)) as i64, rest))
+}
+
+/// A `receipts` value: who owns the message id, and until when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct ReceiptValue {
+    pub expires_ms: i64,
+    pub event_id: String,
+}
+
+impl ReceiptValue {
+    pub(super) fn encode(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(8 + self.event_id.len());
+        v.extend_from_slice(&self.expires_ms.to_be_bytes());
+        v.extend_from_slice(self.event_id.as_bytes());
+        v
+    }
+
+    pub(super) fn decode(key: &[u8], value: &[u8]) -> Result<Self, StoreError> {
+        let corrupt = |why: &str| StoreError::Corrupt {
+            key: printable(key),
+            why: why.to_owned(),
+        };
+        let (t, id) = value
+            .split_first_chunk::<8>()
+            .ok_or_else(|| corrupt("receipt value shorter than 8 bytes"))?;
+        let event_id = std::str::from_utf8(id)
+            .map_err(|_| corrupt("receipt owner is not utf-8"))?
+            .to_owned();
+        Ok(ReceiptValue {
+            expires_ms: i64::from_be_bytes(*t),
+            event_id,
+        })
+    }
+}
+
+/// A key for error text: separators and other control bytes escaped.
+pub(super) fn printable(key: &[u8]) -> String {
+    String::from_utf8_lossy(key).escape_debug().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expiry_keys_sort_by_time_and_split_back() {
+        let times = [i64::MIN, -5_000, -1, 0, 1, 1_700_000_000_000, i64::MAX];
+        let keys: Vec<Vec<u8>> = times.iter().map(|&t| expiry_key(t, b"c\0m")).collect();
+        let mut sorted = keys.clone();
+        sorted.sort();
+        assert_eq!(sorted, keys);
+        for (k, t) in keys.iter().zip(times) {
+            assert_eq!(split_expiry_key(k), Some((t, &b"c\0m"[..])));
+            assert!(k.as_slice() < &expiry_bound(t.saturating_add(1))[..] || t == i64::MAX);
+            assert!(k.as_slice() >= &expiry_bound(t)[..]);
+        }
+    }
+
+    #[test]
+    fn transaction_keys_name_their_event() {
+        let k = transaction_key("txn-1", "evt-9");
+        assert!(k.starts_with(&transaction_prefix("txn-1")));
+        assert!(!k.starts_with(&transaction_prefix("txn-")));
+        assert_eq!(transaction_key_event(&k), Some("evt-9"));
+    }
+
+    #[test]
+    fn receipt_values_round_trip() {
+        let v = ReceiptValue {
+            expires_ms: -3,
+            event_id: "evt-1".into(),
+        };
+        assert_eq!(ReceiptValue::decode(b"k", &v.encode()).ok(), Some(v));
+        assert!(ReceiptValue::decode(b"k", b"short").is_err());
+    }
+}

@@ -1,0 +1,436 @@
+//! The durable record of every notification, on fjall (an embedded LSM store): idempotency
+//! by event id ([`Store::claim`]), the timeline of every state change ([`Store::commit`]),
+//! the open set that recovery reads after a crash ([`Store::open_records`]), and the receipt
+//! correlation table that survives a restart ([`Store::receipt_owner`]).
+//! `docs/adr/0004-durable-store.md` gives the reasons, `keys.rs` the key layouts.
+//!
+//! Writes go through one writer thread (`writer.rs`) that applies everything queued as one
+//! atomic write batch and persists the journal once (group commit), then answers; claims and
+//! changes are applied in the order they were sent. Reads go to fjall directly, from any
+//! thread, and see every write that was answered.
+
+mod keys;
+mod record;
+#[cfg(test)]
+mod tests;
+mod writer;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use fjall::{Database, Keyspace, KeyspaceCreateOptions};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::event::{State, StatusEvent};
+use crate::notification::Origin;
+
+pub use record::{NotificationRecord, TimelineEntry};
+pub use writer::PURGE_MAX;
+
+use writer::{Counters, Op, Writer};
+
+/// Requests waiting for the writer; a full queue makes callers wait (backpressure).
+const QUEUE: usize = 1_024;
+
+/// `[store]` in the engine configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreOptions {
+    /// Off: nothing is recorded, every consumed record counts as new (no idempotency by
+    /// event id, no recovery after a crash). For measurements and tests only.
+    #[serde(default = "d_fsync")]
+    pub enabled: bool,
+    /// Directory of the database, created if missing. One process at a time holds it (a
+    /// lock file inside).
+    #[serde(default = "d_path")]
+    pub path: PathBuf,
+    /// Sync the journal to disk (`fdatasync`) once per group commit before any of its
+    /// requests is answered. Off: the journal is handed to the operating system only, which
+    /// survives a crash of the process but not of the machine.
+    #[serde(default = "d_fsync")]
+    pub fsync: bool,
+    /// How long a carrier message id stays in the receipt correlation table after its
+    /// acceptance. Keep it above `engine.receipt_timeout_ms`.
+    #[serde(default = "d_receipt_ttl_ms")]
+    pub receipt_ttl_ms: u64,
+}
+
+fn d_path() -> PathBuf {
+    PathBuf::from("data/pigeon")
+}
+fn d_fsync() -> bool {
+    true
+}
+fn d_receipt_ttl_ms() -> u64 {
+    72 * 3_600 * 1_000
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            enabled: true,
+            path: d_path(),
+            fsync: d_fsync(),
+            receipt_ttl_ms: d_receipt_ttl_ms(),
+        }
+    }
+}
+
+impl StoreOptions {
+    pub fn receipt_ttl(&self) -> Duration {
+        Duration::from_millis(self.receipt_ttl_ms)
+    }
+}
+
+/// A consumed record asking to become the notification of its event id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimRequest {
+    pub event_id: String,
+    pub origin: Origin,
+    pub transaction_id: Option<String>,
+    /// Already masked.
+    pub destination: Option<String>,
+}
+
+/// The answer to a [`ClaimRequest`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// First time this id is seen: recorded as `received`; send it.
+    New,
+    /// The id was claimed from this same Kafka record before: a replay after a crash or a
+    /// restart. The record says how far it got.
+    Redelivered(NotificationRecord),
+    /// The id is already recorded from another Kafka record (or came twice in one batch),
+    /// or from a status without a claim (a rejected event): the producer sent it twice.
+    /// Nothing was written.
+    Duplicate(NotificationRecord),
+}
+
+/// A change to a notification's record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// A published status: appended to the timeline, and the record takes its state and
+    /// details. Creates the record if the id was never claimed (a rejected event).
+    /// `accepted` with a carrier registers its message ids in the receipt table until
+    /// `at` + the receipt TTL; a terminal state leaves the open index.
+    Status(StatusEvent),
+    /// About to be written to `carrier` (record-only state `submitting`).
+    Submitting {
+        event_id: String,
+        carrier: String,
+        at: OffsetDateTime,
+    },
+    /// A status to publish that no Kafka record will bring back after a crash (one decided
+    /// after its record's offset may have been committed: a receipt's outcome, say): kept in
+    /// the outbox until [`Change::Published`], and published again at start-up if still
+    /// there. Give it with the [`Change::Status`] that records it, in the same commit.
+    Outbox(StatusEvent),
+    /// The broker acknowledged this outbox status.
+    Published { event_id: String, state: State },
+}
+
+impl Change {
+    pub fn event_id(&self) -> &str {
+        match self {
+            Change::Status(s) | Change::Outbox(s) => &s.event_id,
+            Change::Submitting { event_id, .. } | Change::Published { event_id, .. } => event_id,
+        }
+    }
+}
+
+/// What the writer has done since the store was opened.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    /// Claim, commit and purge calls served.
+    pub requests: u64,
+    /// Write batches committed (one per group that wrote anything).
+    pub batches: u64,
+    /// Journal syncs to disk (one per batch when `fsync` is on).
+    pub fsyncs: u64,
+    /// Keys written or removed, indexes included.
+    pub records_written: u64,
+    /// Bytes of keys and values written (before fjall's own framing).
+    pub bytes_written: u64,
+}
+
+/// Store failures. Every variant but `Open` and `Spawn` surfaces on a call.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    /// At start-up: the directory cannot be opened (or another process holds it).
+    #[error("cannot open the store at {}: {source}", path.display())]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: Arc<fjall::Error>,
+    },
+    /// At start-up: the writer thread could not be started.
+    #[error("cannot start the store writer: {0}")]
+    Spawn(#[source] Arc<std::io::Error>),
+    /// fjall failed to read or write. After a failed write fjall refuses every further
+    /// write (it is poisoned): restart the process, recovery replays the journal.
+    #[error("store i/o failed: {0}")]
+    Db(#[source] Arc<fjall::Error>),
+    /// A stored value cannot be decoded.
+    #[error("stored value under {key} is corrupt: {why}")]
+    Corrupt { key: String, why: String },
+    /// A record cannot be encoded.
+    #[error("cannot encode the record of {event_id}: {why}")]
+    Encode { event_id: String, why: String },
+    /// The writer thread is gone (the store is shutting down, or it panicked).
+    #[error("the store writer has stopped")]
+    Closed,
+}
+
+impl From<fjall::Error> for StoreError {
+    fn from(e: fjall::Error) -> Self {
+        StoreError::Db(Arc::new(e))
+    }
+}
+
+/// The database and its keyspaces (layouts in `keys.rs`).
+#[derive(Clone)]
+struct Keyspaces {
+    db: Database,
+    records: Keyspace,
+    open: Keyspace,
+    by_txn: Keyspace,
+    receipts: Keyspace,
+    expiry: Keyspace,
+    outbox: Keyspace,
+}
+
+/// Handle on the store; cheap to clone. The last handle dropped stops the writer thread
+/// (after its current group) and closes the database.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// `None` only while dropping.
+    tx: Option<mpsc::Sender<Op>>,
+    writer: Option<JoinHandle<()>>,
+    ks: Keyspaces,
+    stats: Arc<Counters>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.tx.take();
+        if let Some(writer) = self.writer.take() {
+            if writer.join().is_err() {
+                tracing::error!("store writer panicked");
+            }
+        }
+    }
+}
+
+impl Store {
+    /// Opens (or creates) the store and starts its writer thread. Recovery of fjall's
+    /// journal happens here.
+    pub fn open(options: &StoreOptions) -> Result<Store, StoreError> {
+        let open_err = |e: fjall::Error| StoreError::Open {
+            path: options.path.clone(),
+            source: Arc::new(e),
+        };
+        let db = Database::builder(&options.path)
+            .manual_journal_persist(true)
+            .open()
+            .map_err(open_err)?;
+        let keyspace = |name: &str| {
+            db.keyspace(name, KeyspaceCreateOptions::default)
+                .map_err(open_err)
+        };
+        let ks = Keyspaces {
+            records: keyspace(keys::RECORDS)?,
+            open: keyspace(keys::OPEN)?,
+            by_txn: keyspace(keys::BY_TRANSACTION)?,
+            receipts: keyspace(keys::RECEIPTS)?,
+            expiry: keyspace(keys::RECEIPT_EXPIRY)?,
+            outbox: keyspace(keys::OUTBOX)?,
+            db: db.clone(),
+        };
+        let stats = Arc::new(Counters::default());
+        let writer = Writer {
+            ks: ks.clone(),
+            stats: Arc::clone(&stats),
+            fsync: options.fsync,
+            receipt_ttl_ms: i64::try_from(options.receipt_ttl_ms).unwrap_or(i64::MAX),
+        };
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let handle = std::thread::Builder::new()
+            .name("pigeon-store".into())
+            .spawn(move || writer.run(rx))
+            .map_err(|e| StoreError::Spawn(Arc::new(e)))?;
+        tracing::info!(path = %options.path.display(), fsync = options.fsync, "store open");
+        Ok(Store {
+            inner: Arc::new(Inner {
+                tx: Some(tx),
+                writer: Some(handle),
+                ks,
+                stats,
+            }),
+        })
+    }
+
+    /// Claims a batch of consumed records by event id, in one group commit. Answers are in
+    /// request order. A call cancelled after sending may still be applied.
+    pub async fn claim(&self, requests: Vec<ClaimRequest>) -> Result<Vec<Claim>, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Op::Claim(requests, reply)).await?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Applies changes in order, in one group commit.
+    pub async fn commit(&self, changes: Vec<Change>) -> Result<(), StoreError> {
+        self.commit_queued(changes).await?.await
+    }
+
+    /// Queues changes for the next group commit and returns once they are queued (their
+    /// order among other requests is fixed then); the returned future completes when they
+    /// are durable. Lets a caller keep several batches in the writer's queue at once.
+    pub async fn commit_queued(
+        &self,
+        changes: Vec<Change>,
+    ) -> Result<impl std::future::Future<Output = Result<(), StoreError>> + Send, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Op::Commit(changes, reply)).await?;
+        Ok(async move { answer.await.map_err(|_| StoreError::Closed)? })
+    }
+
+    /// Removes receipt keys whose expiry is at or before `now`, at most [`PURGE_MAX`] per
+    /// call (call again while it returns that many); returns how many were removed. It goes
+    /// through the writer, so it never races a registration of the same key.
+    pub async fn purge_expired_receipts(&self, now: OffsetDateTime) -> Result<usize, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Op::Purge(now, reply)).await?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// [`Store::claim`] for threads outside the async runtime (panics inside it).
+    pub fn claim_blocking(&self, requests: Vec<ClaimRequest>) -> Result<Vec<Claim>, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.send_blocking(Op::Claim(requests, reply))?;
+        answer.blocking_recv().map_err(|_| StoreError::Closed)?
+    }
+
+    /// [`Store::commit`] for threads outside the async runtime (panics inside it).
+    pub fn commit_blocking(&self, changes: Vec<Change>) -> Result<(), StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.send_blocking(Op::Commit(changes, reply))?;
+        answer.blocking_recv().map_err(|_| StoreError::Closed)?
+    }
+
+    /// [`Store::purge_expired_receipts`] for threads outside the async runtime.
+    pub fn purge_expired_receipts_blocking(
+        &self,
+        now: OffsetDateTime,
+    ) -> Result<usize, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.send_blocking(Op::Purge(now, reply))?;
+        answer.blocking_recv().map_err(|_| StoreError::Closed)?
+    }
+
+    async fn send(&self, op: Op) -> Result<(), StoreError> {
+        let tx = self.inner.tx.as_ref().ok_or(StoreError::Closed)?;
+        tx.send(op).await.map_err(|_| StoreError::Closed)
+    }
+
+    fn send_blocking(&self, op: Op) -> Result<(), StoreError> {
+        let tx = self.inner.tx.as_ref().ok_or(StoreError::Closed)?;
+        tx.blocking_send(op).map_err(|_| StoreError::Closed)
+    }
+
+    /// The record of an event id.
+    pub fn get(&self, event_id: &str) -> Result<Option<NotificationRecord>, StoreError> {
+        match self.inner.ks.records.get(event_id)? {
+            Some(v) => decode_record(event_id, &v).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Every record of a transaction, in event id order.
+    pub fn by_transaction(
+        &self,
+        transaction_id: &str,
+    ) -> Result<Vec<NotificationRecord>, StoreError> {
+        let mut out = Vec::new();
+        for guard in self
+            .inner
+            .ks
+            .by_txn
+            .prefix(keys::transaction_prefix(transaction_id))
+        {
+            let key = guard.key()?;
+            let Some(event_id) = keys::transaction_key_event(&key) else {
+                continue;
+            };
+            // A transaction id holding the separator could share a prefix with another.
+            if let Some(r) = self.get(event_id)? {
+                if r.transaction_id.as_deref() == Some(transaction_id) {
+                    out.push(r);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Statuses in the outbox: decided and recorded, their publication not acknowledged.
+    pub fn outbox(&self) -> Result<Vec<StatusEvent>, StoreError> {
+        let mut out = Vec::new();
+        for guard in self.inner.ks.outbox.iter() {
+            let (key, value) = guard.into_inner()?;
+            let s = serde_json::from_slice(&value).map_err(|e| StoreError::Corrupt {
+                key: keys::printable(&key),
+                why: e.to_string(),
+            })?;
+            out.push(s);
+        }
+        Ok(out)
+    }
+
+    /// Every record not in a terminal state, in event id order: what recovery resumes.
+    pub fn open_records(&self) -> Result<Vec<NotificationRecord>, StoreError> {
+        let mut out = Vec::new();
+        for guard in self.inner.ks.open.iter() {
+            let key = guard.key()?;
+            let event_id = std::str::from_utf8(&key).map_err(|_| StoreError::Corrupt {
+                key: keys::printable(&key),
+                why: "open index key is not utf-8".into(),
+            })?;
+            match self.get(event_id)? {
+                Some(r) => out.push(r),
+                None => tracing::warn!(event_id, "open index names a missing record"),
+            }
+        }
+        Ok(out)
+    }
+
+    /// The event a carrier's message id belongs to, until the key is purged.
+    pub fn receipt_owner(
+        &self,
+        carrier: &str,
+        message_id: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let key = keys::receipt_key(carrier, message_id);
+        match self.inner.ks.receipts.get(&key)? {
+            Some(v) => Ok(Some(keys::ReceiptValue::decode(&key, &v)?.event_id)),
+            None => Ok(None),
+        }
+    }
+
+    pub fn stats(&self) -> StoreStats {
+        self.inner.stats.snapshot()
+    }
+}
+
+fn decode_record(event_id: &str, bytes: &[u8]) -> Result<NotificationRecord, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+        key: event_id.to_owned(),
+        why: e.to_string(),
+    })
+}

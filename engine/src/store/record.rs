@@ -1,0 +1,181 @@
+//! The notification record and how claims and changes fold into it. Pure: no I/O.
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::event::{State, StatusEvent};
+use crate::notification::Origin;
+
+use super::ClaimRequest;
+
+/// Everything known about one notification, keyed by event id. The status API returns it as
+/// JSON as is; empty fields are left out, times are RFC 3339.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotificationRecord {
+    pub event_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transaction_id: Option<String>,
+    /// Destination with all but the last four digits masked (callers mask it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destination: Option<String>,
+    /// The Kafka record it was claimed from; none when a status came before any claim
+    /// (a rejected event).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<Origin>,
+    /// The latest state. A terminal state is never replaced by a non-terminal one.
+    pub state: State,
+    /// The carrier it was last with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub carrier: Option<String>,
+    /// Carrier message ids of the latest acceptance, one per segment.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub message_ids: Vec<String>,
+    /// Reason code of the latest status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// SMPP command_status of the latest status, if it carried one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command_status: Option<u32>,
+    #[serde(default)]
+    pub segments: u32,
+    /// Set once any status said the customer may get the SMS twice; never cleared.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub possible_duplicate: bool,
+    /// When it was last about to be written to a carrier.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "time::serde::rfc3339::option"
+    )]
+    pub submitted_at: Option<OffsetDateTime>,
+    /// Every state change, oldest first.
+    #[serde(default)]
+    pub timeline: Vec<TimelineEntry>,
+}
+
+/// One state change of a notification.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimelineEntry {
+    pub state: State,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub carrier: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub message_ids: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command_status: Option<u32>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub possible_duplicate: bool,
+}
+
+impl TimelineEntry {
+    fn bare(state: State, at: OffsetDateTime) -> Self {
+        TimelineEntry {
+            state,
+            at,
+            carrier: None,
+            reason: None,
+            detail: None,
+            message_ids: Vec::new(),
+            command_status: None,
+            possible_duplicate: false,
+        }
+    }
+}
+
+impl NotificationRecord {
+    /// A record with nothing known but its id (a status before any claim).
+    pub(super) fn blank(event_id: &str) -> Self {
+        NotificationRecord {
+            event_id: event_id.to_owned(),
+            transaction_id: None,
+            destination: None,
+            origin: None,
+            state: State::Received,
+            carrier: None,
+            message_ids: Vec::new(),
+            reason: None,
+            command_status: None,
+            segments: 0,
+            possible_duplicate: false,
+            submitted_at: None,
+            timeline: Vec::new(),
+        }
+    }
+
+    /// The record a first claim creates: `received`, one timeline entry.
+    pub(super) fn received(req: &ClaimRequest, at: OffsetDateTime) -> Self {
+        let mut r = Self::blank(&req.event_id);
+        r.transaction_id.clone_from(&req.transaction_id);
+        r.destination.clone_from(&req.destination);
+        r.origin = Some(req.origin);
+        r.timeline.push(TimelineEntry::bare(State::Received, at));
+        r
+    }
+
+    /// Whether recovery after a crash must look at it (its state is not terminal).
+    pub fn is_open(&self) -> bool {
+        !self.state.is_terminal()
+    }
+
+    /// Whether a change to `to` may replace the current state: anything may, except a
+    /// non-terminal state after a terminal one (such a late change is kept in the timeline
+    /// only).
+    fn may_move_to(&self, to: State) -> bool {
+        to.is_terminal() || !self.state.is_terminal()
+    }
+
+    /// Appends a status to the timeline and takes its state and details.
+    pub(super) fn apply_status(&mut self, s: &StatusEvent) {
+        self.timeline.push(TimelineEntry {
+            state: s.state,
+            at: s.at,
+            carrier: s.carrier.clone(),
+            reason: s.reason.clone(),
+            detail: s.detail.clone(),
+            message_ids: s.message_ids.clone(),
+            command_status: s.command_status,
+            possible_duplicate: s.possible_duplicate,
+        });
+        if self.transaction_id.is_none() {
+            self.transaction_id.clone_from(&s.transaction_id);
+        }
+        if self.destination.is_none() {
+            self.destination.clone_from(&s.destination);
+        }
+        if !self.may_move_to(s.state) {
+            return;
+        }
+        self.state = s.state;
+        if s.carrier.is_some() {
+            self.carrier.clone_from(&s.carrier);
+        }
+        if !s.message_ids.is_empty() {
+            self.message_ids.clone_from(&s.message_ids);
+        }
+        self.reason.clone_from(&s.reason);
+        self.command_status = s.command_status;
+        if s.segments > 0 {
+            self.segments = s.segments;
+        }
+        self.possible_duplicate |= s.possible_duplicate;
+    }
+
+    /// Marks it as about to be written to `carrier`.
+    pub(super) fn apply_submitting(&mut self, carrier: &str, at: OffsetDateTime) {
+        let mut entry = TimelineEntry::bare(State::Submitting, at);
+        entry.carrier = Some(carrier.to_owned());
+        self.timeline.push(entry);
+        if !self.may_move_to(State::Submitting) {
+            return;
+        }
+        self.state = State::Submitting;
+        self.carrier = Some(carrier.to_owned());
+        self.submitted_at = Some(at);
+    }
+}

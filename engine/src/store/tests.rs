@@ -1,0 +1,438 @@
+use std::path::Path;
+
+use time::macros::datetime;
+use time::{Duration as TimeDelta, OffsetDateTime};
+
+use super::*;
+use crate::event::{State, StatusEvent};
+
+const T0: OffsetDateTime = datetime!(2026-11-25 19:00 UTC);
+
+fn options(dir: &Path, fsync: bool) -> StoreOptions {
+    StoreOptions {
+        enabled: true,
+        path: dir.join("db"),
+        fsync,
+        receipt_ttl_ms: 60_000,
+    }
+}
+
+fn req(id: &str, partition: i32, offset: i64, txn: &str) -> ClaimRequest {
+    ClaimRequest {
+        event_id: id.into(),
+        origin: Origin { partition, offset },
+        transaction_id: Some(txn.into()),
+        destination: Some("+********0123".into()),
+    }
+}
+
+fn status(id: &str, state: State, at: OffsetDateTime) -> StatusEvent {
+    StatusEvent {
+        schema_version: 1,
+        event_id: id.into(),
+        transaction_id: None,
+        state,
+        reason: None,
+        detail: None,
+        carrier: Some("alpha".into()),
+        message_ids: Vec::new(),
+        segments: 1,
+        command_status: None,
+        destination: None,
+        occurred_at: None,
+        at,
+        possible_duplicate: false,
+    }
+}
+
+fn accepted(id: &str, ids: &[&str], at: OffsetDateTime) -> Change {
+    let mut s = status(id, State::Accepted, at);
+    s.message_ids = ids.iter().map(|m| m.to_string()).collect();
+    Change::Status(s)
+}
+
+fn submitting(id: &str, at: OffsetDateTime) -> Change {
+    Change::Submitting {
+        event_id: id.into(),
+        carrier: "alpha".into(),
+        at,
+    }
+}
+
+fn states(r: &NotificationRecord) -> Vec<State> {
+    r.timeline.iter().map(|e| e.state).collect()
+}
+
+fn ids(records: &[NotificationRecord]) -> Vec<&str> {
+    records.iter().map(|r| r.event_id.as_str()).collect()
+}
+
+#[tokio::test]
+async fn claims_are_new_then_redelivered_then_duplicate() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&options(dir.path(), false)).unwrap();
+
+    assert_eq!(
+        store.claim(vec![req("a", 0, 1, "t")]).await.unwrap(),
+        [Claim::New]
+    );
+    let again = store.claim(vec![req("a", 0, 1, "t")]).await.unwrap();
+    let [Claim::Redelivered(rec)] = again.as_slice() else {
+        panic!("{again:?}");
+    };
+    assert_eq!(rec.state, State::Received);
+    assert_eq!(
+        rec.origin,
+        Some(Origin {
+            partition: 0,
+            offset: 1
+        })
+    );
+    assert_eq!(rec.destination.as_deref(), Some("+********0123"));
+    let other = store.claim(vec![req("a", 0, 9, "t")]).await.unwrap();
+    assert!(matches!(other.as_slice(), [Claim::Duplicate(r)] if r.origin == rec.origin));
+
+    // Within one batch: the first is new, any repeat is a duplicate of it.
+    let batch = vec![
+        req("b", 1, 5, "t"),
+        req("b", 1, 6, "t"),
+        req("b", 1, 5, "t"),
+    ];
+    let out = store.claim(batch).await.unwrap();
+    assert_eq!(out[0], Claim::New);
+    assert!(
+        matches!(&out[1], Claim::Duplicate(r) if r.origin == Some(Origin { partition: 1, offset: 5 }))
+    );
+    assert!(matches!(&out[2], Claim::Duplicate(_)));
+    let b = store.get("b").unwrap().unwrap();
+    assert_eq!(states(&b), [State::Received]);
+    assert_eq!(ids(&store.open_records().unwrap()), ["a", "b"]);
+}
+
+#[tokio::test]
+async fn a_life_builds_the_timeline_and_leaves_the_open_index_when_it_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&options(dir.path(), false)).unwrap();
+    store.claim(vec![req("e", 0, 1, "t")]).await.unwrap();
+    store.commit(vec![submitting("e", T0)]).await.unwrap();
+    let sec = TimeDelta::seconds(1);
+    store
+        .commit(vec![accepted("e", &["1f", "20"], T0 + sec)])
+        .await
+        .unwrap();
+
+    assert_eq!(ids(&store.open_records().unwrap()), ["e"]);
+    assert_eq!(
+        store.receipt_owner("alpha", "1f").unwrap().as_deref(),
+        Some("e")
+    );
+    assert_eq!(
+        store.receipt_owner("alpha", "20").unwrap().as_deref(),
+        Some("e")
+    );
+    assert_eq!(store.receipt_owner("beta", "1f").unwrap(), None);
+
+    let mut done = status("e", State::Delivered, T0 + sec * 5);
+    done.message_ids = vec!["1f".into(), "20".into()];
+    store.commit(vec![Change::Status(done)]).await.unwrap();
+    let r = store.get("e").unwrap().unwrap();
+    let life = [
+        State::Received,
+        State::Submitting,
+        State::Accepted,
+        State::Delivered,
+    ];
+    assert_eq!(states(&r), life);
+    assert_eq!(r.state, State::Delivered);
+    assert_eq!(r.carrier.as_deref(), Some("alpha"));
+    assert_eq!(r.message_ids, ["1f", "20"]);
+    assert_eq!(r.submitted_at, Some(T0));
+    assert!(store.open_records().unwrap().is_empty());
+    // Receipt keys stay until they expire.
+    assert_eq!(
+        store.receipt_owner("alpha", "1f").unwrap().as_deref(),
+        Some("e")
+    );
+
+    // A late non-terminal status is kept in the timeline but does not reopen the record.
+    let late = status("e", State::Retrying, T0 + sec * 6);
+    store.commit(vec![Change::Status(late)]).await.unwrap();
+    let r = store.get("e").unwrap().unwrap();
+    assert_eq!(r.state, State::Delivered);
+    assert_eq!(r.timeline.len(), 5);
+    assert!(store.open_records().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_claim_and_a_change_sent_together_apply_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&options(dir.path(), false)).unwrap();
+    // `join!` polls the claim first, so it is queued first; both likely share a group.
+    let (claimed, committed) = tokio::join!(
+        store.claim(vec![req("e", 0, 1, "t")]),
+        store.commit(vec![submitting("e", T0)]),
+    );
+    assert_eq!(claimed.unwrap(), [Claim::New]);
+    committed.unwrap();
+    let r = store.get("e").unwrap().unwrap();
+    assert_eq!(states(&r), [State::Received, State::Submitting]);
+    assert_eq!(
+        r.origin,
+        Some(Origin {
+            partition: 0,
+            offset: 1
+        })
+    );
+}
+
+#[test]
+fn records_open_index_and_receipts_survive_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(&options(dir.path(), true)).unwrap();
+        let claims = vec![
+            req("a", 0, 1, "t1"),
+            req("b", 0, 2, "t1"),
+            req("c", 0, 3, "t2"),
+        ];
+        store.claim_blocking(claims).unwrap();
+        let delivered = Change::Status(status("b", State::Delivered, T0));
+        let changes = vec![submitting("a", T0), accepted("a", &["77"], T0), delivered];
+        store.commit_blocking(changes).unwrap();
+        assert_eq!(store.stats().fsyncs, 2);
+    }
+    let store = Store::open(&options(dir.path(), true)).unwrap();
+    assert_eq!(ids(&store.open_records().unwrap()), ["a", "c"]);
+    assert_eq!(store.get("a").unwrap().unwrap().state, State::Accepted);
+    assert_eq!(store.get("b").unwrap().unwrap().state, State::Delivered);
+    assert_eq!(
+        store.receipt_owner("alpha", "77").unwrap().as_deref(),
+        Some("a")
+    );
+    assert_eq!(ids(&store.by_transaction("t1").unwrap()), ["a", "b"]);
+    // Claims after the restart see the records from before it.
+    let out = store.claim_blocking(vec![req("a", 0, 1, "t1")]).unwrap();
+    assert!(matches!(out.as_slice(), [Claim::Redelivered(r)] if r.state == State::Accepted));
+    // The expiry index survived too.
+    assert_eq!(
+        store
+            .purge_expired_receipts_blocking(T0 + TimeDelta::minutes(2))
+            .unwrap(),
+        1
+    );
+}
+
+/// Set in the child process of `answered_writes_survive_a_process_abort`.
+const CRASH_DIR: &str = "PIGEON_STORE_CRASH_TEST_DIR";
+
+#[test]
+fn answered_writes_survive_a_process_abort() {
+    if let Some(dir) = std::env::var_os(CRASH_DIR) {
+        // Child: write without fsync, then die without any destructor running.
+        let store = Store::open(&options(Path::new(&dir), false)).unwrap();
+        store.claim_blocking(vec![req("a", 3, 7, "t")]).unwrap();
+        store
+            .commit_blocking(vec![submitting("a", T0), accepted("a", &["9"], T0)])
+            .unwrap();
+        std::process::abort();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let status = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "store::tests::answered_writes_survive_a_process_abort",
+        ])
+        .env(CRASH_DIR, dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(!status.success(), "the child must have aborted");
+    let store = Store::open(&options(dir.path(), false)).unwrap();
+    let open = store.open_records().unwrap();
+    assert_eq!(ids(&open), ["a"]);
+    let life = [State::Received, State::Submitting, State::Accepted];
+    assert_eq!(states(&open[0]), life);
+    assert_eq!(
+        store.receipt_owner("alpha", "9").unwrap().as_deref(),
+        Some("a")
+    );
+}
+
+#[tokio::test]
+async fn purge_removes_only_expired_receipt_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&options(dir.path(), false)).unwrap(); // ttl 60 s
+    let min = TimeDelta::minutes(1);
+    store
+        .commit(vec![
+            accepted("x", &["1", "3"], T0),
+            accepted("y", &["2"], T0 + min * 2),
+            // "3" accepted again later (a resubmit): its expiry moves.
+            accepted("z", &["3"], T0 + min * 2),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .purge_expired_receipts(T0 + min - TimeDelta::milliseconds(1))
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(store.purge_expired_receipts(T0 + min).await.unwrap(), 1);
+    assert_eq!(store.receipt_owner("alpha", "1").unwrap(), None);
+    assert_eq!(
+        store.receipt_owner("alpha", "2").unwrap().as_deref(),
+        Some("y")
+    );
+    assert_eq!(
+        store.receipt_owner("alpha", "3").unwrap().as_deref(),
+        Some("z")
+    );
+    assert_eq!(store.purge_expired_receipts(T0 + min * 2).await.unwrap(), 0);
+    assert_eq!(store.purge_expired_receipts(T0 + min * 3).await.unwrap(), 2);
+    assert_eq!(store.receipt_owner("alpha", "3").unwrap(), None);
+    assert_eq!(store.inner.ks.expiry.iter().count(), 0);
+    assert_eq!(store.inner.ks.receipts.iter().count(), 0);
+}
+
+#[tokio::test]
+async fn by_transaction_returns_every_record_of_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&options(dir.path(), false)).unwrap();
+    let claims = vec![
+        req("e1", 0, 1, "t1"),
+        req("e2", 0, 2, "t1"),
+        req("e3", 0, 3, "t10"),
+    ];
+    store.claim(claims).await.unwrap();
+    // A rejected event was never claimed: its status creates the record.
+    let mut rejected = status("e4", State::Rejected, T0);
+    rejected.transaction_id = Some("t1".into());
+    rejected.carrier = None;
+    rejected.reason = Some("invalid_field".into());
+    store.commit(vec![Change::Status(rejected)]).await.unwrap();
+
+    assert_eq!(
+        ids(&store.by_transaction("t1").unwrap()),
+        ["e1", "e2", "e4"]
+    );
+    assert_eq!(ids(&store.by_transaction("t10").unwrap()), ["e3"]);
+    assert!(store.by_transaction("t").unwrap().is_empty());
+    let e4 = store.get("e4").unwrap().unwrap();
+    assert_eq!((e4.state, e4.origin), (State::Rejected, None));
+    assert_eq!(e4.reason.as_deref(), Some("invalid_field"));
+    assert_eq!(ids(&store.open_records().unwrap()), ["e1", "e2", "e3"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_commits_share_batches_and_all_apply() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&options(dir.path(), true)).unwrap();
+    let calls = 200;
+    let tasks: Vec<_> = (0..calls)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let id = format!("e{i:03}");
+                store.claim(vec![req(&id, 0, i, "t")]).await?;
+                store.commit(vec![submitting(&id, T0)]).await
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    let stats = store.stats();
+    assert_eq!(stats.requests, 2 * calls as u64);
+    assert!(stats.batches < stats.requests, "{stats:?}");
+    assert_eq!(stats.fsyncs, stats.batches);
+    let open = store.open_records().unwrap();
+    assert_eq!(open.len(), calls as usize);
+    assert!(open.iter().all(|r| r.state == State::Submitting));
+}
+
+#[tokio::test]
+async fn a_request_that_reads_corrupt_data_fails_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&options(dir.path(), false)).unwrap();
+    store.inner.ks.records.insert("bad", "{not json").unwrap();
+    let (bad, good) = tokio::join!(
+        store.claim(vec![req("bad", 0, 1, "t")]),
+        store.claim(vec![req("good", 0, 2, "t")]),
+    );
+    assert!(
+        matches!(bad, Err(StoreError::Corrupt { ref key, .. }) if key == "bad"),
+        "{bad:?}"
+    );
+    assert_eq!(good.unwrap(), [Claim::New]);
+    assert!(store.get("good").unwrap().is_some());
+}
+
+#[test]
+fn records_serialise_compactly_for_the_api() {
+    let mut r = NotificationRecord::received(&req("e", 0, 1, "t"), T0);
+    r.apply_submitting("alpha", T0);
+    let json = serde_json::to_value(&r).unwrap();
+    assert_eq!(json["state"], "submitting");
+    assert_eq!(json["submitted_at"], "2026-11-25T19:00:00Z");
+    assert_eq!(json["origin"]["offset"], 1);
+    assert_eq!(
+        json["timeline"][0],
+        serde_json::json!({"state": "received", "at": "2026-11-25T19:00:00Z"})
+    );
+    assert!(json.get("possible_duplicate").is_none() && json.get("message_ids").is_none());
+    let back: NotificationRecord = serde_json::from_value(json).unwrap();
+    assert_eq!(back, r);
+}
+
+#[test]
+fn the_handle_is_shared_across_threads() {
+    fn shared<T: Clone + Send + Sync + 'static>() {}
+    shared::<Store>();
+}
+
+#[test]
+fn options_have_defaults_and_refuse_unknown_keys() {
+    let o: StoreOptions = serde_json::from_str("{}").unwrap();
+    assert_eq!(o, StoreOptions::default());
+    assert_eq!(o.path, Path::new("data/pigeon"));
+    assert!(o.fsync);
+    assert!(serde_json::from_str::<StoreOptions>(r#"{"fsynk": false}"#).is_err());
+}
+
+#[test]
+fn the_outbox_keeps_a_status_until_it_is_published_across_a_reopen() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let delivered = status("e1", State::Delivered, T0);
+    {
+        let store = Store::open(&options(dir.path(), false)).expect("open");
+        store
+            .commit_blocking(vec![
+                Change::Status(delivered.clone()),
+                Change::Outbox(delivered.clone()),
+            ])
+            .expect("commit");
+        assert_eq!(store.outbox().expect("outbox"), vec![delivered.clone()]);
+    }
+    let store = Store::open(&options(dir.path(), false)).expect("reopen");
+    assert_eq!(
+        store.outbox().expect("outbox"),
+        vec![delivered],
+        "a crash before the broker's acknowledgement keeps it"
+    );
+    store
+        .commit_blocking(vec![Change::Published {
+            event_id: "e1".into(),
+            state: State::Delivered,
+        }])
+        .expect("commit");
+    assert!(store.outbox().expect("outbox").is_empty());
+    let r = store.get("e1").expect("get").expect("record");
+    assert_eq!(
+        r.state,
+        State::Delivered,
+        "the record is untouched by the outbox"
+    );
+}

@@ -1,0 +1,471 @@
+//! The writer thread: group commit.
+//!
+//! It takes every request queued (up to a bound), folds them in arrival order into an
+//! overlay of the records, receipt keys and index entries they touch, writes the overlay as
+//! one atomic fjall batch, persists the journal once, and only then answers every request of
+//! the group. Folding is in memory and cannot fail once a request's keys are loaded, so a
+//! request whose stored data cannot be read fails alone; a failed batch fails the group.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use fjall::{Keyspace, OwnedWriteBatch, PersistMode};
+use time::OffsetDateTime;
+use tokio::sync::{mpsc, oneshot};
+
+use super::keys::{self, ReceiptValue};
+use super::{Change, Claim, ClaimRequest, Keyspaces, NotificationRecord, StoreError, StoreStats};
+use crate::event::State;
+
+/// Most requests folded into one group.
+const MAX_GROUP_REQUESTS: usize = 1_024;
+/// Most claims and changes folded into one group (a request is never split).
+const MAX_GROUP_ITEMS: usize = 16_384;
+/// Most expired receipt keys one purge removes.
+pub const PURGE_MAX: usize = 4_096;
+
+pub(super) type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+
+/// A request to the writer.
+pub(super) enum Op {
+    Claim(Vec<ClaimRequest>, Reply<Vec<Claim>>),
+    Commit(Vec<Change>, Reply<()>),
+    Purge(OffsetDateTime, Reply<usize>),
+}
+
+impl Op {
+    fn weight(&self) -> usize {
+        match self {
+            Op::Claim(r, _) => r.len().max(1),
+            Op::Commit(c, _) => c.len().max(1),
+            Op::Purge(..) => PURGE_MAX,
+        }
+    }
+}
+
+/// What the writer has done, shared with [`super::Store::stats`].
+#[derive(Debug, Default)]
+pub(super) struct Counters {
+    requests: AtomicU64,
+    batches: AtomicU64,
+    fsyncs: AtomicU64,
+    records_written: AtomicU64,
+    bytes_written: AtomicU64,
+}
+
+impl Counters {
+    pub(super) fn snapshot(&self) -> StoreStats {
+        StoreStats {
+            requests: self.requests.load(Ordering::Relaxed),
+            batches: self.batches.load(Ordering::Relaxed),
+            fsyncs: self.fsyncs.load(Ordering::Relaxed),
+            records_written: self.records_written.load(Ordering::Relaxed),
+            bytes_written: self.bytes_written.load(Ordering::Relaxed),
+        }
+    }
+}
+
+pub(super) struct Writer {
+    pub ks: Keyspaces,
+    pub stats: Arc<Counters>,
+    pub fsync: bool,
+    pub receipt_ttl_ms: i64,
+}
+
+impl Writer {
+    /// Serves requests until every sender is gone.
+    pub(super) fn run(self, mut rx: mpsc::Receiver<Op>) {
+        while let Some(first) = rx.blocking_recv() {
+            let mut weight = first.weight();
+            let mut ops = vec![first];
+            while ops.len() < MAX_GROUP_REQUESTS && weight < MAX_GROUP_ITEMS {
+                match rx.try_recv() {
+                    Ok(op) => {
+                        weight += op.weight();
+                        ops.push(op);
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.group(ops);
+        }
+        tracing::debug!("store writer stopped");
+    }
+
+    fn group(&self, ops: Vec<Op>) {
+        self.stats
+            .requests
+            .fetch_add(ops.len() as u64, Ordering::Relaxed);
+        let now = OffsetDateTime::now_utc();
+        let mut overlay = Overlay::default();
+        let mut answers = Vec::with_capacity(ops.len());
+        for op in ops {
+            match op {
+                Op::Claim(reqs, reply) => match overlay.claim(&self.ks, reqs, now) {
+                    Ok(claims) => answers.push(Answer::Claim(reply, claims)),
+                    Err(e) => {
+                        let _ = reply.send(Err(e));
+                    }
+                },
+                Op::Commit(changes, reply) => {
+                    match overlay.commit(&self.ks, changes, self.receipt_ttl_ms) {
+                        Ok(()) => answers.push(Answer::Commit(reply)),
+                        Err(e) => {
+                            let _ = reply.send(Err(e));
+                        }
+                    }
+                }
+                Op::Purge(at, reply) => match overlay.purge(&self.ks, at) {
+                    Ok(n) => answers.push(Answer::Purge(reply, n)),
+                    Err(e) => {
+                        let _ = reply.send(Err(e));
+                    }
+                },
+            }
+        }
+        let written = self.write(overlay);
+        if let Err(e) = &written {
+            tracing::error!(error = %e, requests = answers.len(), "store group commit failed");
+        }
+        for a in answers {
+            a.send(written.clone());
+        }
+    }
+
+    /// Writes the overlay as one batch and persists the journal once.
+    fn write(&self, overlay: Overlay) -> Result<(), StoreError> {
+        let ks = &self.ks;
+        let mut b = Batch {
+            inner: ks.db.batch(),
+            bytes: 0,
+        };
+        for (id, slot) in overlay.records {
+            let Some(rec) = slot.record.filter(|_| slot.dirty) else {
+                continue;
+            };
+            let value = serde_json::to_vec(&rec).map_err(|e| StoreError::Encode {
+                event_id: id.clone(),
+                why: e.to_string(),
+            })?;
+            b.put(&ks.records, id.as_bytes().to_vec(), value);
+            match (slot.open_before, rec.is_open()) {
+                (false, true) => b.put(&ks.open, id.as_bytes().to_vec(), Vec::new()),
+                (true, false) => b.del(&ks.open, id.as_bytes().to_vec()),
+                _ => {}
+            }
+            if let Some(txn) = &rec.transaction_id {
+                if slot.transaction_before.as_ref() != Some(txn) {
+                    b.put(&ks.by_txn, keys::transaction_key(txn, &id), Vec::new());
+                }
+            }
+        }
+        for (key, slot) in overlay.receipts {
+            match (slot.dirty, slot.now) {
+                (true, Some(v)) => b.put(&ks.receipts, key, v.encode()),
+                (true, None) if slot.existed => b.del(&ks.receipts, key),
+                _ => {}
+            }
+        }
+        for (key, value) in overlay.outbox {
+            match value {
+                Some(v) => b.put(&ks.outbox, key, v),
+                None => b.del(&ks.outbox, key),
+            }
+        }
+        for (key, insert) in overlay.expiry {
+            if insert {
+                b.put(&ks.expiry, key, Vec::new());
+            } else {
+                b.del(&ks.expiry, key);
+            }
+        }
+        if b.inner.is_empty() {
+            return Ok(());
+        }
+        let items = b.inner.len() as u64;
+        b.inner.commit()?;
+        let mode = if self.fsync {
+            PersistMode::SyncData
+        } else {
+            PersistMode::Buffer
+        };
+        ks.db.persist(mode)?;
+        let s = &self.stats;
+        s.batches.fetch_add(1, Ordering::Relaxed);
+        s.fsyncs.fetch_add(u64::from(self.fsync), Ordering::Relaxed);
+        s.records_written.fetch_add(items, Ordering::Relaxed);
+        s.bytes_written.fetch_add(b.bytes, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+/// A request folded into the group, answered once the group is durable.
+enum Answer {
+    Claim(Reply<Vec<Claim>>, Vec<Claim>),
+    Commit(Reply<()>),
+    Purge(Reply<usize>, usize),
+}
+
+impl Answer {
+    fn send(self, written: Result<(), StoreError>) {
+        // A caller that gave up waiting is not an error: its request was applied anyway.
+        match self {
+            Answer::Claim(r, claims) => {
+                let _ = r.send(written.map(|()| claims));
+            }
+            Answer::Commit(r) => {
+                let _ = r.send(written);
+            }
+            Answer::Purge(r, n) => {
+                let _ = r.send(written.map(|()| n));
+            }
+        }
+    }
+}
+
+struct Batch {
+    inner: OwnedWriteBatch,
+    bytes: u64,
+}
+
+impl Batch {
+    fn put(&mut self, ks: &Keyspace, key: Vec<u8>, value: Vec<u8>) {
+        self.bytes += (key.len() + value.len()) as u64;
+        self.inner.insert(ks, key, value);
+    }
+
+    fn del(&mut self, ks: &Keyspace, key: Vec<u8>) {
+        self.bytes += key.len() as u64;
+        self.inner.remove(ks, key);
+    }
+}
+
+/// One record as the group found it and as the group leaves it.
+struct Slot {
+    open_before: bool,
+    transaction_before: Option<String>,
+    record: Option<NotificationRecord>,
+    dirty: bool,
+}
+
+/// One receipt key as the group found it and as the group leaves it.
+struct ReceiptSlot {
+    existed: bool,
+    now: Option<ReceiptValue>,
+    dirty: bool,
+}
+
+/// The group's view: stored state of every key it touched, with the group's changes on top.
+#[derive(Default)]
+struct Overlay {
+    records: HashMap<String, Slot>,
+    receipts: HashMap<Vec<u8>, ReceiptSlot>,
+    /// `receipt_expiry` keys to insert (`true`) or remove (`false`).
+    expiry: BTreeMap<Vec<u8>, bool>,
+    /// `outbox` keys to insert (with their value) or remove.
+    outbox: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+}
+
+impl Overlay {
+    fn load_record(&mut self, ks: &Keyspaces, event_id: &str) -> Result<(), StoreError> {
+        if self.records.contains_key(event_id) {
+            return Ok(());
+        }
+        let record = match ks.records.get(event_id)? {
+            Some(v) => Some(super::decode_record(event_id, &v)?),
+            None => None,
+        };
+        let slot = Slot {
+            open_before: record.as_ref().is_some_and(NotificationRecord::is_open),
+            transaction_before: record.as_ref().and_then(|r| r.transaction_id.clone()),
+            record,
+            dirty: false,
+        };
+        self.records.insert(event_id.to_owned(), slot);
+        Ok(())
+    }
+
+    fn load_receipt(&mut self, ks: &Keyspaces, key: Vec<u8>) -> Result<(), StoreError> {
+        if self.receipts.contains_key(&key) {
+            return Ok(());
+        }
+        let now = match ks.receipts.get(&key)? {
+            Some(v) => Some(ReceiptValue::decode(&key, &v)?),
+            None => None,
+        };
+        let slot = ReceiptSlot {
+            existed: now.is_some(),
+            now,
+            dirty: false,
+        };
+        self.receipts.insert(key, slot);
+        Ok(())
+    }
+
+    fn slot(&mut self, event_id: &str) -> &mut Slot {
+        self.records
+            .entry(event_id.to_owned())
+            .or_insert_with(|| Slot {
+                open_before: false,
+                transaction_before: None,
+                record: None,
+                dirty: false,
+            })
+    }
+
+    fn claim(
+        &mut self,
+        ks: &Keyspaces,
+        reqs: Vec<ClaimRequest>,
+        now: OffsetDateTime,
+    ) -> Result<Vec<Claim>, StoreError> {
+        for r in &reqs {
+            self.load_record(ks, &r.event_id)?;
+        }
+        let mut created = HashSet::new();
+        let mut out = Vec::with_capacity(reqs.len());
+        for r in reqs {
+            let slot = self.slot(&r.event_id);
+            match &slot.record {
+                None => {
+                    slot.record = Some(NotificationRecord::received(&r, now));
+                    slot.dirty = true;
+                    created.insert(r.event_id);
+                    out.push(Claim::New);
+                }
+                Some(rec) if rec.origin == Some(r.origin) && !created.contains(&r.event_id) => {
+                    out.push(Claim::Redelivered(rec.clone()));
+                }
+                Some(rec) => out.push(Claim::Duplicate(rec.clone())),
+            }
+        }
+        Ok(out)
+    }
+
+    fn commit(
+        &mut self,
+        ks: &Keyspaces,
+        changes: Vec<Change>,
+        receipt_ttl_ms: i64,
+    ) -> Result<(), StoreError> {
+        for c in &changes {
+            if matches!(c, Change::Outbox(_) | Change::Published { .. }) {
+                continue;
+            }
+            self.load_record(ks, c.event_id())?;
+            if let Change::Status(s) = c {
+                if let (State::Accepted, Some(carrier)) = (s.state, &s.carrier) {
+                    for id in &s.message_ids {
+                        self.load_receipt(ks, keys::receipt_key(carrier, id))?;
+                    }
+                }
+            }
+        }
+        for c in changes {
+            match c {
+                Change::Status(s) => {
+                    if let (State::Accepted, Some(carrier)) = (s.state, &s.carrier) {
+                        let expires_ms = keys::unix_ms(s.at).saturating_add(receipt_ttl_ms);
+                        for id in &s.message_ids {
+                            self.register(carrier, id, &s.event_id, expires_ms);
+                        }
+                    }
+                    let slot = self.slot(&s.event_id);
+                    slot.record
+                        .get_or_insert_with(|| NotificationRecord::blank(&s.event_id))
+                        .apply_status(&s);
+                    slot.dirty = true;
+                }
+                Change::Submitting {
+                    event_id,
+                    carrier,
+                    at,
+                } => {
+                    let slot = self.slot(&event_id);
+                    slot.record
+                        .get_or_insert_with(|| NotificationRecord::blank(&event_id))
+                        .apply_submitting(&carrier, at);
+                    slot.dirty = true;
+                }
+                Change::Outbox(s) => {
+                    let value = serde_json::to_vec(&s).map_err(|e| StoreError::Encode {
+                        event_id: s.event_id.clone(),
+                        why: e.to_string(),
+                    })?;
+                    self.outbox
+                        .insert(keys::outbox_key(&s.event_id, s.state), Some(value));
+                }
+                Change::Published { event_id, state } => {
+                    self.outbox.insert(keys::outbox_key(&event_id, state), None);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Points (carrier, message id) at an event until `expires_ms`, moving its expiry entry.
+    fn register(&mut self, carrier: &str, message_id: &str, event_id: &str, expires_ms: i64) {
+        let key = keys::receipt_key(carrier, message_id);
+        let value = ReceiptValue {
+            expires_ms,
+            event_id: event_id.to_owned(),
+        };
+        let slot = self
+            .receipts
+            .entry(key.clone())
+            .or_insert_with(|| ReceiptSlot {
+                existed: false,
+                now: None,
+                dirty: false,
+            });
+        if slot.now.as_ref() == Some(&value) {
+            return;
+        }
+        if let Some(old) = &slot.now {
+            if old.expires_ms != expires_ms {
+                self.expiry
+                    .insert(keys::expiry_key(old.expires_ms, &key), false);
+            }
+        }
+        slot.now = Some(value);
+        slot.dirty = true;
+        self.expiry.insert(keys::expiry_key(expires_ms, &key), true);
+    }
+
+    /// Removes up to [`PURGE_MAX`] receipt keys that expired by `now`; returns how many.
+    fn purge(&mut self, ks: &Keyspaces, now: OffsetDateTime) -> Result<usize, StoreError> {
+        let bound = keys::expiry_bound(keys::unix_ms(now).saturating_add(1));
+        let mut due = Vec::new();
+        for guard in ks.expiry.range(..bound).take(PURGE_MAX) {
+            due.push(guard.key()?.to_vec());
+        }
+        for key in &due {
+            if let Some((_, receipt)) = keys::split_expiry_key(key) {
+                self.load_receipt(ks, receipt.to_vec())?;
+            }
+        }
+        let mut removed = 0;
+        for key in due {
+            if self.expiry.get(&key) == Some(&false) {
+                continue;
+            }
+            if let Some((expires_ms, receipt)) = keys::split_expiry_key(&key) {
+                if let Some(slot) = self.receipts.get_mut(receipt) {
+                    // A key registered again later has a later expiry entry: keep it.
+                    if slot
+                        .now
+                        .as_ref()
+                        .is_some_and(|v| v.expires_ms == expires_ms)
+                    {
+                        slot.now = None;
+                        slot.dirty = true;
+                        removed += 1;
+                    }
+                }
+            }
+            self.expiry.insert(key, false);
+        }
+        Ok(removed)
+    }
+}

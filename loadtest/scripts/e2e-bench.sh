@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# One end-to-end measurement on this machine: broker, two simulated carriers (uncapped, a
+# receipt 100 ms after each submit), the release engine with deploy/local/pigeon.toml and
+# carriers uncapped, and pigeon-load. Prints pigeon-load's summary and the engine's CPU per
+# notification and resident memory.
+#
+#   loadtest/scripts/e2e-bench.sh COUNT RATE [VAR=VALUE ...]
+#
+# VAR=VALUE pairs are engine configuration overrides, e.g. PIGEON_STORE__ENABLED=false or
+# PIGEON_STORE__FSYNC=false. Build first: cargo build --release --bin pigeon --bin pigeon-sim
+# --bin pigeon-load.
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+cd "$root"
+count=${1:?COUNT}
+rate=${2:?RATE}
+shift 2
+port=19092
+out="$root/.local/bench"
+mkdir -p "$out"
+rm -rf "$out/store"
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  deploy/local/broker.sh stop >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+
+deploy/local/broker.sh stop >/dev/null 2>&1 || true
+deploy/local/broker.sh start "$port" >/dev/null
+deploy/local/broker.sh topics "$port" >/dev/null
+
+target/release/pigeon-sim --listen carrier-a=127.0.0.1:2775 --listen carrier-b=127.0.0.1:2776 \
+  --account pigeon:secret --dlr-delay-ms 100 >"$out/sim.out" 2>"$out/sim.log" &
+pids+=($!)
+
+# The demo's configuration with the carriers' caps lifted.
+sed 's/^max_segments_per_second = .*/max_segments_per_second = 100000/' \
+  deploy/local/pigeon.toml >"$out/pigeon.toml"
+env PIGEON_STORE__PATH="$out/store" PIGEON_API__LISTEN="" PIGEON_METRICS__LISTEN="" "$@" \
+  RUST_LOG=warn,pigeon_kafka=info target/release/pigeon run --config "$out/pigeon.toml" 2>"$out/engine.log" &
+engine=$!
+pids=("$engine" "${pids[@]}")
+
+echo "waiting for the engine to join its group" >&2
+for _ in $(seq 1 300); do
+  grep -q "partitions assigned" "$out/engine.log" 2>/dev/null && break
+  sleep 0.1
+done
+
+ticks=$(getconf CLK_TCK)
+cpu() { awk '{print $14 + $15}' "/proc/$engine/stat"; }
+before=$(cpu)
+target/release/pigeon-load --brokers "127.0.0.1:$port" --count "$count" --rate "$rate" \
+  --report "$out/report.json"
+after=$(cpu)
+rss=$(awk '/VmRSS/ {print $2}' "/proc/$engine/status")
+python3 - "$before" "$after" "$ticks" "$count" "$rss" <<'PY'
+import sys
+before, after, ticks, count, rss = map(float, sys.argv[1:])
+print(f"engine CPU: {(after - before) / ticks:.2f} s, {(after - before) / ticks / count * 1e6:.1f} us per notification; RSS {rss / 1024:.0f} MB")
+PY

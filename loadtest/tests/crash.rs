@@ -1,0 +1,140 @@
+//! Crash recovery, end to end: the engine binary killed with SIGKILL at random points under
+//! load and restarted each time, against the real broker and pigeon-sim. Afterwards every
+//! event has exactly one terminal outcome, receipts of messages accepted before a crash were
+//! matched after it, and every SMS the simulator saw twice is flagged `possible_duplicate`.
+
+mod support;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use pigeon_kafka::KafkaConfig;
+use pigeon_loadtest::load::{DebitMix, Generator, StatusCollector};
+use rand::Rng;
+use support::{produce, start_sim, EngineProcess, Topics};
+use tokio::time::Instant;
+
+const EVENTS: usize = 3_000;
+const KILLS: usize = 5;
+const WINDOW: u64 = 16;
+const BINDS: u64 = 2;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_five_times_under_load_loses_nothing_and_flags_every_possible_duplicate() {
+    let topics = Topics::unique("crash");
+    topics.create().await;
+    // Receipts half a second after each submit: at every kill some accepted messages still
+    // wait for theirs, which then arrive on the restarted engine's binds.
+    let sim = start_sim(Duration::from_millis(500)).await;
+    let toml = support::engine_toml(
+        &sim,
+        &topics,
+        &format!("max_segments_per_second = 300\nwindow = {WINDOW}\nbinds = {BINDS}"),
+    );
+    let dir = std::env::temp_dir().join(format!("pigeon-{}", topics.debits));
+    std::fs::create_dir_all(&dir).expect("test dir");
+    let env = [
+        ("PIGEON_ENGINE__AMBIGUOUS_WAIT_MS", "1000"),
+        ("PIGEON_METRICS__LISTEN", ""),
+    ];
+    let statuses = StatusCollector::start(
+        &KafkaConfig::new(support::brokers()),
+        &topics.statuses,
+        "crash",
+    )
+    .expect("collector");
+    let mut g = Generator::new(
+        "crash",
+        DebitMix {
+            chinese: 0.0,
+            long: 0.0,
+            malformed_every: 0,
+        },
+    );
+    produce(
+        &topics.debits,
+        (0..EVENTS).map(|_| g.next_event()).collect(),
+    )
+    .await;
+
+    let mut engine = EngineProcess::start(&dir, &toml, &env);
+    let mut rng = rand::rng();
+    for kill in 0..KILLS {
+        // Let the (re)started engine make progress, then kill it at a random moment.
+        let from = statuses.terminal_count();
+        let target = from + 150;
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while statuses.terminal_count() < target {
+            assert!(
+                Instant::now() < deadline,
+                "no progress after restart {kill}: {} ended (log: {})",
+                statuses.terminal_count(),
+                dir.join("engine.log").display()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(rng.random_range(0..600))).await;
+        eprintln!(
+            "kill -9 #{} at {} ended",
+            kill + 1,
+            statuses.terminal_count()
+        );
+        engine.kill9();
+        engine = EngineProcess::start(&dir, &toml, &env);
+    }
+
+    let all_ended = statuses
+        .wait_terminal(EVENTS as u64, Instant::now() + Duration::from_secs(120))
+        .await;
+    engine.stop(Duration::from_secs(60)).await;
+    let sim_stats = sim.shutdown().await;
+    let ids = g.ids();
+    let (acc, _, _) = statuses.finish(&ids);
+    if !all_ended {
+        let store = pigeon::store::Store::open(&pigeon::store::StoreOptions {
+            path: topics.store_dir(),
+            ..Default::default()
+        })
+        .expect("store");
+        for id in &acc.missing_sample {
+            eprintln!("{id}: published {:?}", statuses.statuses(id));
+            eprintln!("{id}: recorded {:?}", store.get(id));
+        }
+        panic!(
+            "only {} of {EVENTS} ended (log: {})",
+            statuses.terminal_count(),
+            dir.join("engine.log").display()
+        );
+    }
+    let flagged: HashSet<&String> = ids
+        .iter()
+        .filter(|id| statuses.statuses(id).iter().any(|s| s.possible_duplicate))
+        .collect();
+    eprintln!(
+        "after {KILLS} kills: {acc:?}; flagged possible_duplicate: {}; the simulator saw {} \
+         messages, {} (destination, text) pairs twice",
+        flagged.len(),
+        sim_stats.messages,
+        sim_stats.duplicate_pairs
+    );
+    assert_eq!(acc.missing, 0, "none lost: {acc:?}");
+    assert_eq!(acc.duplicated, 0, "one terminal outcome each: {acc:?}");
+    assert_eq!(
+        acc.by_state.get("delivered").copied(),
+        Some(EVENTS as u64),
+        "every receipt matched, those of messages accepted before a crash too: {acc:?}"
+    );
+    assert!(
+        sim_stats.duplicate_pairs <= flagged.len() as u64,
+        "every SMS sent twice is flagged: {} twice, {} flagged",
+        sim_stats.duplicate_pairs,
+        flagged.len()
+    );
+    assert!(
+        flagged.len() as u64 <= KILLS as u64 * WINDOW * BINDS,
+        "at most the in-flight window per crash: {} flagged",
+        flagged.len()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(topics.store_dir());
+}
