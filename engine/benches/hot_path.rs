@@ -80,14 +80,17 @@ fn bench_intake(c: &mut Criterion) {
         offset: 0,
     };
     for (name, payload) in [
-        ("gsm_1_segment", event("+447400900123", "en-GB", "Coffee House")),
-        ("ucs2_chinese", event("+8613800138000", "zh-CN", "北京王府井百货")),
+        (
+            "gsm_1_segment",
+            event("+447400900123", "en-GB", "Coffee House"),
+        ),
+        (
+            "ucs2_chinese",
+            event("+8613800138000", "zh-CN", "北京王府井百货"),
+        ),
     ] {
         let mut intake = intake();
-        assert!(matches!(
-            intake.decide(&payload, origin),
-            Decision::Send(_)
-        ));
+        assert!(matches!(intake.decide(&payload, origin), Decision::Send(_)));
         g.bench_function(name, |b| {
             b.iter(|| black_box(intake.decide(black_box(&payload), origin)))
         });
@@ -113,7 +116,11 @@ fn accepted(n: u64) -> Accepted {
 }
 
 fn bench_matcher(c: &mut Criterion) {
-    let mut m = Matcher::new(Duration::from_secs(3600), Duration::from_secs(600), Vec::new());
+    let mut m = Matcher::new(
+        Duration::from_secs(3600),
+        Duration::from_secs(600),
+        Vec::new(),
+    );
     let now = Instant::now();
     let mut out = Vec::new();
     let mut n = 0u64;

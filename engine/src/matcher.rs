@@ -6,7 +6,11 @@
 //! notifications whose receipts never come end `unconfirmed` after the receipt timeout.
 //! An expiring map: the maps plus deadline queues, purged by [`Matcher::expire`].
 
-use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
+
+// foldhash with a per-process random seed rather than SipHash: these maps are hashed on
+// every acceptance and receipt, and SipHash was the largest single cost of the thread.
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -103,7 +103,10 @@ async fn a_member_joining_and_one_leaving_mid_run_lose_nothing_and_send_nothing_
     second.stop(Duration::from_secs(60)).await;
 
     let first_log = std::fs::read_to_string(dirs[0].join("engine.log")).unwrap_or_default();
-    for line in first_log.lines().filter(|l| l.contains("revoked partitions")) {
+    for line in first_log
+        .lines()
+        .filter(|l| l.contains("revoked partitions"))
+    {
         eprintln!("first engine: {line}");
     }
     let sim_stats = sim.shutdown().await;
@@ -111,7 +114,11 @@ async fn a_member_joining_and_one_leaving_mid_run_lose_nothing_and_send_nothing_
     eprintln!("{acc:?}; simulator: {} messages", sim_stats.messages);
     assert_eq!(acc.missing, 0, "none lost: {acc:?}");
     assert!(acc.exactly_once(), "{acc:?}");
-    assert_eq!(acc.by_state.get("delivered").copied(), Some(EVENTS), "{acc:?}");
+    assert_eq!(
+        acc.by_state.get("delivered").copied(),
+        Some(EVENTS),
+        "{acc:?}"
+    );
     assert_eq!(
         acc.all_statuses.get("accepted").copied(),
         Some(EVENTS),

@@ -91,10 +91,12 @@ async fn claim_all(store: &Store, decided: &[Decided]) -> Vec<Claim> {
     if decided.is_empty() {
         return Vec::new();
     }
-    let requests: Vec<ClaimRequest> = decided.iter().map(Decided::claim).collect();
     let mut backoff = Duration::from_millis(50);
     loop {
-        match store.claim(requests.clone()).await {
+        // Built again for each attempt rather than cloned up front: the first one is the
+        // one that counts.
+        let requests: Vec<ClaimRequest> = decided.iter().map(Decided::claim).collect();
+        match store.claim(requests).await {
             Ok(claims) => return claims,
             Err(e) => {
                 tracing::error!(error = %e, "claiming event ids failed; retrying");

@@ -2,12 +2,12 @@
 //!
 //! | keyspace | key | value |
 //! |---|---|---|
-//! | `records` | event id | the record, JSON |
+//! | `records` | event id | the record, binary (`codec.rs`) |
 //! | `open` | event id | empty |
 //! | `by_transaction` | transaction id, `\0`, event id | empty |
 //! | `receipts` | carrier, `\0`, message id | expiry (8 bytes), event id |
 //! | `receipt_expiry` | expiry (8 bytes), carrier, `\0`, message id | empty |
-//! | `outbox` | event id, `\0`, state | the status event, JSON |
+//! | `outbox` | event id, `\0`, state | the status event, binary (`codec.rs`) |
 //!
 //! An expiry is milliseconds since the Unix epoch as a big-endian `i64` with its sign bit
 //! flipped, so that byte order is time order.

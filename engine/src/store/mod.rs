@@ -9,6 +9,7 @@
 //! changes are applied in the order they were sent. Reads go to fjall directly, from any
 //! thread, and see every write that was answered.
 
+mod codec;
 mod keys;
 mod record;
 #[cfg(test)]
@@ -35,6 +36,13 @@ use writer::{Counters, Op, Writer};
 
 /// Requests waiting for the writer; a full queue makes callers wait (backpressure).
 const QUEUE: usize = 1_024;
+
+/// fjall's sizes (its defaults are for larger machines: 64 MiB of memtable per keyspace,
+/// 512 MiB of journal, 32 MiB of block cache). A memtable is flushed to disk when it reaches
+/// `MEMTABLE`, or when the journal reaches `JOURNAL`; so memtables hold at most 6 x 8 MiB.
+const MEMTABLE: u64 = 8 << 20;
+const JOURNAL: u64 = 128 << 20;
+const BLOCK_CACHE: u64 = 16 << 20;
 
 /// `[store]` in the engine configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -239,11 +247,15 @@ impl Store {
         };
         let db = Database::builder(&options.path)
             .manual_journal_persist(true)
+            .max_journaling_size(JOURNAL)
+            .cache_size(BLOCK_CACHE)
             .open()
             .map_err(open_err)?;
         let keyspace = |name: &str| {
-            db.keyspace(name, KeyspaceCreateOptions::default)
-                .map_err(open_err)
+            db.keyspace(name, || {
+                KeyspaceCreateOptions::default().max_memtable_size(MEMTABLE)
+            })
+            .map_err(open_err)
         };
         let ks = Keyspaces {
             records: keyspace(keys::RECORDS)?,
@@ -260,6 +272,8 @@ impl Store {
             stats: Arc::clone(&stats),
             fsync: options.fsync,
             receipt_ttl_ms: i64::try_from(options.receipt_ttl_ms).unwrap_or(i64::MAX),
+            cache: foldhash::HashMap::default(),
+            buf: Vec::new(),
         };
         let (tx, rx) = mpsc::channel(QUEUE);
         let handle = std::thread::Builder::new()
@@ -348,7 +362,7 @@ impl Store {
     /// The record of an event id.
     pub fn get(&self, event_id: &str) -> Result<Option<NotificationRecord>, StoreError> {
         match self.inner.ks.records.get(event_id)? {
-            Some(v) => decode_record(event_id, &v).map(Some),
+            Some(v) => codec::decode_record(event_id, &v).map(Some),
             None => Ok(None),
         }
     }
@@ -384,11 +398,7 @@ impl Store {
         let mut out = Vec::new();
         for guard in self.inner.ks.outbox.iter() {
             let (key, value) = guard.into_inner()?;
-            let s = serde_json::from_slice(&value).map_err(|e| StoreError::Corrupt {
-                key: keys::printable(&key),
-                why: e.to_string(),
-            })?;
-            out.push(s);
+            out.push(codec::decode_status(&key, &value)?);
         }
         Ok(out)
     }
@@ -426,11 +436,4 @@ impl Store {
     pub fn stats(&self) -> StoreStats {
         self.inner.stats.snapshot()
     }
-}
-
-fn decode_record(event_id: &str, bytes: &[u8]) -> Result<NotificationRecord, StoreError> {
-    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
-        key: event_id.to_owned(),
-        why: e.to_string(),
-    })
 }

@@ -6,7 +6,10 @@
 //! the group. Folding is in memory and cannot fail once a request's keys are loaded, so a
 //! request whose stored data cannot be read fails alone; a failed batch fails the group.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
+
+// foldhash (per-process random seed) rather than SipHash: every change hashes its keys.
+use foldhash::{HashMap, HashSet, HashSetExt};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -14,6 +17,7 @@ use fjall::{Keyspace, OwnedWriteBatch, PersistMode};
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
 
+use super::codec;
 use super::keys::{self, ReceiptValue};
 use super::{Change, Claim, ClaimRequest, Keyspaces, NotificationRecord, StoreError, StoreStats};
 use crate::event::State;
@@ -24,6 +28,9 @@ const MAX_GROUP_REQUESTS: usize = 1_024;
 const MAX_GROUP_ITEMS: usize = 16_384;
 /// Most expired receipt keys one purge removes.
 pub const PURGE_MAX: usize = 4_096;
+/// Most open records the writer keeps decoded between groups (about 1 KiB each); it starts
+/// over empty when full.
+const CACHE_MAX: usize = 100_000;
 
 pub(super) type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
@@ -71,11 +78,17 @@ pub(super) struct Writer {
     pub stats: Arc<Counters>,
     pub fsync: bool,
     pub receipt_ttl_ms: i64,
+    /// Open records as the last group left them, so that a change does not read and decode
+    /// them again. Coherent because this thread is the only writer; emptied when a batch
+    /// fails (its records may then be ahead of the database).
+    pub cache: HashMap<String, NotificationRecord>,
+    /// Reused to encode records.
+    pub buf: Vec<u8>,
 }
 
 impl Writer {
     /// Serves requests until every sender is gone.
-    pub(super) fn run(self, mut rx: mpsc::Receiver<Op>) {
+    pub(super) fn run(mut self, mut rx: mpsc::Receiver<Op>) {
         while let Some(first) = rx.blocking_recv() {
             let mut weight = first.weight();
             let mut ops = vec![first];
@@ -93,7 +106,7 @@ impl Writer {
         tracing::debug!("store writer stopped");
     }
 
-    fn group(&self, ops: Vec<Op>) {
+    fn group(&mut self, ops: Vec<Op>) {
         self.stats
             .requests
             .fetch_add(ops.len() as u64, Ordering::Relaxed);
@@ -102,14 +115,16 @@ impl Writer {
         let mut answers = Vec::with_capacity(ops.len());
         for op in ops {
             match op {
-                Op::Claim(reqs, reply) => match overlay.claim(&self.ks, reqs, now) {
+                Op::Claim(reqs, reply) => match overlay.claim(&self.ks, &mut self.cache, reqs, now)
+                {
                     Ok(claims) => answers.push(Answer::Claim(reply, claims)),
                     Err(e) => {
                         let _ = reply.send(Err(e));
                     }
                 },
                 Op::Commit(changes, reply) => {
-                    match overlay.commit(&self.ks, changes, self.receipt_ttl_ms) {
+                    let ttl = self.receipt_ttl_ms;
+                    match overlay.commit(&self.ks, &mut self.cache, changes, ttl) {
                         Ok(()) => answers.push(Answer::Commit(reply)),
                         Err(e) => {
                             let _ = reply.send(Err(e));
@@ -124,58 +139,75 @@ impl Writer {
                 },
             }
         }
-        let written = self.write(overlay);
-        if let Err(e) = &written {
-            tracing::error!(error = %e, requests = answers.len(), "store group commit failed");
+        let written = self.write(&overlay);
+        match &written {
+            Ok(()) => self.keep(overlay),
+            Err(e) => {
+                tracing::error!(error = %e, requests = answers.len(), "store group commit failed");
+                self.cache.clear();
+            }
         }
         for a in answers {
             a.send(written.clone());
         }
     }
 
+    /// Keeps the open records of a written group for the next ones.
+    fn keep(&mut self, overlay: Overlay) {
+        for (id, slot) in overlay.records {
+            match slot.record {
+                Some(rec) if rec.is_open() => {
+                    if self.cache.len() >= CACHE_MAX {
+                        self.cache.clear();
+                    }
+                    self.cache.insert(id, rec);
+                }
+                // Terminal (or never created): later changes are rare, they read fjall.
+                _ => {}
+            }
+        }
+    }
+
     /// Writes the overlay as one batch and persists the journal once.
-    fn write(&self, overlay: Overlay) -> Result<(), StoreError> {
+    fn write(&mut self, overlay: &Overlay) -> Result<(), StoreError> {
         let ks = &self.ks;
         let mut b = Batch {
             inner: ks.db.batch(),
             bytes: 0,
         };
-        for (id, slot) in overlay.records {
-            let Some(rec) = slot.record.filter(|_| slot.dirty) else {
+        for (id, slot) in &overlay.records {
+            let Some(rec) = slot.record.as_ref().filter(|_| slot.dirty) else {
                 continue;
             };
-            let value = serde_json::to_vec(&rec).map_err(|e| StoreError::Encode {
-                event_id: id.clone(),
-                why: e.to_string(),
-            })?;
-            b.put(&ks.records, id.as_bytes().to_vec(), value);
+            codec::encode_record(rec, &mut self.buf);
+            b.put(&ks.records, id.as_bytes(), &self.buf);
             match (slot.open_before, rec.is_open()) {
-                (false, true) => b.put(&ks.open, id.as_bytes().to_vec(), Vec::new()),
-                (true, false) => b.del(&ks.open, id.as_bytes().to_vec()),
+                (false, true) => b.put(&ks.open, id.as_bytes(), &[]),
+                (true, false) => b.del(&ks.open, id.as_bytes()),
                 _ => {}
             }
             if let Some(txn) = &rec.transaction_id {
                 if slot.transaction_before.as_ref() != Some(txn) {
-                    b.put(&ks.by_txn, keys::transaction_key(txn, &id), Vec::new());
+                    b.put(&ks.by_txn, &keys::transaction_key(txn, id), &[]);
                 }
             }
         }
-        for (key, slot) in overlay.receipts {
-            match (slot.dirty, slot.now) {
-                (true, Some(v)) => b.put(&ks.receipts, key, v.encode()),
+        for (key, slot) in &overlay.receipts {
+            match (slot.dirty, &slot.now) {
+                (true, Some(v)) => b.put(&ks.receipts, key, &v.encode()),
                 (true, None) if slot.existed => b.del(&ks.receipts, key),
                 _ => {}
             }
         }
-        for (key, value) in overlay.outbox {
+        for (key, value) in &overlay.outbox {
             match value {
                 Some(v) => b.put(&ks.outbox, key, v),
                 None => b.del(&ks.outbox, key),
             }
         }
-        for (key, insert) in overlay.expiry {
-            if insert {
-                b.put(&ks.expiry, key, Vec::new());
+        for (key, insert) in &overlay.expiry {
+            if *insert {
+                b.put(&ks.expiry, key, &[]);
             } else {
                 b.del(&ks.expiry, key);
             }
@@ -230,12 +262,12 @@ struct Batch {
 }
 
 impl Batch {
-    fn put(&mut self, ks: &Keyspace, key: Vec<u8>, value: Vec<u8>) {
+    fn put(&mut self, ks: &Keyspace, key: &[u8], value: &[u8]) {
         self.bytes += (key.len() + value.len()) as u64;
         self.inner.insert(ks, key, value);
     }
 
-    fn del(&mut self, ks: &Keyspace, key: Vec<u8>) {
+    fn del(&mut self, ks: &Keyspace, key: &[u8]) {
         self.bytes += key.len() as u64;
         self.inner.remove(ks, key);
     }
@@ -268,13 +300,21 @@ struct Overlay {
 }
 
 impl Overlay {
-    fn load_record(&mut self, ks: &Keyspaces, event_id: &str) -> Result<(), StoreError> {
+    fn load_record(
+        &mut self,
+        ks: &Keyspaces,
+        cache: &mut HashMap<String, NotificationRecord>,
+        event_id: &str,
+    ) -> Result<(), StoreError> {
         if self.records.contains_key(event_id) {
             return Ok(());
         }
-        let record = match ks.records.get(event_id)? {
-            Some(v) => Some(super::decode_record(event_id, &v)?),
-            None => None,
+        let record = match cache.remove(event_id) {
+            Some(r) => Some(r),
+            None => match ks.records.get(event_id)? {
+                Some(v) => Some(codec::decode_record(event_id, &v)?),
+                None => None,
+            },
         };
         let slot = Slot {
             open_before: record.as_ref().is_some_and(NotificationRecord::is_open),
@@ -317,11 +357,12 @@ impl Overlay {
     fn claim(
         &mut self,
         ks: &Keyspaces,
+        cache: &mut HashMap<String, NotificationRecord>,
         reqs: Vec<ClaimRequest>,
         now: OffsetDateTime,
     ) -> Result<Vec<Claim>, StoreError> {
         for r in &reqs {
-            self.load_record(ks, &r.event_id)?;
+            self.load_record(ks, cache, &r.event_id)?;
         }
         let mut created = HashSet::new();
         let mut out = Vec::with_capacity(reqs.len());
@@ -346,6 +387,7 @@ impl Overlay {
     fn commit(
         &mut self,
         ks: &Keyspaces,
+        cache: &mut HashMap<String, NotificationRecord>,
         changes: Vec<Change>,
         receipt_ttl_ms: i64,
     ) -> Result<(), StoreError> {
@@ -353,7 +395,7 @@ impl Overlay {
             if matches!(c, Change::Outbox(_) | Change::Published { .. }) {
                 continue;
             }
-            self.load_record(ks, c.event_id())?;
+            self.load_record(ks, cache, c.event_id())?;
             if let Change::Status(s) = c {
                 if let (State::Accepted, Some(carrier)) = (s.state, &s.carrier) {
                     for id in &s.message_ids {
@@ -389,10 +431,7 @@ impl Overlay {
                     slot.dirty = true;
                 }
                 Change::Outbox(s) => {
-                    let value = serde_json::to_vec(&s).map_err(|e| StoreError::Encode {
-                        event_id: s.event_id.clone(),
-                        why: e.to_string(),
-                    })?;
+                    let value = codec::encode_status(&s);
                     self.outbox
                         .insert(keys::outbox_key(&s.event_id, s.state), Some(value));
                 }

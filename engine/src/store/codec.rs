@@ -1,0 +1,509 @@
+//! The stored encoding of records and outbox statuses: compact binary, written by hand (no
+//! serde: the API types skip empty fields, which a non-self-describing format cannot do).
+//!
+//! Every value opens with a format byte. Strings and lists are a varint length and their
+//! items; integers are LEB128 varints (signed ones zigzag first); a state is one byte; a
+//! time is its Unix seconds, its nanoseconds and its UTC offset in seconds, all varints, so
+//! it reads back exactly as written. Optional fields are announced by a flags byte. A record's event id is
+//! its key and is not repeated in the value.
+
+use time::{OffsetDateTime, UtcOffset};
+
+use super::{NotificationRecord, StoreError, TimelineEntry};
+use crate::event::{State, StatusEvent};
+use crate::notification::Origin;
+
+/// Format byte of a record value.
+const RECORD_V1: u8 = 1;
+/// Format byte of an outbox value.
+const STATUS_V1: u8 = 1;
+
+/// Every state, indexed by its stored byte. Append only: the byte is on disk.
+const STATES: [State; 12] = [
+    State::Received,
+    State::Submitting,
+    State::Accepted,
+    State::Retrying,
+    State::Delivered,
+    State::Undelivered,
+    State::Expired,
+    State::Failed,
+    State::Skipped,
+    State::Rejected,
+    State::Ambiguous,
+    State::Unconfirmed,
+];
+
+fn state_byte(s: State) -> u8 {
+    // Exhaustive: a new state fails to compile here until it has a byte.
+    match s {
+        State::Received => 0,
+        State::Submitting => 1,
+        State::Accepted => 2,
+        State::Retrying => 3,
+        State::Delivered => 4,
+        State::Undelivered => 5,
+        State::Expired => 6,
+        State::Failed => 7,
+        State::Skipped => 8,
+        State::Rejected => 9,
+        State::Ambiguous => 10,
+        State::Unconfirmed => 11,
+    }
+}
+
+/// Appends values to a buffer.
+struct Out<'a>(&'a mut Vec<u8>);
+
+impl Out<'_> {
+    fn u8(&mut self, b: u8) {
+        self.0.push(b);
+    }
+
+    fn uvar(&mut self, mut v: u64) {
+        while v >= 0x80 {
+            self.0.push((v as u8) | 0x80);
+            v >>= 7;
+        }
+        self.0.push(v as u8);
+    }
+
+    fn ivar(&mut self, v: i64) {
+        self.uvar(((v << 1) ^ (v >> 63)) as u64);
+    }
+
+    fn str(&mut self, s: &str) {
+        self.uvar(s.len() as u64);
+        self.0.extend_from_slice(s.as_bytes());
+    }
+
+    fn opt_str(&mut self, s: &Option<String>) {
+        if let Some(s) = s {
+            self.str(s);
+        }
+    }
+
+    fn strs(&mut self, v: &[String]) {
+        self.uvar(v.len() as u64);
+        for s in v {
+            self.str(s);
+        }
+    }
+
+    fn time(&mut self, t: OffsetDateTime) {
+        self.ivar(t.unix_timestamp());
+        self.uvar(u64::from(t.nanosecond()));
+        self.ivar(i64::from(t.offset().whole_seconds()));
+    }
+
+    fn state(&mut self, s: State) {
+        self.u8(state_byte(s));
+    }
+}
+
+/// Reads values back; every failure names the key.
+struct In<'a> {
+    key: &'a [u8],
+    at: &'a [u8],
+}
+
+impl<'a> In<'a> {
+    fn corrupt(&self, why: &str) -> StoreError {
+        StoreError::Corrupt {
+            key: super::keys::printable(self.key),
+            why: why.to_owned(),
+        }
+    }
+
+    fn u8(&mut self) -> Result<u8, StoreError> {
+        let (&b, rest) = self
+            .at
+            .split_first()
+            .ok_or_else(|| self.corrupt("value ends early"))?;
+        self.at = rest;
+        Ok(b)
+    }
+
+    fn uvar(&mut self) -> Result<u64, StoreError> {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let b = self.u8()?;
+            v |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        Err(self.corrupt("varint too long"))
+    }
+
+    fn ivar(&mut self) -> Result<i64, StoreError> {
+        let u = self.uvar()?;
+        Ok(((u >> 1) as i64) ^ -((u & 1) as i64))
+    }
+
+    fn int<T: TryFrom<i64>>(&mut self) -> Result<T, StoreError> {
+        let v = self.ivar()?;
+        T::try_from(v).map_err(|_| self.corrupt("integer out of range"))
+    }
+
+    fn uint<T: TryFrom<u64>>(&mut self) -> Result<T, StoreError> {
+        let v = self.uvar()?;
+        T::try_from(v).map_err(|_| self.corrupt("integer out of range"))
+    }
+
+    fn str(&mut self) -> Result<String, StoreError> {
+        let len: usize = self.uint()?;
+        if len > self.at.len() {
+            return Err(self.corrupt("string longer than the value"));
+        }
+        let (s, rest) = self.at.split_at(len);
+        self.at = rest;
+        String::from_utf8(s.to_vec()).map_err(|_| self.corrupt("string is not utf-8"))
+    }
+
+    fn opt_str(&mut self, present: bool) -> Result<Option<String>, StoreError> {
+        if present {
+            self.str().map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
+    fn strs(&mut self) -> Result<Vec<String>, StoreError> {
+        let n: usize = self.uint()?;
+        // Each string takes at least its length byte: a bound before allocating.
+        if n > self.at.len() {
+            return Err(self.corrupt("list longer than the value"));
+        }
+        (0..n).map(|_| self.str()).collect()
+    }
+
+    fn time(&mut self) -> Result<OffsetDateTime, StoreError> {
+        let secs = self.ivar()?;
+        let nanos = self.uint()?;
+        let offset = self.int()?;
+        let offset =
+            UtcOffset::from_whole_seconds(offset).map_err(|_| self.corrupt("bad utc offset"))?;
+        OffsetDateTime::from_unix_timestamp(secs)
+            .ok()
+            .and_then(|t| t.replace_nanosecond(nanos).ok())
+            .and_then(|t| t.checked_to_offset(offset))
+            .ok_or_else(|| self.corrupt("time out of range"))
+    }
+
+    fn state(&mut self) -> Result<State, StoreError> {
+        let b = self.u8()?;
+        STATES
+            .get(usize::from(b))
+            .copied()
+            .ok_or_else(|| self.corrupt("unknown state"))
+    }
+
+    fn end(&self) -> Result<(), StoreError> {
+        if self.at.is_empty() {
+            Ok(())
+        } else {
+            Err(self.corrupt("trailing bytes"))
+        }
+    }
+}
+
+fn flag(bit: u8, on: bool) -> u8 {
+    if on {
+        1 << bit
+    } else {
+        0
+    }
+}
+
+fn has(flags: u8, bit: u8) -> bool {
+    flags & (1 << bit) != 0
+}
+
+/// Encodes a record (without its event id, the key) into `buf`, which it clears first.
+pub(super) fn encode_record(r: &NotificationRecord, buf: &mut Vec<u8>) {
+    buf.clear();
+    let mut o = Out(buf);
+    o.u8(RECORD_V1);
+    o.u8(flag(0, r.transaction_id.is_some())
+        | flag(1, r.destination.is_some())
+        | flag(2, r.origin.is_some())
+        | flag(3, r.carrier.is_some())
+        | flag(4, r.reason.is_some())
+        | flag(5, r.command_status.is_some())
+        | flag(6, r.possible_duplicate)
+        | flag(7, r.submitted_at.is_some()));
+    o.state(r.state);
+    o.opt_str(&r.transaction_id);
+    o.opt_str(&r.destination);
+    if let Some(origin) = r.origin {
+        o.ivar(i64::from(origin.partition));
+        o.ivar(origin.offset);
+    }
+    o.opt_str(&r.carrier);
+    o.strs(&r.message_ids);
+    o.opt_str(&r.reason);
+    if let Some(c) = r.command_status {
+        o.uvar(u64::from(c));
+    }
+    o.uvar(u64::from(r.segments));
+    if let Some(t) = r.submitted_at {
+        o.time(t);
+    }
+    o.uvar(r.timeline.len() as u64);
+    for e in &r.timeline {
+        o.state(e.state);
+        o.u8(flag(0, e.carrier.is_some())
+            | flag(1, e.reason.is_some())
+            | flag(2, e.detail.is_some())
+            | flag(3, e.command_status.is_some())
+            | flag(4, e.possible_duplicate)
+            | flag(5, !e.message_ids.is_empty()));
+        o.time(e.at);
+        o.opt_str(&e.carrier);
+        o.opt_str(&e.reason);
+        o.opt_str(&e.detail);
+        if let Some(c) = e.command_status {
+            o.uvar(u64::from(c));
+        }
+        if !e.message_ids.is_empty() {
+            o.strs(&e.message_ids);
+        }
+    }
+}
+
+/// Decodes the record stored under `event_id`.
+pub(super) fn decode_record(
+    event_id: &str,
+    value: &[u8],
+) -> Result<NotificationRecord, StoreError> {
+    let mut i = In {
+        key: event_id.as_bytes(),
+        at: value,
+    };
+    if i.u8()? != RECORD_V1 {
+        return Err(i.corrupt("unknown record format"));
+    }
+    let f = i.u8()?;
+    let state = i.state()?;
+    let transaction_id = i.opt_str(has(f, 0))?;
+    let destination = i.opt_str(has(f, 1))?;
+    let origin = if has(f, 2) {
+        Some(Origin {
+            partition: i.int()?,
+            offset: i.int()?,
+        })
+    } else {
+        None
+    };
+    let carrier = i.opt_str(has(f, 3))?;
+    let message_ids = i.strs()?;
+    let reason = i.opt_str(has(f, 4))?;
+    let command_status = if has(f, 5) { Some(i.uint()?) } else { None };
+    let segments = i.uint()?;
+    let submitted_at = if has(f, 7) { Some(i.time()?) } else { None };
+    let n: usize = i.uint()?;
+    if n > i.at.len() {
+        return Err(i.corrupt("timeline longer than the value"));
+    }
+    let mut timeline = Vec::with_capacity(n + 2);
+    for _ in 0..n {
+        let state = i.state()?;
+        let ef = i.u8()?;
+        let at = i.time()?;
+        timeline.push(TimelineEntry {
+            state,
+            at,
+            carrier: i.opt_str(has(ef, 0))?,
+            reason: i.opt_str(has(ef, 1))?,
+            detail: i.opt_str(has(ef, 2))?,
+            command_status: if has(ef, 3) { Some(i.uint()?) } else { None },
+            possible_duplicate: has(ef, 4),
+            message_ids: if has(ef, 5) { i.strs()? } else { Vec::new() },
+        });
+    }
+    i.end()?;
+    Ok(NotificationRecord {
+        event_id: event_id.to_owned(),
+        transaction_id,
+        destination,
+        origin,
+        state,
+        carrier,
+        message_ids,
+        reason,
+        command_status,
+        segments,
+        possible_duplicate: has(f, 6),
+        submitted_at,
+        timeline,
+    })
+}
+
+/// Encodes an outbox status.
+pub(super) fn encode_status(s: &StatusEvent) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(64 + s.event_id.len());
+    let mut o = Out(&mut buf);
+    o.u8(STATUS_V1);
+    o.u8(flag(0, s.transaction_id.is_some())
+        | flag(1, s.reason.is_some())
+        | flag(2, s.detail.is_some())
+        | flag(3, s.carrier.is_some())
+        | flag(4, s.command_status.is_some())
+        | flag(5, s.destination.is_some())
+        | flag(6, s.occurred_at.is_some())
+        | flag(7, s.possible_duplicate));
+    o.uvar(u64::from(s.schema_version));
+    o.str(&s.event_id);
+    o.state(s.state);
+    o.opt_str(&s.transaction_id);
+    o.opt_str(&s.reason);
+    o.opt_str(&s.detail);
+    o.opt_str(&s.carrier);
+    o.strs(&s.message_ids);
+    o.uvar(u64::from(s.segments));
+    if let Some(c) = s.command_status {
+        o.uvar(u64::from(c));
+    }
+    o.opt_str(&s.destination);
+    if let Some(t) = s.occurred_at {
+        o.time(t);
+    }
+    o.time(s.at);
+    buf
+}
+
+/// Decodes the outbox status stored under `key`.
+pub(super) fn decode_status(key: &[u8], value: &[u8]) -> Result<StatusEvent, StoreError> {
+    let mut i = In { key, at: value };
+    if i.u8()? != STATUS_V1 {
+        return Err(i.corrupt("unknown outbox format"));
+    }
+    let f = i.u8()?;
+    let s = StatusEvent {
+        schema_version: i.uint()?,
+        event_id: i.str()?,
+        state: i.state()?,
+        transaction_id: i.opt_str(has(f, 0))?,
+        reason: i.opt_str(has(f, 1))?,
+        detail: i.opt_str(has(f, 2))?,
+        carrier: i.opt_str(has(f, 3))?,
+        message_ids: i.strs()?,
+        segments: i.uint()?,
+        command_status: if has(f, 4) { Some(i.uint()?) } else { None },
+        destination: i.opt_str(has(f, 5))?,
+        occurred_at: if has(f, 6) { Some(i.time()?) } else { None },
+        at: i.time()?,
+        possible_duplicate: has(f, 7),
+    };
+    i.end()?;
+    Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use time::macros::datetime;
+
+    use super::*;
+
+    fn full_status(state: State) -> StatusEvent {
+        StatusEvent {
+            schema_version: 3,
+            event_id: "evt-é".into(),
+            transaction_id: Some("txn".into()),
+            state,
+            reason: Some("r".into()),
+            detail: Some("d".into()),
+            carrier: Some("alpha".into()),
+            message_ids: vec!["1f".into(), String::new()],
+            segments: 2,
+            command_status: Some(u32::MAX),
+            destination: Some("+****0123".into()),
+            occurred_at: Some(datetime!(1960-01-01 00:00:00.000_000_001 -3:30)),
+            at: datetime!(2026-11-25 19:00:00.123_456_789 UTC),
+            possible_duplicate: true,
+        }
+    }
+
+    #[test]
+    fn every_state_has_its_own_byte() {
+        for (b, s) in STATES.iter().enumerate() {
+            assert_eq!(usize::from(state_byte(*s)), b);
+        }
+    }
+
+    #[test]
+    fn records_round_trip_with_every_field_set_or_empty() {
+        let at = datetime!(2026-11-25 19:00:00.5 +2);
+        let mut full = NotificationRecord::blank("e");
+        full.transaction_id = Some("t".into());
+        full.destination = Some("+***1".into());
+        full.origin = Some(Origin {
+            partition: -1,
+            offset: i64::MAX,
+        });
+        full.carrier = Some("c".into());
+        full.submitted_at = Some(at);
+        full.apply_submitting("c", at);
+        for state in STATES {
+            let mut s = full_status(state);
+            s.event_id = "e".into();
+            full.apply_status(&s);
+        }
+        let mut buf = Vec::new();
+        for r in [NotificationRecord::blank("e"), full] {
+            encode_record(&r, &mut buf);
+            let back = decode_record("e", &buf).unwrap();
+            assert_eq!(back, r);
+            // Offsets are kept, not only the instant.
+            let offsets = |r: &NotificationRecord| -> Vec<UtcOffset> {
+                r.timeline.iter().map(|e| e.at.offset()).collect()
+            };
+            assert_eq!(offsets(&back), offsets(&r));
+            for cut in 0..buf.len() {
+                assert!(decode_record("e", &buf[..cut]).is_err(), "cut at {cut}");
+            }
+        }
+    }
+
+    #[test]
+    fn statuses_round_trip() {
+        let mut bare = full_status(State::Delivered);
+        bare.transaction_id = None;
+        bare.reason = None;
+        bare.detail = None;
+        bare.carrier = None;
+        bare.message_ids.clear();
+        bare.command_status = None;
+        bare.destination = None;
+        bare.occurred_at = None;
+        bare.possible_duplicate = false;
+        for s in [full_status(State::Unconfirmed), bare] {
+            let v = encode_status(&s);
+            let back = decode_status(b"k", &v).unwrap();
+            assert_eq!(back, s);
+            assert_eq!(
+                back.occurred_at.map(|t| t.offset()),
+                s.occurred_at.map(|t| t.offset())
+            );
+            assert!(decode_status(b"k", &v[..v.len() - 1]).is_err());
+        }
+    }
+
+    #[test]
+    fn garbage_is_corrupt_not_a_panic() {
+        for v in [
+            &b""[..],
+            b"{not json",
+            b"\x01\xff\xff",
+            b"\x01\x00\x0c",
+            b"\x02",
+        ] {
+            assert!(matches!(
+                decode_record("k", v),
+                Err(StoreError::Corrupt { .. })
+            ));
+            assert!(decode_status(b"k", v).is_err());
+        }
+    }
+}
