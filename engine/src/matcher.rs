@@ -603,6 +603,18 @@ mod tests {
     }
 
     #[test]
+    fn an_acceptance_recovered_after_a_restart_keeps_its_receipt_deadline() {
+        // Receipt timeout 60 s; accepted 50 s before the restart: unconfirmed 10 s after it.
+        let (mut m, now, mut out) = (m(), Instant::now(), Vec::new());
+        m.accept_aged(accepted(&["r1"]), now, Duration::from_secs(50), &mut out);
+        m.expire(now + Duration::from_secs(9), &mut out);
+        assert!(out.is_empty());
+        m.expire(now + Duration::from_secs(10), &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].state, State::Unconfirmed);
+    }
+
+    #[test]
     fn receipt_failover_never_sends_after_the_validity() {
         let (mut m, now, mut out) = (m(), Instant::now(), Vec::new());
         let mut n = crate::notification::sample("e1");
