@@ -441,15 +441,17 @@ async fn submit(shared: Arc<Shared>, n: Notification, permit: OwnedSemaphorePerm
         Verdict::Accepted(message_ids) => {
             metrics::submit(&shared.name, "accepted", segments);
             let origin = n.origin;
+            // The notification is kept only when it may have to go again (receipt failover).
+            let (meta, resubmit) = match n.receipt_failover.filter(|_| can_hand_over) {
+                Some(after) => (n.meta.clone(), Some((Instant::now() + after, Box::new(n)))),
+                None => (n.meta, None),
+            };
             let accepted = Accepted {
-                meta: n.meta.clone(),
+                meta,
                 carrier: shared.carrier,
                 carrier_name: shared.name.clone(),
                 message_ids,
-                resubmit: n
-                    .receipt_failover
-                    .filter(|_| can_hand_over)
-                    .map(|after| (Instant::now() + after, Box::new(n))),
+                resubmit,
             };
             SubmitResult::Accepted { accepted, origin }
         }
