@@ -2,6 +2,7 @@
 //! SMPP links, matches delivery receipts, and publishes a status for every event.
 //!
 //! Map of the crate, in data-path order:
+//! - [`csv_pairs`]: the two-column CSV files (routing tables, subscribers), read line by line.
 //! - [`config`]: the TOML configuration, validated into typed values.
 //! - [`event`]: debit and status event schemas (version 1) and input validation.
 //! - [`intake`]: decode, validate, render ([`template`]), encode and segment, route ([`routing`]).
@@ -24,6 +25,7 @@ pub mod actors;
 pub mod api;
 pub mod breaker;
 pub mod config;
+pub mod csv_pairs;
 pub mod eligibility;
 pub mod event;
 pub mod flow;

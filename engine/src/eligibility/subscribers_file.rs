@@ -23,8 +23,8 @@ use std::path::Path;
 
 use super::Preference;
 
-/// Malformed lines listed per file at most; the rest are counted.
-pub const MAX_LINE_ERRORS: usize = crate::routing::table_file::MAX_LINE_ERRORS;
+pub use crate::csv_pairs::MAX_LINE_ERRORS;
+use crate::csv_pairs::{self, PairError};
 
 /// Longest customer reference, in bytes (the debit event's limit).
 pub const MAX_REF_BYTES: usize = 64;
@@ -44,23 +44,17 @@ pub enum LineProblem {
     Preference,
 }
 
-/// A problem with a subscribers file.
-#[derive(Debug, thiserror::Error)]
-pub enum FileError {
-    #[error("{path}: cannot read: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("{path}:{line}: {problem}")]
-    Line {
-        path: String,
-        line: u64,
-        problem: LineProblem,
-    },
-    #[error("{path}: {more} more malformed lines not listed")]
-    MoreLines { path: String, more: u64 },
+impl From<PairError> for LineProblem {
+    fn from(e: PairError) -> Self {
+        match e {
+            PairError::NotUtf8 => LineProblem::NotUtf8,
+            PairError::Fields(n) => LineProblem::Fields(n),
+        }
+    }
 }
+
+/// A problem with a file.
+pub type FileError = csv_pairs::FileError<LineProblem>;
 
 /// Reads `path`, giving each entry to `entry` and appending its problems to `errors`;
 /// returns the number of entries.
@@ -82,56 +76,20 @@ pub fn read_file(
 /// Reads subscribers text from `input`; `name` labels its problems. Returns the number of
 /// entries.
 pub fn read(
-    mut input: impl BufRead,
+    input: impl BufRead,
     name: &str,
     entry: &mut dyn FnMut(&str, Preference),
     errors: &mut Vec<FileError>,
 ) -> u64 {
-    let mut buf = Vec::with_capacity(128);
-    let (mut line_no, mut entries) = (0u64, 0u64);
-    let (mut listed, mut unlisted) = (0usize, 0u64);
-    let mut seen_entry = false;
-    loop {
-        buf.clear();
-        match input.read_until(b'\n', &mut buf) {
-            Ok(0) => break,
-            Ok(_) => {}
-            Err(source) => {
-                errors.push(FileError::Io {
-                    path: name.to_owned(),
-                    source,
-                });
-                break;
-            }
+    let (mut entries, mut seen_entry) = (0u64, false);
+    let walk = csv_pairs::walk(input, |_, bytes| {
+        if let Some((customer_ref, preference)) = parse_line(bytes, &mut seen_entry)? {
+            entries += 1;
+            entry(customer_ref, preference);
         }
-        line_no += 1;
-        let bytes = match (line_no, buf.strip_prefix(b"\xEF\xBB\xBF")) {
-            (1, Some(rest)) => rest,
-            _ => &buf[..],
-        };
-        match parse_line(bytes, &mut seen_entry) {
-            Ok(None) => {}
-            Ok(Some((customer_ref, preference))) => {
-                entries += 1;
-                entry(customer_ref, preference);
-            }
-            Err(problem) if listed < MAX_LINE_ERRORS => {
-                listed += 1;
-                errors.push(FileError::Line {
-                    path: name.to_owned(),
-                    line: line_no,
-                    problem,
-                });
-            }
-            Err(_) => unlisted += 1,
-        }
-    }
-    if unlisted > 0 {
-        errors.push(FileError::MoreLines {
-            path: name.to_owned(),
-            more: unlisted,
-        });
-    }
+        Ok(())
+    });
+    errors.extend(walk.errors(name));
     entries
 }
 
@@ -140,24 +98,11 @@ fn parse_line<'a>(
     bytes: &'a [u8],
     seen_entry: &mut bool,
 ) -> Result<Option<(&'a str, Preference)>, LineProblem> {
-    let text = std::str::from_utf8(bytes).map_err(|_| LineProblem::NotUtf8)?;
-    let text = text.split_once('#').map_or(text, |(entry, _)| entry).trim();
-    if text.is_empty() {
-        return Ok(None);
-    }
-    let first_entry = !std::mem::replace(seen_entry, true);
-    let mut fields = text.split(',').map(field);
-    let (Some(customer_ref), Some(preference), None) =
-        (fields.next(), fields.next(), fields.next())
+    let Some((customer_ref, preference)) =
+        csv_pairs::pair(bytes, seen_entry, ["customer_ref", "preference"])?
     else {
-        return Err(LineProblem::Fields(text.split(',').count()));
-    };
-    if first_entry
-        && customer_ref.eq_ignore_ascii_case("customer_ref")
-        && preference.eq_ignore_ascii_case("preference")
-    {
         return Ok(None);
-    }
+    };
     if customer_ref.is_empty() {
         return Err(LineProblem::EmptyRef);
     }
@@ -166,14 +111,6 @@ fn parse_line<'a>(
     }
     let preference = Preference::parse(preference).ok_or(LineProblem::Preference)?;
     Ok(Some((customer_ref, preference)))
-}
-
-/// A trimmed field without its surrounding double quotes.
-fn field(s: &str) -> &str {
-    let s = s.trim();
-    s.strip_prefix('"')
-        .and_then(|s| s.strip_suffix('"'))
-        .map_or(s, str::trim)
 }
 
 #[cfg(test)]

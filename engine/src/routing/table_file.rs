@@ -26,8 +26,8 @@ use super::number::{mask_digits, Msisdn};
 use super::prefixes::{Prefix, PrefixError};
 use super::OperatorId;
 
-/// Malformed lines listed per file at most; the rest are counted.
-pub const MAX_LINE_ERRORS: usize = 1_000;
+pub use crate::csv_pairs::MAX_LINE_ERRORS;
+use crate::csv_pairs::{self, PairError};
 
 /// Which table a file holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,27 +79,21 @@ pub enum LineProblem {
     EmptyOperator,
     #[error("unknown operator {0:?}")]
     UnknownOperator(String),
+    #[error("beyond line {max}", max = u32::MAX)]
+    TooLong,
 }
 
-/// A problem with a table file.
-#[derive(Debug, thiserror::Error)]
-pub enum FileError {
-    #[error("{path}: cannot read: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("{path}:{line}: {problem}")]
-    Line {
-        path: String,
-        line: u64,
-        problem: LineProblem,
-    },
-    #[error("{path}: {more} more malformed lines not listed")]
-    MoreLines { path: String, more: u64 },
-    #[error("{path}: more than {max} lines", max = u32::MAX)]
-    TooLong { path: String },
+impl From<PairError> for LineProblem {
+    fn from(e: PairError) -> Self {
+        match e {
+            PairError::NotUtf8 => LineProblem::NotUtf8,
+            PairError::Fields(n) => LineProblem::Fields(n),
+        }
+    }
 }
+
+/// A problem with a file.
+pub type FileError = csv_pairs::FileError<LineProblem>;
 
 /// Reads `path`, giving each entry to `rows` and appending its problems to `errors`.
 pub fn read_file(
@@ -125,67 +119,26 @@ pub fn read_file(
 
 /// Reads table text from `input`; `name` labels its problems.
 pub fn read(
-    mut input: impl BufRead,
+    input: impl BufRead,
     name: &str,
     kind: Kind,
     operator: &mut dyn FnMut(&str) -> Option<OperatorId>,
     rows: &mut dyn FnMut(Row),
     errors: &mut Vec<FileError>,
 ) {
-    let mut buf = Vec::with_capacity(128);
-    let mut line_no: u64 = 0;
-    let mut listed = 0usize;
-    let mut unlisted = 0u64;
     let mut seen_entry = false;
-    loop {
-        buf.clear();
-        match input.read_until(b'\n', &mut buf) {
-            Ok(0) => break,
-            Ok(_) => {}
-            Err(source) => {
-                errors.push(FileError::Io {
-                    path: name.to_owned(),
-                    source,
-                });
-                break;
-            }
-        }
-        line_no += 1;
-        let Ok(line) = u32::try_from(line_no) else {
-            errors.push(FileError::TooLong {
-                path: name.to_owned(),
-            });
-            break;
-        };
-        let bytes = match (line_no, buf.strip_prefix(b"\xEF\xBB\xBF")) {
-            (1, Some(rest)) => rest,
-            _ => &buf[..],
-        };
-        let result = parse_line(bytes, kind, &mut seen_entry, operator);
-        match result {
-            Ok(None) => {}
-            Ok(Some((key, op))) => rows(Row {
+    let walk = csv_pairs::walk(input, |line_no, bytes| {
+        let line = u32::try_from(line_no).map_err(|_| LineProblem::TooLong)?;
+        if let Some((key, op)) = parse_line(bytes, kind, &mut seen_entry, operator)? {
+            rows(Row {
                 key,
                 operator: op,
                 line,
-            }),
-            Err(problem) if listed < MAX_LINE_ERRORS => {
-                listed += 1;
-                errors.push(FileError::Line {
-                    path: name.to_owned(),
-                    line: line_no,
-                    problem,
-                });
-            }
-            Err(_) => unlisted += 1,
+            });
         }
-    }
-    if unlisted > 0 {
-        errors.push(FileError::MoreLines {
-            path: name.to_owned(),
-            more: unlisted,
-        });
-    }
+        Ok(())
+    });
+    errors.extend(walk.errors(name));
 }
 
 /// One line: `Ok(None)` for a blank line, a comment or the header.
@@ -195,22 +148,10 @@ fn parse_line(
     seen_entry: &mut bool,
     operator: &mut dyn FnMut(&str) -> Option<OperatorId>,
 ) -> Result<Option<(Key, OperatorId)>, LineProblem> {
-    let text = std::str::from_utf8(bytes).map_err(|_| LineProblem::NotUtf8)?;
-    let text = text.split_once('#').map_or(text, |(entry, _)| entry).trim();
-    if text.is_empty() {
+    let Some((key, op)) = csv_pairs::pair(bytes, seen_entry, [kind.key_column(), "operator"])?
+    else {
         return Ok(None);
-    }
-    let first_entry = !std::mem::replace(seen_entry, true);
-    let mut fields = text.split(',').map(field);
-    let (Some(key), Some(op), None) = (fields.next(), fields.next(), fields.next()) else {
-        return Err(LineProblem::Fields(text.split(',').count()));
     };
-    if first_entry
-        && key.eq_ignore_ascii_case(kind.key_column())
-        && op.eq_ignore_ascii_case("operator")
-    {
-        return Ok(None);
-    }
     let key = match kind {
         Kind::Prefixes => Key::Prefix(Prefix::parse(key).map_err(|error| LineProblem::Prefix {
             text: key.to_owned(),
@@ -227,14 +168,6 @@ fn parse_line(
     }
     let id = operator(op).ok_or_else(|| LineProblem::UnknownOperator(op.to_owned()))?;
     Ok(Some((key, id)))
-}
-
-/// A trimmed field without its surrounding double quotes.
-fn field(s: &str) -> &str {
-    let s = s.trim();
-    s.strip_prefix('"')
-        .and_then(|s| s.strip_suffix('"'))
-        .map_or(s, str::trim)
 }
 
 #[cfg(test)]
