@@ -298,7 +298,9 @@ mod tests {
         producer.flush(Duration::from_secs(10)).expect("flushed");
     }
 
-    /// Polls `source` until `stop`, collecting every record it hands on.
+    /// Polls `source` until `stop`, collecting every record it hands on and finishing it at
+    /// once (as a pipeline with nothing to do would), so that only the records the test
+    /// holds back are ever in flight at a revocation.
     fn poll(
         source: Arc<Source>,
         stop: Arc<std::sync::atomic::AtomicBool>,
@@ -309,6 +311,7 @@ mod tests {
                 let next = source.next_batch(100, Duration::from_millis(10));
                 if let Ok(Ok(batch)) = tokio::time::timeout(Duration::from_millis(200), next).await
                 {
+                    source.done(batch.iter().map(|r| (r.partition, r.offset)));
                     got.extend(batch);
                 }
             }
