@@ -138,6 +138,27 @@ const DELIVERED: (State, Option<&str>) = (State::Delivered, None);
 const OPTED_OUT: (State, Option<&str>) = (State::Skipped, Some("opted_out"));
 const NOT_SUBSCRIBED: (State, Option<&str>) = (State::Skipped, Some("not_subscribed"));
 
+/// Produces one debit per customer and checks each one's outcome; returns the status
+/// collector and the debits, to go on with.
+async fn expect_outcomes(
+    topics: &Topics,
+    run: &str,
+    expected: &[(&str, (State, Option<&str>))],
+) -> (StatusCollector, Debits) {
+    let statuses =
+        StatusCollector::start(&KafkaConfig::new(support::brokers()), &topics.statuses, run)
+            .expect("status collector");
+    let mut debits = Debits::new(run);
+    let customers: Vec<&str> = expected.iter().map(|(c, _)| *c).collect();
+    let ids = debits.produce(&topics.debits, &customers).await;
+    let deadline = Instant::now() + DEADLINE;
+    for ((customer, want), id) in expected.iter().zip(&ids) {
+        let s = terminal(&statuses, id, deadline).await;
+        assert_eq!(outcome(&s), *want, "{customer}: {s:?}");
+    }
+    (statuses, debits)
+}
+
 /// Sends debits of `customer` one at a time until one ends `want` (a preference produced
 /// just before reached the engine), then shows that the next three end the same way.
 async fn until_followed(
@@ -216,14 +237,6 @@ async fn opted_out_customers_are_skipped_and_the_rest_follow_the_subscribed_defa
     ];
     let (topics, topic, path, sim, engine) =
         start("eligsub", DefaultPolicy::Subscribed, file, &prefs).await;
-    let statuses = StatusCollector::start(
-        &KafkaConfig::new(support::brokers()),
-        &topics.statuses,
-        "religsub",
-    )
-    .expect("status collector");
-    let mut debits = Debits::new("religsub");
-
     let expected = [
         ("c-unknown", DELIVERED),
         ("c-file-out", OPTED_OUT),
@@ -234,13 +247,7 @@ async fn opted_out_customers_are_skipped_and_the_rest_follow_the_subscribed_defa
         ("c-topic-bad", DELIVERED),
         ("c-later-out", DELIVERED),
     ];
-    let customers: Vec<&str> = expected.iter().map(|(c, _)| *c).collect();
-    let ids = debits.produce(&topics.debits, &customers).await;
-    let deadline = Instant::now() + DEADLINE;
-    for ((customer, want), id) in expected.iter().zip(&ids) {
-        let s = terminal(&statuses, id, deadline).await;
-        assert_eq!(outcome(&s), *want, "{customer}: {s:?}");
-    }
+    let (statuses, mut debits) = expect_outcomes(&topics, "religsub", &expected).await;
 
     // The customer opts out while the engine runs.
     set_preferences(&topic, &[("c-later-out", Some("opted_out"))]).await;
@@ -263,27 +270,13 @@ async fn with_a_not_subscribed_default_only_subscribers_get_sms() {
     let prefs = [("c-topic-sub", Some("subscribed"))];
     let (topics, topic, path, sim, engine) =
         start("elignot", DefaultPolicy::NotSubscribed, file, &prefs).await;
-    let statuses = StatusCollector::start(
-        &KafkaConfig::new(support::brokers()),
-        &topics.statuses,
-        "relignot",
-    )
-    .expect("status collector");
-    let mut debits = Debits::new("relignot");
-
     let expected = [
         ("c-unknown", NOT_SUBSCRIBED),
         ("c-file-sub", DELIVERED),
         ("c-file-out", OPTED_OUT),
         ("c-topic-sub", DELIVERED),
     ];
-    let customers: Vec<&str> = expected.iter().map(|(c, _)| *c).collect();
-    let ids = debits.produce(&topics.debits, &customers).await;
-    let deadline = Instant::now() + DEADLINE;
-    for ((customer, want), id) in expected.iter().zip(&ids) {
-        let s = terminal(&statuses, id, deadline).await;
-        assert_eq!(outcome(&s), *want, "{customer}: {s:?}");
-    }
+    let (statuses, mut debits) = expect_outcomes(&topics, "relignot", &expected).await;
 
     // While the engine runs: an unknown customer subscribes, and a subscriber is forgotten.
     set_preferences(&topic, &[("c-unknown", Some("subscribed"))]).await;
