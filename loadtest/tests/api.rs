@@ -10,8 +10,7 @@ use std::time::Duration;
 
 use pigeon::config::Config;
 use pigeon::pipeline::api::ConfigSource;
-use pigeon_kafka::KafkaConfig;
-use pigeon_loadtest::load::{DebitMix, Generator, StatusCollector};
+use pigeon_loadtest::load::{DebitMix, Generator};
 use pigeon_smpp::receipt::ReceiptState;
 use support::{engine_config, free_addr, http, produce, Engine, Topics};
 use tokio::time::Instant;
@@ -54,20 +53,8 @@ async fn the_status_api_tells_what_became_of_each_notification_and_reloads() {
         Arc::new(move || next.lock().expect("lock").clone())
     };
     let engine = Engine::start_with(cfg.clone(), Some(source));
-    let statuses = StatusCollector::start(
-        &KafkaConfig::new(support::brokers()),
-        &topics.statuses,
-        "api",
-    )
-    .expect("collector");
-    let mut g = Generator::new(
-        "api",
-        DebitMix {
-            chinese: 0.0,
-            long: 0.0,
-            malformed_every: 0,
-        },
-    );
+    let statuses = support::collector(&topics, "api");
+    let mut g = Generator::new("api", DebitMix::uk_only());
     let mut events: Vec<_> = (0..40)
         .map(|i| debit_to(&mut g, &format!("+4474009{i:05}")))
         .collect();

@@ -8,8 +8,7 @@ mod support;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use pigeon_kafka::KafkaConfig;
-use pigeon_loadtest::load::{DebitMix, Generator, StatusCollector};
+use pigeon_loadtest::load::{DebitMix, Generator};
 use rand::Rng;
 use support::{produce, start_sim, EngineProcess, Topics};
 use tokio::time::Instant;
@@ -37,20 +36,8 @@ async fn kill_9_five_times_under_load_loses_nothing_and_flags_every_possible_dup
         ("PIGEON_ENGINE__AMBIGUOUS_WAIT_MS", "1000"),
         ("PIGEON_METRICS__LISTEN", ""),
     ];
-    let statuses = StatusCollector::start(
-        &KafkaConfig::new(support::brokers()),
-        &topics.statuses,
-        "crash",
-    )
-    .expect("collector");
-    let mut g = Generator::new(
-        "crash",
-        DebitMix {
-            chinese: 0.0,
-            long: 0.0,
-            malformed_every: 0,
-        },
-    );
+    let statuses = support::collector(&topics, "crash");
+    let mut g = Generator::new("crash", DebitMix::uk_only());
     produce(
         &topics.debits,
         (0..EVENTS).map(|_| g.next_event()).collect(),

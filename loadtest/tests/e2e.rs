@@ -4,18 +4,12 @@ mod support;
 
 use std::time::Duration;
 
-use pigeon_kafka::KafkaConfig;
-use pigeon_loadtest::load::{DebitMix, Generator, StatusCollector};
+use pigeon_loadtest::load::{DebitMix, Generator};
 use rdkafka::message::{Headers, Message};
-use support::{consumer, engine_config, produce, start_sim, Engine, Topics};
+use support::{collector, consumer, engine_config, produce, start_sim, Engine, Topics};
 use tokio::time::Instant;
 
 const DEADLINE: Duration = Duration::from_secs(120);
-
-fn collector(topics: &Topics, run: &str) -> StatusCollector {
-    StatusCollector::start(&KafkaConfig::new(support::brokers()), &topics.statuses, run)
-        .expect("status collector")
-}
 
 /// A (key, payload) record.
 type Raw = (Vec<u8>, Vec<u8>);

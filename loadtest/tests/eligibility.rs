@@ -84,11 +84,7 @@ struct Debits {
 
 impl Debits {
     fn new(run: &str) -> Debits {
-        let mix = DebitMix {
-            chinese: 0.0,
-            long: 0.0,
-            malformed_every: 0,
-        };
+        let mix = DebitMix::uk_only();
         Debits {
             gen: Generator::new(run, mix),
             next: 0,

@@ -7,22 +7,14 @@ mod support;
 use std::time::Duration;
 
 use pigeon::config::RouteConfig;
-use pigeon_kafka::KafkaConfig;
-use pigeon_loadtest::load::{DebitMix, Generator, StatusCollector};
+use pigeon_loadtest::load::{DebitMix, Generator};
 use support::{engine_config, produce, start_sim, Engine, Topics};
 use tokio::time::Instant;
 
 const DEADLINE: Duration = Duration::from_secs(90);
 
 fn uk_only(run: &str) -> Generator {
-    Generator::new(
-        run,
-        DebitMix {
-            chinese: 0.0,
-            long: 0.0,
-            malformed_every: 0,
-        },
-    )
+    Generator::new(run, DebitMix::uk_only())
 }
 
 async fn send(g: &mut Generator, topic: &str, n: usize) {
@@ -41,12 +33,7 @@ async fn the_fallback_takes_over_when_the_primary_dies_and_traffic_returns_after
         c.breaker_open_ms = 300;
     }
     let engine = Engine::start(cfg);
-    let statuses = StatusCollector::start(
-        &KafkaConfig::new(support::brokers()),
-        &topics.statuses,
-        "fo",
-    )
-    .expect("collector");
+    let statuses = support::collector(&topics, "fo");
     let mut g = uk_only("fo");
 
     send(&mut g, &topics.debits, 300).await;
@@ -117,12 +104,7 @@ async fn with_no_carrier_able_to_take_it_a_notification_expires_and_is_never_sen
     cfg.engine.validity_ms = 8_000;
     cfg.engine.failover_after_ms = 300;
     let engine = Engine::start(cfg);
-    let statuses = StatusCollector::start(
-        &KafkaConfig::new(support::brokers()),
-        &topics.statuses,
-        "ex",
-    )
-    .expect("collector");
+    let statuses = support::collector(&topics, "ex");
     assert!(sim.kill_carrier("carrier-a").await);
     assert!(sim.kill_carrier("carrier-b").await);
     let mut g = uk_only("ex");
@@ -155,12 +137,7 @@ async fn routes_reload_live_and_a_refused_reload_changes_nothing() {
     let sim = start_sim(Duration::ZERO).await;
     let cfg = engine_config(&sim, &topics);
     let engine = Engine::start(cfg.clone());
-    let statuses = StatusCollector::start(
-        &KafkaConfig::new(support::brokers()),
-        &topics.statuses,
-        "rl",
-    )
-    .expect("collector");
+    let statuses = support::collector(&topics, "rl");
     let mut g = uk_only("rl");
     send(&mut g, &topics.debits, 50).await;
     assert!(statuses.wait_terminal(50, Instant::now() + DEADLINE).await);
@@ -203,12 +180,7 @@ async fn with_priority_lanes_debits_go_ahead_of_lower_classes() {
     cfg.engine.priority_lanes = true;
     cfg.carriers[0].max_segments_per_second = 50;
     let engine = Engine::start(cfg);
-    let statuses = StatusCollector::start(
-        &KafkaConfig::new(support::brokers()),
-        &topics.statuses,
-        "ln",
-    )
-    .expect("collector");
+    let statuses = support::collector(&topics, "ln");
     let mut g = uk_only("ln");
     // 100 balance alerts queue up at a slow carrier, then 20 debits arrive.
     let mut record = |i: u64, class: Option<&str>| {
@@ -258,12 +230,7 @@ async fn with_receipt_failover_a_notification_without_a_receipt_goes_again_flagg
     let mut cfg = engine_config(&sim, &topics);
     cfg.routing.receipt_failover_ms.insert("uk".into(), 1_500);
     let engine = Engine::start(cfg);
-    let statuses = StatusCollector::start(
-        &KafkaConfig::new(support::brokers()),
-        &topics.statuses,
-        "rf",
-    )
-    .expect("collector");
+    let statuses = support::collector(&topics, "rf");
     let mut g = uk_only("rf");
     send(&mut g, &topics.debits, 40).await;
     assert!(
@@ -311,12 +278,7 @@ async fn without_receipt_failover_a_missing_receipt_ends_unconfirmed_and_nothing
     let mut cfg = engine_config(&sim, &topics);
     cfg.engine.receipt_timeout_ms = 1_500;
     let engine = Engine::start(cfg);
-    let statuses = StatusCollector::start(
-        &KafkaConfig::new(support::brokers()),
-        &topics.statuses,
-        "uc",
-    )
-    .expect("collector");
+    let statuses = support::collector(&topics, "uc");
     let mut g = uk_only("uc");
     send(&mut g, &topics.debits, 20).await;
     assert!(statuses.wait_terminal(20, Instant::now() + DEADLINE).await);

@@ -36,11 +36,7 @@ impl Run {
 /// Sends `n` one-segment UK debits (primary carrier-a) through an engine whose carrier-a is
 /// the simulator with `fault`, and waits until each is settled (terminal or ambiguous).
 async fn run(name: &str, n: u64, fault: impl Fn(&mut CarrierSim), engine_carrier_a: &str) -> Run {
-    let mix = DebitMix {
-        chinese: 0.0,
-        long: 0.0,
-        malformed_every: 0,
-    };
+    let mix = DebitMix::uk_only();
     run_mix(name, n, mix, fault, engine_carrier_a).await
 }
 

@@ -6,8 +6,7 @@ mod support;
 
 use std::time::Duration;
 
-use pigeon_kafka::KafkaConfig;
-use pigeon_loadtest::load::{dead_letters, DebitMix, Generator, StatusCollector};
+use pigeon_loadtest::load::{dead_letters, DebitMix, Generator};
 use rdkafka::message::Message;
 use support::{engine_config, produce, start_sim, Engine, Topics};
 use tokio::time::Instant;
@@ -31,24 +30,10 @@ async fn hostile_events_end_on_the_dead_letter_topic_or_skipped_and_the_engine_g
     topics.create().await;
     let sim = start_sim(Duration::ZERO).await;
     let engine = Engine::start(engine_config(&sim, &topics));
-    let statuses = StatusCollector::start(
-        &KafkaConfig::new(support::brokers()),
-        &topics.statuses,
-        "hostile",
-    )
-    .expect("collector");
+    let statuses = support::collector(&topics, "hostile");
     // The spoilt events' ids start with their generator's run id.
-    let spoilt = StatusCollector::start(
-        &KafkaConfig::new(support::brokers()),
-        &topics.statuses,
-        "spoilt",
-    )
-    .expect("collector");
-    let mix = DebitMix {
-        chinese: 0.0,
-        long: 0.0,
-        malformed_every: 0,
-    };
+    let spoilt = support::collector(&topics, "spoilt");
+    let mix = DebitMix::uk_only();
     let mut spoil = Generator::new("spoilt", mix.clone());
     let mut missing = valid(&mut spoil);
     missing

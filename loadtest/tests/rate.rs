@@ -6,8 +6,7 @@ mod support;
 
 use std::time::Duration;
 
-use pigeon_kafka::KafkaConfig;
-use pigeon_loadtest::load::{DebitMix, Generator, StatusCollector};
+use pigeon_loadtest::load::{DebitMix, Generator};
 use support::{engine_config_with, produce, start_sim_with, Engine, Topics};
 use tokio::time::Instant;
 
@@ -21,12 +20,7 @@ async fn a_500_tps_carrier_sees_500_segments_per_second_and_is_rarely_throttled(
         &topics,
         "max_segments_per_second = 500",
     ));
-    let statuses = StatusCollector::start(
-        &KafkaConfig::new(support::brokers()),
-        &topics.statuses,
-        "rate",
-    )
-    .expect("collector");
+    let statuses = support::collector(&topics, "rate");
 
     // About 34 s of work at 500 segments/s: 20 % of the debits are two segments.
     let mut g = Generator::new(

@@ -7,7 +7,6 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use pigeon_kafka::KafkaConfig;
 use pigeon_loadtest::load::{DebitMix, Generator, StatusCollector};
 use support::{produce, start_sim, EngineProcess, Topics};
 use tokio::time::Instant;
@@ -64,20 +63,8 @@ async fn a_member_joining_and_one_leaving_mid_run_lose_nothing_and_send_nothing_
         ];
         EngineProcess::start(dir, &toml, &env)
     };
-    let statuses = StatusCollector::start(
-        &KafkaConfig::new(support::brokers()),
-        &topics.statuses,
-        "rebalance",
-    )
-    .expect("collector");
-    let mut g = Generator::new(
-        "rebalance",
-        DebitMix {
-            chinese: 0.0,
-            long: 0.0,
-            malformed_every: 0,
-        },
-    );
+    let statuses = support::collector(&topics, "rebalance");
+    let mut g = Generator::new("rebalance", DebitMix::uk_only());
     produce(
         &topics.debits,
         (0..EVENTS).map(|_| g.next_event()).collect(),

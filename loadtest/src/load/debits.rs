@@ -27,6 +27,17 @@ impl Default for DebitMix {
     }
 }
 
+impl DebitMix {
+    /// UK numbers only, one GSM segment each, nothing malformed.
+    pub fn uk_only() -> DebitMix {
+        DebitMix {
+            chinese: 0.0,
+            long: 0.0,
+            malformed_every: 0,
+        }
+    }
+}
+
 const MERCHANTS: &[&str] = &["Coffee House", "Metro Ticket", "Green Grocer", "Book Nook"];
 const LONG_MERCHANT: &str = "The Grand Central Station Bakery and Coffee Roasters Ltd";
 

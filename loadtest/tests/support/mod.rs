@@ -93,6 +93,16 @@ pub async fn start_sim_with(dlr_delay: Duration, fault: impl Fn(&mut CarrierSim)
         .expect("simulator starts")
 }
 
+/// A collector of the statuses of run `run` (its event ids' prefix) on the test's topic.
+pub fn collector(topics: &Topics, run: &str) -> pigeon_loadtest::load::StatusCollector {
+    pigeon_loadtest::load::StatusCollector::start(
+        &KafkaConfig::new(brokers()),
+        &topics.statuses,
+        run,
+    )
+    .expect("status collector")
+}
+
 /// Engine configuration pointing at `sim` and `topics`.
 pub fn engine_config(sim: &SimHandle, topics: &Topics) -> Config {
     engine_config_with(sim, topics, "")
