@@ -14,10 +14,12 @@ use std::io::BufRead;
 pub const MAX_LINE_ERRORS: usize = 1_000;
 
 /// What is wrong with a line before its fields mean anything.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum PairError {
+    #[error("not UTF-8")]
     NotUtf8,
     /// Not two comma-separated fields: how many there were.
+    #[error("expected 2 comma-separated fields, found {0}")]
     Fields(usize),
 }
 

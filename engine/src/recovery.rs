@@ -197,16 +197,10 @@ mod tests {
     fn a_recovered_acceptance_keeps_its_age() {
         let now = OffsetDateTime::now_utc();
         let mut r = record(State::Accepted);
-        r.timeline = vec![crate::store::TimelineEntry {
-            state: State::Accepted,
-            at: now - time::Duration::seconds(90),
-            carrier: None,
-            reason: None,
-            detail: None,
-            message_ids: Vec::new(),
-            command_status: None,
-            possible_duplicate: false,
-        }];
+        r.timeline = vec![crate::store::TimelineEntry::bare(
+            State::Accepted,
+            now - time::Duration::seconds(90),
+        )];
         assert_eq!(accepted_age(&r, now).as_secs(), 90);
         r.timeline.clear();
         assert_eq!(accepted_age(&r, now), std::time::Duration::ZERO);

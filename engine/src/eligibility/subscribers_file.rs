@@ -32,25 +32,14 @@ pub const MAX_REF_BYTES: usize = 64;
 /// What is wrong with one line.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LineProblem {
-    #[error("not UTF-8")]
-    NotUtf8,
-    #[error("expected 2 comma-separated fields, found {0}")]
-    Fields(usize),
+    #[error(transparent)]
+    Pair(#[from] PairError),
     #[error("empty customer_ref")]
     EmptyRef,
     #[error("customer_ref longer than {MAX_REF_BYTES} bytes")]
     RefTooLong,
     #[error("unknown preference (expected subscribed, opted_out or not_subscribed)")]
     Preference,
-}
-
-impl From<PairError> for LineProblem {
-    fn from(e: PairError) -> Self {
-        match e {
-            PairError::NotUtf8 => LineProblem::NotUtf8,
-            PairError::Fields(n) => LineProblem::Fields(n),
-        }
-    }
 }
 
 /// A problem with a file.

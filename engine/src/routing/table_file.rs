@@ -66,10 +66,8 @@ pub struct Row {
 /// What is wrong with one line.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LineProblem {
-    #[error("not UTF-8")]
-    NotUtf8,
-    #[error("expected 2 comma-separated fields, found {0}")]
-    Fields(usize),
+    #[error(transparent)]
+    Pair(#[from] PairError),
     #[error("prefix {text:?}: {error}")]
     Prefix { text: String, error: PrefixError },
     /// The number as given, masked.
@@ -81,15 +79,6 @@ pub enum LineProblem {
     UnknownOperator(String),
     #[error("beyond line {max}", max = u32::MAX)]
     TooLong,
-}
-
-impl From<PairError> for LineProblem {
-    fn from(e: PairError) -> Self {
-        match e {
-            PairError::NotUtf8 => LineProblem::NotUtf8,
-            PairError::Fields(n) => LineProblem::Fields(n),
-        }
-    }
 }
 
 /// A problem with a file.

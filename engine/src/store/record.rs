@@ -74,7 +74,8 @@ pub struct TimelineEntry {
 }
 
 impl TimelineEntry {
-    fn bare(state: State, at: OffsetDateTime) -> Self {
+    /// An entry with only a state and a time.
+    pub fn bare(state: State, at: OffsetDateTime) -> Self {
         TimelineEntry {
             state,
             at,
