@@ -103,6 +103,21 @@ pub fn store_commit(changes: usize) {
     histogram!("pigeon_store_commit_changes").record(changes as f64);
 }
 
+/// One group commit of the store's writer: requests folded into it, and what its batch
+/// wrote (nothing when it wrote nothing).
+pub fn store_group(requests: usize, written: Option<(u64, u64, bool)>) {
+    counter!("pigeon_store_requests_total").increment(requests as u64);
+    histogram!("pigeon_store_group_requests").record(requests as f64);
+    if let Some((keys, bytes, fsync)) = written {
+        counter!("pigeon_store_batches_total").increment(1);
+        counter!("pigeon_store_keys_written_total").increment(keys);
+        counter!("pigeon_store_bytes_written_total").increment(bytes);
+        if fsync {
+            counter!("pigeon_store_fsyncs_total").increment(1);
+        }
+    }
+}
+
 /// Customers whose known preference (`subscribed`, `opted_out`, `not_subscribed`) differs
 /// from `eligibility.default`: a handle per preference.
 pub fn eligibility_overrides(preference: &'static str) -> Gauge {

@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use time::OffsetDateTime;
 
-use crate::event::{State, StatusEvent, SCHEMA_VERSION};
+use crate::event::{State, StatusEvent};
 use crate::matcher::Accepted;
 use crate::notification::Meta;
 use crate::routing::CarrierId;
@@ -45,10 +45,10 @@ pub fn replay(claim: Claim) -> Replay {
         Claim::Redelivered(r) => match r.state {
             State::Received | State::Retrying => Replay::Proceed,
             State::Submitting | State::Ambiguous => Replay::ResendFlagged,
-            _ => Replay::Republish(Box::new(status_of(&r))),
+            _ => Replay::Republish(Box::new(r.latest_status())),
         },
         Claim::Duplicate(r) => {
-            let mut s = status_of(&r);
+            let mut s = r.latest_status();
             s.state = State::Skipped;
             s.reason = Some("duplicate_event".into());
             s.detail = r.origin.map(|o| {
@@ -62,27 +62,6 @@ pub fn replay(claim: Claim) -> Replay {
             s.at = OffsetDateTime::now_utc();
             Replay::Duplicate(Box::new(s))
         }
-    }
-}
-
-/// The record's latest state as a status event.
-pub fn status_of(r: &NotificationRecord) -> StatusEvent {
-    let last = r.timeline.last();
-    StatusEvent {
-        schema_version: SCHEMA_VERSION,
-        event_id: r.event_id.clone(),
-        transaction_id: r.transaction_id.clone(),
-        state: r.state,
-        reason: r.reason.clone(),
-        detail: last.and_then(|e| e.detail.clone()),
-        carrier: r.carrier.clone(),
-        message_ids: r.message_ids.clone(),
-        segments: r.segments,
-        command_status: r.command_status,
-        destination: r.destination.clone(),
-        occurred_at: None,
-        at: last.map_or_else(OffsetDateTime::now_utc, |e| e.at),
-        possible_duplicate: r.possible_duplicate,
     }
 }
 

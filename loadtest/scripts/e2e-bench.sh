@@ -40,7 +40,7 @@ pids+=($!)
 sed 's/^max_segments_per_second = .*/max_segments_per_second = 100000/' \
   deploy/local/pigeon.toml >"$out/pigeon.toml"
 env PIGEON_STORE__PATH="$out/store" PIGEON_API__LISTEN="" PIGEON_METRICS__LISTEN="" "$@" \
-  RUST_LOG=warn,pigeon_kafka=info target/release/pigeon run --config "$out/pigeon.toml" 2>"$out/engine.log" &
+  RUST_LOG=warn,pigeon_kafka=info,pigeon::store=info target/release/pigeon run --config "$out/pigeon.toml" 2>"$out/engine.log" &
 engine=$!
 pids=("$engine" "${pids[@]}")
 
@@ -52,13 +52,24 @@ done
 
 ticks=$(getconf CLK_TCK)
 cpu() { awk '{print $14 + $15}' "/proc/$engine/stat"; }
+# user+sys ticks of each engine thread, summed by thread name (digits dropped).
+threads() {
+  for t in /proc/"$engine"/task/*; do
+    printf '%s %s\n' "$(tr -d '0-9' <"$t/comm")" "$(sed 's/.*) //' "$t/stat" | awk '{print $12 + $13}')"
+  done 2>/dev/null | awk '{a[$1] += $2} END {for (k in a) print k, a[k]}' | sort
+}
 before=$(cpu)
+threads >"$out/threads.before"
 target/release/pigeon-load --brokers "127.0.0.1:$port" --count "$count" --rate "$rate" \
   --report "$out/report.json"
 after=$(cpu)
+threads >"$out/threads.after"
 rss=$(awk '/VmRSS/ {print $2}' "/proc/$engine/status")
 python3 - "$before" "$after" "$ticks" "$count" "$rss" <<'PY'
 import sys
 before, after, ticks, count, rss = map(float, sys.argv[1:])
 print(f"engine CPU: {(after - before) / ticks:.2f} s, {(after - before) / ticks / count * 1e6:.1f} us per notification; RSS {rss / 1024:.0f} MB")
 PY
+echo "engine CPU by thread (s):"
+join -a 2 "$out/threads.before" "$out/threads.after" | awk -v t="$ticks" \
+  'NF == 3 {d = $3 - $2} NF == 2 {d = $2} d > 0 {printf "  %-20s %.2f\n", $1, d / t}' | sort -k2 -rn

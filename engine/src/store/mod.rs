@@ -126,7 +126,8 @@ pub enum Change {
     /// A published status: appended to the timeline, and the record takes its state and
     /// details. Creates the record if the id was never claimed (a rejected event).
     /// `accepted` with a carrier registers its message ids in the receipt table until
-    /// `at` + the receipt TTL; a terminal state leaves the open index.
+    /// `at` + the receipt TTL; a terminal state leaves the open index (unless an
+    /// [`Change::Outbox`] holds it there).
     Status(StatusEvent),
     /// About to be written to `carrier` (record-only state `submitting`).
     Submitting {
@@ -135,9 +136,11 @@ pub enum Change {
         at: OffsetDateTime,
     },
     /// A status to publish that no Kafka record will bring back after a crash (one decided
-    /// after its record's offset may have been committed: a receipt's outcome, say): kept in
-    /// the outbox until [`Change::Published`], and published again at start-up if still
-    /// there. Give it with the [`Change::Status`] that records it, in the same commit.
+    /// after its record's offset may have been committed: a receipt's outcome, say): kept
+    /// until [`Change::Published`], and published again at start-up if still there
+    /// ([`Store::outbox`]). Give it with the [`Change::Status`] that records it, in the same
+    /// commit. A terminal status is the record's latest state, so the record itself is kept
+    /// in the open index (no copy is written); any other goes to the `outbox` keyspace.
     Outbox(StatusEvent),
     /// The broker acknowledged this outbox status.
     Published { event_id: String, state: State },
@@ -395,18 +398,32 @@ impl Store {
         Ok(out)
     }
 
-    /// Statuses in the outbox: decided and recorded, their publication not acknowledged.
+    /// Statuses decided and recorded whose publication the broker has not acknowledged:
+    /// the outbox's entries, and the latest status of every terminal record still held in
+    /// the open index.
     pub fn outbox(&self) -> Result<Vec<StatusEvent>, StoreError> {
         let mut out = Vec::new();
         for guard in self.inner.ks.outbox.iter() {
             let (key, value) = guard.into_inner()?;
             out.push(codec::decode_status(&key, &value)?);
         }
+        for r in self.indexed_open()? {
+            if !r.is_open() {
+                out.push(r.latest_status());
+            }
+        }
         Ok(out)
     }
 
     /// Every record not in a terminal state, in event id order: what recovery resumes.
     pub fn open_records(&self) -> Result<Vec<NotificationRecord>, StoreError> {
+        let mut all = self.indexed_open()?;
+        all.retain(NotificationRecord::is_open);
+        Ok(all)
+    }
+
+    /// Every record the open index names.
+    fn indexed_open(&self) -> Result<Vec<NotificationRecord>, StoreError> {
         let mut out = Vec::new();
         for guard in self.inner.ks.open.iter() {
             let key = guard.key()?;

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::event::{State, StatusEvent};
+use crate::event::{State, StatusEvent, SCHEMA_VERSION};
 use crate::notification::Origin;
 
 use super::ClaimRequest;
@@ -117,6 +117,30 @@ impl NotificationRecord {
         r.origin = Some(req.origin);
         r.timeline.push(TimelineEntry::bare(State::Received, at));
         r
+    }
+
+    /// Its latest state as a status event (what a replay publishes again).
+    pub fn latest_status(&self) -> StatusEvent {
+        // The entry that set the state (late entries may follow a terminal one).
+        let last = (self.timeline.iter().rev())
+            .find(|e| e.state == self.state)
+            .or(self.timeline.last());
+        StatusEvent {
+            schema_version: SCHEMA_VERSION,
+            event_id: self.event_id.clone(),
+            transaction_id: self.transaction_id.clone(),
+            state: self.state,
+            reason: self.reason.clone(),
+            detail: last.and_then(|e| e.detail.clone()),
+            carrier: self.carrier.clone(),
+            message_ids: self.message_ids.clone(),
+            segments: self.segments,
+            command_status: self.command_status,
+            destination: self.destination.clone(),
+            occurred_at: None,
+            at: last.map_or_else(OffsetDateTime::now_utc, |e| e.at),
+            possible_duplicate: self.possible_duplicate,
+        }
     }
 
     /// Whether recovery after a crash must look at it (its state is not terminal).

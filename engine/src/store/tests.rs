@@ -265,11 +265,16 @@ async fn purge_removes_only_expired_receipt_keys() {
     let store = Store::open(&options(dir.path(), false)).unwrap(); // ttl 60 s
     let min = TimeDelta::minutes(1);
     store
+        .commit(vec![accepted("x", &["1", "3"], T0)])
+        .await
+        .unwrap();
+    // "3" accepted again later (a carrier reusing an id), in another group and in the same
+    // one: the newest registration wins and its expiry counts, the old entries are stale.
+    store
         .commit(vec![
-            accepted("x", &["1", "3"], T0),
-            accepted("y", &["2"], T0 + min * 2),
-            // "3" accepted again later (a resubmit): its expiry moves.
+            accepted("y", &["2", "4"], T0),
             accepted("z", &["3"], T0 + min * 2),
+            accepted("y", &["2", "4"], T0 + min * 2),
         ])
         .await
         .unwrap();
@@ -291,7 +296,11 @@ async fn purge_removes_only_expired_receipt_keys() {
         Some("z")
     );
     assert_eq!(store.purge_expired_receipts(T0 + min * 2).await.unwrap(), 0);
-    assert_eq!(store.purge_expired_receipts(T0 + min * 3).await.unwrap(), 2);
+    assert_eq!(
+        store.receipt_owner("alpha", "4").unwrap().as_deref(),
+        Some("y")
+    );
+    assert_eq!(store.purge_expired_receipts(T0 + min * 3).await.unwrap(), 3);
     assert_eq!(store.receipt_owner("alpha", "3").unwrap(), None);
     assert_eq!(store.inner.ks.expiry.iter().count(), 0);
     assert_eq!(store.inner.ks.receipts.iter().count(), 0);
@@ -406,33 +415,82 @@ fn options_have_defaults_and_refuse_unknown_keys() {
 fn the_outbox_keeps_a_status_until_it_is_published_across_a_reopen() {
     let dir = tempfile::tempdir().expect("tempdir");
     let delivered = status("e1", State::Delivered, T0);
+    let retrying = status("e2", State::Retrying, T0);
+    // What start-up publishes again: the record's latest status, with what the claim knew.
+    let mut expected = delivered.clone();
+    expected.transaction_id = Some("t1".into());
+    expected.destination = Some("+********0123".into());
     {
         let store = Store::open(&options(dir.path(), false)).expect("open");
         store
+            .claim_blocking(vec![req("e1", 0, 1, "t1"), req("e2", 0, 2, "t2")])
+            .expect("claim");
+        store
             .commit_blocking(vec![
-                Change::Status(delivered.clone()),
                 Change::Outbox(delivered.clone()),
+                Change::Status(delivered.clone()),
+                Change::Outbox(retrying.clone()),
+                Change::Status(retrying.clone()),
             ])
             .expect("commit");
-        assert_eq!(store.outbox().expect("outbox"), vec![delivered.clone()]);
+        assert_eq!(
+            store.outbox().expect("outbox"),
+            vec![retrying.clone(), expected.clone()]
+        );
     }
     let store = Store::open(&options(dir.path(), false)).expect("reopen");
     assert_eq!(
         store.outbox().expect("outbox"),
-        vec![delivered],
-        "a crash before the broker's acknowledgement keeps it"
+        vec![retrying.clone(), expected],
+        "a crash before the broker's acknowledgement keeps both"
     );
+    let open: Vec<String> = (store.open_records().expect("open").into_iter())
+        .map(|r| r.event_id)
+        .collect();
+    assert_eq!(
+        open,
+        vec!["e2"],
+        "a terminal record held for publication is not resumed"
+    );
+    // The terminal one is held in the open index, not copied.
+    assert_eq!(store.inner.ks.outbox.iter().count(), 1);
     store
-        .commit_blocking(vec![Change::Published {
-            event_id: "e1".into(),
-            state: State::Delivered,
-        }])
+        .commit_blocking(vec![
+            Change::Published {
+                event_id: "e1".into(),
+                state: State::Delivered,
+            },
+            Change::Published {
+                event_id: "e2".into(),
+                state: State::Retrying,
+            },
+        ])
         .expect("commit");
     assert!(store.outbox().expect("outbox").is_empty());
+    assert_eq!(store.inner.ks.open.iter().count(), 1, "e2 is still open");
     let r = store.get("e1").expect("get").expect("record");
-    assert_eq!(
-        r.state,
-        State::Delivered,
-        "the record is untouched by the outbox"
-    );
+    assert_eq!(r.state, State::Delivered);
+    assert_eq!(r.timeline.len(), 2, "publication is not a state change");
+}
+
+#[test]
+fn a_publication_acknowledged_in_the_same_group_releases_the_record() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(&options(dir.path(), false)).expect("open");
+    store
+        .claim_blocking(vec![req("e1", 0, 1, "t1")])
+        .expect("claim");
+    let delivered = status("e1", State::Delivered, T0);
+    store
+        .commit_blocking(vec![
+            Change::Outbox(delivered.clone()),
+            Change::Status(delivered),
+            Change::Published {
+                event_id: "e1".into(),
+                state: State::Delivered,
+            },
+        ])
+        .expect("commit");
+    assert!(store.outbox().expect("outbox").is_empty());
+    assert_eq!(store.inner.ks.open.iter().count(), 0);
 }

@@ -103,13 +103,22 @@ impl Writer {
             }
             self.group(ops);
         }
-        tracing::debug!("store writer stopped");
+        let s = self.stats.snapshot();
+        tracing::info!(
+            requests = s.requests,
+            batches = s.batches,
+            fsyncs = s.fsyncs,
+            keys = s.records_written,
+            bytes = s.bytes_written,
+            "store writer stopped"
+        );
     }
 
     fn group(&mut self, ops: Vec<Op>) {
+        let requests = ops.len();
         self.stats
             .requests
-            .fetch_add(ops.len() as u64, Ordering::Relaxed);
+            .fetch_add(requests as u64, Ordering::Relaxed);
         let now = OffsetDateTime::now_utc();
         let mut overlay = Overlay::default();
         let mut answers = Vec::with_capacity(ops.len());
@@ -141,12 +150,16 @@ impl Writer {
         }
         let written = self.write(&overlay);
         match &written {
-            Ok(()) => self.keep(overlay),
+            Ok(w) => {
+                crate::metrics::store_group(requests, w.map(|(k, b)| (k, b, self.fsync)));
+                self.keep(overlay);
+            }
             Err(e) => {
                 tracing::error!(error = %e, requests = answers.len(), "store group commit failed");
                 self.cache.clear();
             }
         }
+        let written = written.map(|_| ());
         for a in answers {
             a.send(written.clone());
         }
@@ -168,8 +181,9 @@ impl Writer {
         }
     }
 
-    /// Writes the overlay as one batch and persists the journal once.
-    fn write(&mut self, overlay: &Overlay) -> Result<(), StoreError> {
+    /// Writes the overlay as one batch and persists the journal once; returns the keys and
+    /// bytes written, if it wrote anything.
+    fn write(&mut self, overlay: &Overlay) -> Result<Option<(u64, u64)>, StoreError> {
         let ks = &self.ks;
         let mut b = Batch {
             inner: ks.db.batch(),
@@ -181,7 +195,7 @@ impl Writer {
             };
             codec::encode_record(rec, &mut self.buf);
             b.put(&ks.records, id.as_bytes(), &self.buf);
-            match (slot.open_before, rec.is_open()) {
+            match (slot.open_before, rec.is_open() || slot.hold_open) {
                 (false, true) => b.put(&ks.open, id.as_bytes(), &[]),
                 (true, false) => b.del(&ks.open, id.as_bytes()),
                 _ => {}
@@ -199,6 +213,9 @@ impl Writer {
                 _ => {}
             }
         }
+        for id in &overlay.released {
+            b.del(&ks.open, id.as_bytes());
+        }
         for (key, value) in &overlay.outbox {
             match value {
                 Some(v) => b.put(&ks.outbox, key, v),
@@ -213,7 +230,7 @@ impl Writer {
             }
         }
         if b.inner.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
         let items = b.inner.len() as u64;
         b.inner.commit()?;
@@ -228,7 +245,7 @@ impl Writer {
         s.fsyncs.fetch_add(u64::from(self.fsync), Ordering::Relaxed);
         s.records_written.fetch_add(items, Ordering::Relaxed);
         s.bytes_written.fetch_add(b.bytes, Ordering::Relaxed);
-        Ok(())
+        Ok(Some((items, b.bytes)))
     }
 }
 
@@ -275,7 +292,11 @@ impl Batch {
 
 /// One record as the group found it and as the group leaves it.
 struct Slot {
+    /// Whether the open index has it (a terminal record held there is not known here).
     open_before: bool,
+    /// Terminal, but its status is not yet acknowledged by the broker: it stays in the open
+    /// index until [`Change::Published`], and start-up publishes it again.
+    hold_open: bool,
     transaction_before: Option<String>,
     record: Option<NotificationRecord>,
     dirty: bool,
@@ -297,6 +318,8 @@ struct Overlay {
     expiry: BTreeMap<Vec<u8>, bool>,
     /// `outbox` keys to insert (with their value) or remove.
     outbox: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    /// Terminal records held in the open index whose status the broker now has.
+    released: Vec<String>,
 }
 
 impl Overlay {
@@ -318,6 +341,7 @@ impl Overlay {
         };
         let slot = Slot {
             open_before: record.as_ref().is_some_and(NotificationRecord::is_open),
+            hold_open: false,
             transaction_before: record.as_ref().and_then(|r| r.transaction_id.clone()),
             record,
             dirty: false,
@@ -348,6 +372,7 @@ impl Overlay {
             .entry(event_id.to_owned())
             .or_insert_with(|| Slot {
                 open_before: false,
+                hold_open: false,
                 transaction_before: None,
                 record: None,
                 dirty: false,
@@ -396,13 +421,6 @@ impl Overlay {
                 continue;
             }
             self.load_record(ks, cache, c.event_id())?;
-            if let Change::Status(s) = c {
-                if let (State::Accepted, Some(carrier)) = (s.state, &s.carrier) {
-                    for id in &s.message_ids {
-                        self.load_receipt(ks, keys::receipt_key(carrier, id))?;
-                    }
-                }
-            }
         }
         for c in changes {
             match c {
@@ -430,10 +448,21 @@ impl Overlay {
                         .apply_submitting(&carrier, at);
                     slot.dirty = true;
                 }
+                // A terminal status is the record's own latest state: holding the record in
+                // the open index keeps it without a copy. Others get an outbox entry.
+                Change::Outbox(s) if s.state.is_terminal() => {
+                    self.slot(&s.event_id).hold_open = true;
+                }
                 Change::Outbox(s) => {
                     let value = codec::encode_status(&s);
                     self.outbox
                         .insert(keys::outbox_key(&s.event_id, s.state), Some(value));
+                }
+                Change::Published { event_id, state } if state.is_terminal() => {
+                    match self.records.get_mut(&event_id) {
+                        Some(slot) if slot.hold_open => slot.hold_open = false,
+                        _ => self.released.push(event_id),
+                    }
                 }
                 Change::Published { event_id, state } => {
                     self.outbox.insert(keys::outbox_key(&event_id, state), None);
@@ -443,7 +472,10 @@ impl Overlay {
         Ok(())
     }
 
-    /// Points (carrier, message id) at an event until `expires_ms`, moving its expiry entry.
+    /// Points (carrier, message id) at an event until `expires_ms`, with an expiry entry.
+    /// The stored value is not read first (message ids are new almost always): a reused id
+    /// is overwritten, and the expiry entry of its old value, left behind, is stale for the
+    /// purge, which removes a key only when its value names that same expiry.
     fn register(&mut self, carrier: &str, message_id: &str, event_id: &str, expires_ms: i64) {
         let key = keys::receipt_key(carrier, message_id);
         let value = ReceiptValue {
