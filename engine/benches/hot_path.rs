@@ -16,6 +16,7 @@ use pigeon::health::CarrierHealth;
 use pigeon::intake::{Decision, Encodings, Intake, IntakeLimits};
 use pigeon::matcher::{Accepted, Matcher};
 use pigeon::notification::{Meta, Origin};
+use pigeon::routing::Msisdn;
 use pigeon::template::Templates;
 use pigeon_smpp::receipt::{Receipt, ReceiptState};
 use time::format_description::well_known::Rfc3339;
@@ -145,9 +146,30 @@ fn bench_matcher(c: &mut Criterion) {
     });
 }
 
+/// Checking a destination against its country's numbering plan, alone: the engine's
+/// compiled check, and the `phonenumber` crate's own parse and validation it restates.
+fn bench_number(c: &mut Criterion) {
+    let mut g = c.benchmark_group("number_validate");
+    for (name, number) in [("uk", "+447400900123"), ("cn", "+8613800138000")] {
+        assert!(Msisdn::parse(number).is_ok());
+        g.bench_function(name, |b| {
+            b.iter(|| black_box(Msisdn::parse(black_box(number))))
+        });
+        g.bench_function(format!("{name}_phonenumber_crate"), |b| {
+            b.iter(|| {
+                black_box(
+                    phonenumber::parse(None, black_box(number))
+                        .is_ok_and(|n| phonenumber::is_valid(&n)),
+                )
+            })
+        });
+    }
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().measurement_time(Duration::from_secs(4)).sample_size(30);
-    targets = bench_intake, bench_matcher
+    targets = bench_intake, bench_matcher, bench_number
 }
 criterion_main!(benches);

@@ -25,6 +25,7 @@
 
 mod build;
 pub mod number;
+mod plan;
 pub mod prefixes;
 pub mod routes;
 pub mod table_file;
