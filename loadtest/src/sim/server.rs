@@ -37,6 +37,32 @@ pub(crate) struct CarrierShared {
     pub registry: Registry,
     /// One `throttle_tps` bucket per account.
     pub throttles: Throttles,
+    /// Told of every complete message (see [`start_observed`]).
+    pub observer: Option<SubmitObserver>,
+}
+
+/// Called with `(carrier name, destination address)` each time a carrier has a complete
+/// message (a single submit, or the last segment of a concatenated one), on the session's
+/// task: it must be quick and must not block.
+#[derive(Clone)]
+pub struct SubmitObserver(Arc<ObserveFn>);
+
+type ObserveFn = dyn Fn(&str, &str) + Send + Sync;
+
+impl SubmitObserver {
+    pub fn new(f: impl Fn(&str, &str) + Send + Sync + 'static) -> Self {
+        SubmitObserver(Arc::new(f))
+    }
+
+    pub(crate) fn tell(&self, carrier: &str, destination: &str) {
+        (self.0)(carrier, destination);
+    }
+}
+
+impl std::fmt::Debug for SubmitObserver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SubmitObserver")
+    }
 }
 
 #[derive(Debug)]
@@ -63,6 +89,15 @@ pub struct SimHandle {
 
 /// Binds every carrier's listener and starts accepting; returns once all are listening.
 pub async fn start(cfg: SimConfig) -> anyhow::Result<SimHandle> {
+    start_observed(cfg, None).await
+}
+
+/// [`start`], with `observer` told of every complete message on any carrier (a load run
+/// times the message's arrival with it).
+pub async fn start_observed(
+    cfg: SimConfig,
+    observer: Option<SubmitObserver>,
+) -> anyhow::Result<SimHandle> {
     cfg.validate()?;
     let root = CancellationToken::new();
     let tracker = TaskTracker::new();
@@ -82,6 +117,7 @@ pub async fn start(cfg: SimConfig) -> anyhow::Result<SimHandle> {
             reassembly: Reassembler::default(),
             registry: Registry::default(),
             throttles: Throttles::default(),
+            observer: observer.clone(),
         });
         info!(carrier = %shared.cfg.name, %addr, "carrier listening");
         let running = spawn_acceptor(&shared, listener, root.child_token(), &tracker);

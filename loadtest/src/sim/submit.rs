@@ -54,6 +54,9 @@ pub(crate) fn count_message(
     let counters = &carrier.counters;
     let data_coding = u8::from(sm.data_coding);
     Counters::incr(&counters.messages);
+    if let Some(observe) = &carrier.observer {
+        observe.tell(&carrier.cfg.name, sm.destination_addr.as_str());
+    }
     counters.count_coding(data_coding);
     if segments > 1 {
         Counters::add(&counters.segments_reassembled, u64::from(segments));

@@ -1,0 +1,427 @@
+//! What a scenario run observes, indexed by the debit's sequence number (event id
+//! `{run_id}-{i}`, destination from [`super::debits::sequence_of`]): when each debit was due
+//! (open loop: latency counts from there, so a producer that fell behind does not hide the
+//! wait), when a simulated carrier had its message, and its statuses from the status topic.
+//!
+//! Stages, each from the debit's intended send time:
+//! - `produced_to_submit`: the simulated carrier has the complete message (local runs);
+//! - `produced_to_receipt_matched`: the terminal status was decided (the engine's `at`;
+//!   for `delivered`, when its receipt was matched);
+//! - `produced_to_status_published`: the broker's timestamp of that status record;
+//! - `produced_to_status_seen`: this run consumed it.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use pigeon::event::StatusEvent;
+use pigeon_kafka::KafkaConfig;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::Message;
+use time::OffsetDateTime;
+use tokio::time::Instant;
+
+use super::summary::{Second, Stage};
+use super::verify::Accounting;
+
+/// The stages, in report order: (name, label).
+pub const STAGES: [(&str, &str); 4] = [
+    (
+        "produced_to_submit",
+        "debit due → message complete at the carrier",
+    ),
+    (
+        "produced_to_receipt_matched",
+        "debit due → terminal status decided (receipt matched)",
+    ),
+    (
+        "produced_to_status_published",
+        "debit due → terminal status on the broker",
+    ),
+    (
+        "produced_to_status_seen",
+        "debit due → terminal status consumed",
+    ),
+];
+
+/// Shared between the status consumer, the simulator's observer and the run.
+#[derive(Clone)]
+pub struct RunCollector {
+    inner: Arc<Mutex<Observed>>,
+    start: Instant,
+    start_wall: OffsetDateTime,
+    prefix: Arc<str>,
+}
+
+/// Progress so far, for the terminal.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Progress {
+    pub produced: u64,
+    pub submitted: u64,
+    pub terminal: u64,
+}
+
+struct Observed {
+    /// Intended send time of debit `i` (index `i - 1`), microseconds from the start.
+    due_us: Vec<u64>,
+    produced: u64,
+    submitted: Vec<bool>,
+    submitted_count: u64,
+    /// Distinct terminal states per debit, a bit per state.
+    terminal: Vec<u32>,
+    terminal_count: u64,
+    timeline: Vec<Second>,
+    stages: [Histogram<u64>; 4],
+    states: BTreeMap<String, u64>,
+    terminal_states: BTreeMap<String, u64>,
+    possible_duplicate: u64,
+    last_terminal: Option<Instant>,
+    /// Debits due before this are left out of the stage latencies.
+    warmup_us: u64,
+}
+
+fn histogram() -> Histogram<u64> {
+    // Microseconds, 1 µs to 1 h, 3 significant digits: constant, valid bounds.
+    match Histogram::new_with_bounds(1, 3_600_000_000, 3) {
+        Ok(h) => h,
+        Err(e) => unreachable!("constant histogram bounds are valid: {e}"),
+    }
+}
+
+impl Observed {
+    fn second(&mut self, at: Duration) -> &mut Second {
+        let t = u32::try_from(at.as_secs())
+            .unwrap_or(u32::MAX)
+            .min(24 * 3600);
+        while self.timeline.len() <= t as usize {
+            let t = self.timeline.len() as u32;
+            self.timeline.push(Second {
+                t,
+                ..Second::default()
+            });
+        }
+        &mut self.timeline[t as usize]
+    }
+}
+
+impl RunCollector {
+    /// A collector for debits `1..=due.len()` of `run_id`, debit `i` due at `start + due[i-1]`;
+    /// debits due before `warmup` count everywhere but in the stage latencies.
+    pub fn new(run_id: &str, due: &[Duration], start: Instant, warmup: Duration) -> RunCollector {
+        let n = due.len();
+        let mut observed = Observed {
+            due_us: due.iter().map(|d| d.as_micros() as u64).collect(),
+            produced: 0,
+            submitted: vec![false; n],
+            submitted_count: 0,
+            terminal: vec![0; n],
+            terminal_count: 0,
+            timeline: Vec::new(),
+            stages: [histogram(), histogram(), histogram(), histogram()],
+            states: BTreeMap::new(),
+            terminal_states: BTreeMap::new(),
+            possible_duplicate: 0,
+            last_terminal: None,
+            warmup_us: warmup.as_micros() as u64,
+        };
+        for d in due {
+            observed.second(*d).offered += 1;
+        }
+        let wall_now = OffsetDateTime::now_utc();
+        let now = Instant::now();
+        let start_wall = if start >= now {
+            wall_now + (start - now)
+        } else {
+            wall_now - (now - start)
+        };
+        RunCollector {
+            inner: Arc::new(Mutex::new(observed)),
+            start,
+            start_wall,
+            prefix: format!("{run_id}-").into(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Observed> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The wall-clock time generation started.
+    pub fn start_wall(&self) -> OffsetDateTime {
+        self.start_wall
+    }
+
+    /// `n` more debits were handed to the producer now.
+    pub fn produced(&self, n: u64) {
+        let at = self.start.elapsed();
+        let mut o = self.lock();
+        o.produced += n;
+        o.second(at).produced += n;
+    }
+
+    /// A simulated carrier has the complete message for `destination` now.
+    pub fn submitted(&self, destination: &str) {
+        let now = Instant::now();
+        let Some(i) = super::debits::sequence_of(destination) else {
+            return;
+        };
+        let mut o = self.lock();
+        let Some(idx) = (i as usize)
+            .checked_sub(1)
+            .filter(|&x| x < o.submitted.len())
+        else {
+            return;
+        };
+        if std::mem::replace(&mut o.submitted[idx], true) {
+            return;
+        }
+        o.submitted_count += 1;
+        let since = now.saturating_duration_since(self.start);
+        o.second(since).submitted += 1;
+        let late = since.as_micros() as u64;
+        let due = o.due_us[idx];
+        if due >= o.warmup_us {
+            o.stages[0].saturating_record(late.saturating_sub(due).max(1));
+        }
+    }
+
+    /// Takes one status record: its event, its broker timestamp (ms since the epoch).
+    pub fn status(&self, status: &StatusEvent, broker_ms: Option<i64>) {
+        let Some(i) = status
+            .event_id
+            .strip_prefix(&*self.prefix)
+            .and_then(|s| s.parse::<u64>().ok())
+        else {
+            return;
+        };
+        let now = Instant::now();
+        let mut o = self.lock();
+        let Some(idx) = (i as usize)
+            .checked_sub(1)
+            .filter(|&x| x < o.terminal.len())
+        else {
+            return;
+        };
+        *o.states
+            .entry(status.state.as_str().to_owned())
+            .or_default() += 1;
+        if status.possible_duplicate {
+            o.possible_duplicate += 1;
+        }
+        if !status.state.is_terminal() {
+            return;
+        }
+        let bit = 1u32 << (status.state as u32);
+        let before = o.terminal[idx];
+        o.terminal[idx] |= bit;
+        if before & bit == 0 {
+            *o.terminal_states
+                .entry(status.state.as_str().to_owned())
+                .or_default() += 1;
+        }
+        o.last_terminal = Some(now);
+        if before != 0 {
+            return;
+        }
+        o.terminal_count += 1;
+        let since = now.saturating_duration_since(self.start);
+        o.second(since).terminal += 1;
+        let due_us = o.due_us[idx];
+        if due_us < o.warmup_us {
+            return;
+        }
+        let due_wall = self.start_wall + Duration::from_micros(due_us);
+        let us = |d: time::Duration| d.whole_microseconds().clamp(1, i128::from(u64::MAX)) as u64;
+        o.stages[1].saturating_record(us(status.at - due_wall));
+        if let Some(ms) = broker_ms {
+            let at = OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000);
+            if let Ok(at) = at {
+                o.stages[2].saturating_record(us(at - due_wall));
+            }
+        }
+        let seen = since.as_micros() as u64;
+        o.stages[3].saturating_record(seen.saturating_sub(due_us).max(1));
+    }
+
+    pub fn progress(&self) -> Progress {
+        let o = self.lock();
+        Progress {
+            produced: o.produced,
+            submitted: o.submitted_count,
+            terminal: o.terminal_count,
+        }
+    }
+
+    /// When the last terminal status was seen.
+    pub fn last_terminal(&self) -> Option<Instant> {
+        self.lock().last_terminal
+    }
+
+    /// Statuses flagged `possible_duplicate`.
+    pub fn possible_duplicates(&self) -> u64 {
+        self.lock().possible_duplicate
+    }
+
+    /// Accounting over debits `1..=produced`, the timeline and the stage latencies.
+    pub fn finish(&self, run_id: &str, produced: u64) -> (Accounting, Vec<Second>, Vec<Stage>) {
+        let o = self.lock();
+        let mut a = Accounting {
+            expected: produced,
+            by_state: o.terminal_states.clone(),
+            all_statuses: o.states.clone(),
+            ..Accounting::default()
+        };
+        for (idx, bits) in o.terminal.iter().take(produced as usize).enumerate() {
+            match bits.count_ones() {
+                0 => {
+                    a.missing += 1;
+                    if a.missing_sample.len() < 10 {
+                        a.missing_sample.push(format!("{run_id}-{}", idx + 1));
+                    }
+                }
+                1 => a.terminal += 1,
+                _ => {
+                    a.terminal += 1;
+                    a.duplicated += 1;
+                }
+            }
+        }
+        let stages = STAGES
+            .iter()
+            .zip(&o.stages)
+            .map(|((name, label), h)| stage(name, label, h))
+            .collect();
+        (a, o.timeline.clone(), stages)
+    }
+}
+
+/// Consumes `topic` from the beginning in the consumer group `group`, handing every status
+/// of the run to the collector once `cell` holds it (statuses before that belong to no
+/// debit of the run). Runs until the task is aborted.
+pub fn consume_statuses(
+    kafka: &KafkaConfig,
+    topic: &str,
+    group: &str,
+    cell: Arc<std::sync::OnceLock<RunCollector>>,
+) -> anyhow::Result<(Arc<StreamConsumer>, tokio::task::JoinHandle<()>)> {
+    let mut cfg = kafka.clone();
+    cfg.group_id = group.to_owned();
+    let consumer: Arc<StreamConsumer> = Arc::new(cfg.consumer().create()?);
+    consumer.subscribe(&[topic])?;
+    let c = consumer.clone();
+    let task = tokio::spawn(async move {
+        loop {
+            let m = match c.recv().await {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::warn!(error = %e, "status consume error");
+                    continue;
+                }
+            };
+            let (Some(payload), Some(me)) = (m.payload(), cell.get()) else {
+                continue;
+            };
+            // Cheap filter before parsing: other runs' statuses may share the topic.
+            if !contains(payload, me.prefix.as_bytes()) {
+                continue;
+            }
+            if let Ok(status) = serde_json::from_slice::<StatusEvent>(payload) {
+                me.status(&status, m.timestamp().to_millis());
+            }
+        }
+    });
+    Ok((consumer, task))
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    needle.is_empty() || haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+fn stage(name: &str, label: &str, h: &Histogram<u64>) -> Stage {
+    let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+    let empty = h.is_empty();
+    Stage {
+        name: name.to_owned(),
+        label: label.to_owned(),
+        count: h.len(),
+        p50: if empty { 0.0 } else { ms(0.50) },
+        p90: if empty { 0.0 } else { ms(0.90) },
+        p99: if empty { 0.0 } else { ms(0.99) },
+        p999: if empty { 0.0 } else { ms(0.999) },
+        max: if empty { 0.0 } else { h.max() as f64 / 1000.0 },
+    }
+}
+
+/// Terminal states that count as failed in the report's counts.
+pub fn is_failure(state: &str) -> bool {
+    matches!(
+        state,
+        "failed" | "rejected" | "undeliverable" | "unconfirmed"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pigeon::event::State;
+
+    fn status(run: &str, i: u64, state: State, at: OffsetDateTime) -> StatusEvent {
+        StatusEvent {
+            schema_version: 1,
+            event_id: format!("{run}-{i}"),
+            transaction_id: None,
+            state,
+            reason: None,
+            detail: None,
+            carrier: None,
+            message_ids: Vec::new(),
+            segments: 1,
+            command_status: None,
+            destination: None,
+            occurred_at: None,
+            at,
+            possible_duplicate: false,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn stages_count_from_the_intended_time_and_accounting_is_per_debit() {
+        let start = Instant::now();
+        let due: Vec<Duration> = (0..4).map(|i| Duration::from_millis(i * 500)).collect();
+        let c = RunCollector::new("r", &due, start, Duration::ZERO);
+        c.produced(4);
+        tokio::time::advance(Duration::from_millis(1_700)).await;
+        // Debit 2 was due at 0.5 s; its message arrives at 1.7 s: 1.2 s late.
+        c.submitted(&super::super::debits::uk_number(2));
+        c.submitted(&super::super::debits::uk_number(2));
+        c.submitted("+447911123456");
+        let wall = c.start_wall() + Duration::from_millis(1_700);
+        c.status(&status("r", 2, State::Accepted, wall), None);
+        c.status(&status("r", 2, State::Delivered, wall), Some(0));
+        c.status(&status("r", 3, State::Delivered, wall), None);
+        c.status(&status("r", 3, State::Failed, wall), None);
+        c.status(&status("other", 1, State::Delivered, wall), None);
+        c.status(&status("r", 9, State::Delivered, wall), None);
+        let p = c.progress();
+        assert_eq!((p.produced, p.submitted, p.terminal), (4, 1, 2));
+        let (a, timeline, stages) = c.finish("r", 4);
+        assert_eq!(
+            (a.expected, a.terminal, a.missing, a.duplicated),
+            (4, 2, 2, 1)
+        );
+        assert_eq!(a.missing_sample, vec!["r-1", "r-4"]);
+        assert_eq!(timeline.iter().map(|s| s.offered).sum::<u64>(), 4);
+        assert_eq!(timeline[1].submitted, 1);
+        assert_eq!(timeline[1].terminal, 2);
+        let submit = &stages[0];
+        assert_eq!(submit.count, 1);
+        assert!((submit.p50 - 1_200.0).abs() < 2.0, "{submit:?}");
+        // Debit 3 was due at 1.0 s, decided at 1.7 s.
+        assert_eq!(stages[1].count, 2);
+        assert!((stages[1].max - 1_200.0).abs() < 2.0, "{:?}", stages[1]);
+        // A broker timestamp of 0 is long before the debit: counted as 1 µs, not negative.
+        assert_eq!(stages[2].count, 1);
+        assert_eq!(stages[3].count, 2);
+    }
+}
