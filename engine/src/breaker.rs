@@ -16,7 +16,11 @@
 //! - HalfOpen (probe in flight) -> HalfOpen: the probe was never written
 //!   ([`Breaker::on_probe_cancelled`]); the next `try_acquire` admits another one.
 //!
-//! Binds coming back up never close the breaker by themselves; see [`Breaker::on_binds_up`].
+//! - Open -> HalfOpen at once: a bind is back up after the breaker opened because every bind
+//!   was lost ([`Breaker::on_binds_up`]); a probe decides as usual.
+//!
+//! Binds coming back up never close the breaker by themselves, and never shorten an open
+//! period that submit failures started; see [`Breaker::on_binds_up`].
 //!
 //! What counts as a failure is the caller's decision. Intended: a submit refused with a
 //! retryable or permanent *system* status (the carrier's fault: system error, bind or
@@ -98,6 +102,8 @@ pub struct Breaker {
     state: State,
     /// Length of the next open period: `open_base` doubled once per failed probe, capped.
     open_for: Duration,
+    /// The breaker is open because every bind was lost, not because submits failed.
+    opened_by_binds: bool,
 }
 
 impl Breaker {
@@ -109,6 +115,7 @@ impl Breaker {
                 consecutive_failures: 0,
             },
             open_for: cfg.open_base.min(cfg.open_max),
+            opened_by_binds: false,
         }
     }
 
@@ -215,19 +222,33 @@ impl Breaker {
     /// counts as a failed probe; while open it changes nothing.
     pub fn on_all_binds_down(&mut self, now: Instant) {
         match self.state {
-            State::Closed { .. } => self.trip(now),
-            State::HalfOpen { .. } => self.probe_failed(now),
+            State::Closed { .. } => {
+                self.trip(now);
+                self.opened_by_binds = true;
+            }
+            State::HalfOpen { .. } => {
+                self.probe_failed(now);
+                self.opened_by_binds = true;
+            }
             State::Open { .. } => {}
         }
     }
 
-    /// A bind of the carrier is up again. Deliberately changes nothing: a successful bind
-    /// proves the TCP link and the credentials, not the submit path. Carriers accept binds
-    /// while their SMSC rejects or drops submits (backend down, routes missing, ghost binds
-    /// after a drop), and a reconnect loop would otherwise close the breaker on every
-    /// reconnect and send a full window into a failing carrier each time. The open period
-    /// runs out and one probe must succeed.
-    pub fn on_binds_up(&mut self) {}
+    /// A bind of the carrier is up again. If only the loss of every bind opened the
+    /// breaker, one probe may go at once (half-open) instead of at the end of the open
+    /// period: carriers reset their sessions routinely, and the reconnect takes a fraction
+    /// of a second where the open period takes seconds. It never closes the breaker by
+    /// itself, and an open period that submit failures started runs out as usual: a
+    /// successful bind proves the TCP link and the credentials, not the submit path
+    /// (carriers accept binds while their SMSC rejects or drops submits), so a probe must
+    /// succeed, and one that fails doubles the open period.
+    pub fn on_binds_up(&mut self) {
+        if matches!(self.state, State::Open { .. }) && self.opened_by_binds {
+            self.state = State::HalfOpen {
+                probe_in_flight: false,
+            };
+        }
+    }
 
     /// -> Closed, with the open period reset.
     fn close(&mut self) {
@@ -239,6 +260,7 @@ impl Breaker {
 
     /// Closed -> Open for the base period.
     fn trip(&mut self, now: Instant) {
+        self.opened_by_binds = false;
         self.open_for = self.cfg.open_base.min(self.cfg.open_max);
         self.state = State::Open {
             until: now + self.open_for,
@@ -247,6 +269,7 @@ impl Breaker {
 
     /// HalfOpen -> Open for twice the previous period, capped.
     fn probe_failed(&mut self, now: Instant) {
+        self.opened_by_binds = false;
         self.open_for = self.open_for.saturating_mul(2).min(self.cfg.open_max);
         self.state = State::Open {
             until: now + self.open_for,
@@ -418,16 +441,41 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn binds_up_does_not_close_and_binds_down_reopens_half_open() {
+    async fn binds_back_after_losing_them_all_let_one_probe_go_at_once() {
         let mut b = Breaker::new(CFG);
+        b.on_all_binds_down(Instant::now());
+        assert_eq!(b.try_acquire(Instant::now()), Admit::No);
+        b.on_binds_up();
+        assert_eq!(b.try_acquire(Instant::now()), Admit::Probe);
+        assert_eq!(b.try_acquire(Instant::now()), Admit::No, "one probe only");
+        b.on_success();
+        assert_eq!(b.state(), closed(0));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn binds_up_never_shortens_an_open_period_that_failures_started() {
+        let b = &mut tripped();
         b.on_all_binds_down(Instant::now());
         b.on_binds_up();
         assert_eq!(b.try_acquire(Instant::now()), Admit::No);
         advance(secs(5)).await;
+        assert_eq!(b.try_acquire(Instant::now()), Admit::Probe);
+        // The probe fails: open for twice as long, and a reconnect does not cut it short.
+        b.on_failure(Instant::now());
+        b.on_binds_up();
+        assert_eq!(b.state(), open_until(Instant::now() + secs(10)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn binds_lost_again_while_half_open_doubles_the_period() {
+        let mut b = Breaker::new(CFG);
+        b.on_all_binds_down(Instant::now());
         b.on_binds_up();
         assert_eq!(b.try_acquire(Instant::now()), Admit::Probe);
         b.on_all_binds_down(Instant::now());
         assert_eq!(b.state(), open_until(Instant::now() + secs(10)));
+        b.on_binds_up();
+        assert_eq!(b.try_acquire(Instant::now()), Admit::Probe);
     }
 
     #[derive(Debug, Clone)]

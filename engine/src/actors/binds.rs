@@ -110,11 +110,14 @@ impl Binds {
         if role == Role::Submit {
             metrics::carrier_binds(&self.name, up);
             self.health.set_binds_up(self.carrier, up);
+            let mut b = self.breaker.lock().unwrap_or_else(|p| p.into_inner());
             if up == 0 {
-                let mut b = self.breaker.lock().unwrap_or_else(|p| p.into_inner());
                 b.on_all_binds_down(Instant::now());
-                self.health.publish_breaker(self.carrier, &self.name, &b);
+            } else {
+                b.on_binds_up();
             }
+            self.health.publish_breaker(self.carrier, &self.name, &b);
+            drop(b);
             self.up.notify_waiters();
         }
     }
