@@ -168,6 +168,7 @@ impl Intake {
             deadline: Instant::now() + left,
             urgent: !self.limits.priority_lanes || ev.is_debit(),
             receipt_failover: self.router.receipt_failover(&resolved),
+            resent_unanswered: false,
         })
     }
 }

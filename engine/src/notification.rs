@@ -76,6 +76,8 @@ pub struct Notification {
     /// Accepted but no receipt within this long: go again through the next carrier of the
     /// route (flagged `possible_duplicate`). `None` (the default): wait for the receipt.
     pub receipt_failover: Option<std::time::Duration>,
+    /// Already sent again because a submit of it went unanswered ([`crate::outcome::Unanswered`]).
+    pub resent_unanswered: bool,
 }
 
 impl Notification {
@@ -116,6 +118,7 @@ pub(crate) fn sample(event_id: &str) -> Notification {
         deadline: Instant::now() + std::time::Duration::from_secs(600),
         urgent: true,
         receipt_failover: Some(std::time::Duration::from_secs(30)),
+        resent_unanswered: false,
     }
 }
 

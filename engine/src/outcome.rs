@@ -25,6 +25,42 @@ pub enum Verdict {
     },
 }
 
+/// Whether the parts not sent must be tried again on this carrier rather than moved on:
+/// some part is already with it (accepted, or written without an answer), and another was
+/// never written.
+pub fn must_stay(outcomes: &[SubmitOutcome]) -> bool {
+    let with_carrier = outcomes.iter().any(|o| {
+        matches!(
+            o,
+            SubmitOutcome::Accepted { .. } | SubmitOutcome::Timeout | SubmitOutcome::Lost
+        )
+    });
+    with_carrier && outcomes.iter().any(|o| matches!(o, SubmitOutcome::NotSent))
+}
+
+/// What follows an `ambiguous` verdict: a submit was written and never answered, so the
+/// carrier may have the message (and nothing can match its receipt).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unanswered {
+    /// Publish `ambiguous`, wait `engine.ambiguous_wait_ms`, then send it again to the same
+    /// carrier flagged `possible_duplicate`: the policy after a crash, applied to a lost
+    /// answer too, so that the debit still gets a known outcome.
+    ResendLater,
+    /// It was sent again for this once already: end it `unconfirmed(no_submit_response)`;
+    /// whether the customer got it is unknown, and a third copy is not worth the risk.
+    GiveUp,
+}
+
+/// The policy for an `ambiguous` verdict, given whether the notification was already sent
+/// again after one.
+pub fn after_unanswered(resent_before: bool) -> Unanswered {
+    if resent_before {
+        Unanswered::GiveUp
+    } else {
+        Unanswered::ResendLater
+    }
+}
+
 /// `can_hand_over`: the route has a further carrier. `expired`: the validity has elapsed.
 pub fn conclude(outcomes: Vec<SubmitOutcome>, can_hand_over: bool, expired: bool) -> Verdict {
     let parts = outcomes.len();
@@ -167,6 +203,24 @@ mod tests {
                 v => panic!("{v:?}"),
             }
         }
+    }
+
+    #[test]
+    fn parts_not_sent_stay_with_the_carrier_that_has_the_others() {
+        assert!(must_stay(&[ok("1"), SubmitOutcome::NotSent]));
+        assert!(must_stay(&[SubmitOutcome::Lost, SubmitOutcome::NotSent]));
+        assert!(!must_stay(&[
+            SubmitOutcome::NotSent,
+            SubmitOutcome::NotSent
+        ]));
+        assert!(!must_stay(&[ok("1"), refused(0x58)]));
+        assert!(!must_stay(&[ok("1"), ok("2")]));
+    }
+
+    #[test]
+    fn an_unanswered_submit_is_sent_again_once_then_unconfirmed() {
+        assert_eq!(after_unanswered(false), Unanswered::ResendLater);
+        assert_eq!(after_unanswered(true), Unanswered::GiveUp);
     }
 
     #[test]

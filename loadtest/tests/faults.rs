@@ -6,6 +6,7 @@ mod support;
 
 use std::time::Duration;
 
+use pigeon::event::State;
 use pigeon_kafka::KafkaConfig;
 use pigeon_loadtest::load::{Accounting, DebitMix, Generator, StatusCollector};
 use pigeon_loadtest::sim::{CarrierSim, IdFormat, Latency, ReceiptState, SimStats};
@@ -242,8 +243,9 @@ async fn receipts_in_another_id_form_early_twice_or_on_another_bind_are_matched_
     assert_eq!(r.state("delivered"), 100, "{:?}", r.acc);
 }
 
+/// With the default wait (30 s), nothing unanswered goes again within the run.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unanswered_submits_are_ambiguous_and_never_resent() {
+async fn unanswered_submits_are_ambiguous_and_not_resent_before_the_wait() {
     let r = run(
         "noresp",
         200,
@@ -259,6 +261,70 @@ async fn unanswered_submits_are_ambiguous_and_never_resent() {
         "one ambiguous status per unanswered submit"
     );
     assert_eq!(r.sim.messages, 200, "nothing was sent twice: {:?}", r.sim);
+}
+
+/// After `engine.ambiguous_wait_ms` an unanswered notification goes again to the same
+/// carrier, flagged `possible_duplicate` from then on; unanswered again, it ends
+/// `unconfirmed(no_submit_response)`. Every debit ends with a terminal status.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unanswered_submits_go_again_after_the_wait_flagged_and_every_debit_ends() {
+    let name = "noresp-resend";
+    let n = 200;
+    let topics = Topics::unique(name);
+    topics.create().await;
+    let sim = start_sim_with(Duration::from_millis(20), |c| c.no_response_rate = 0.2).await;
+    let mut cfg = engine_config_with(&sim, &topics, "response_timeout_ms = 300");
+    cfg.engine.ambiguous_wait_ms = 300;
+    let engine = Engine::start(cfg);
+    let collector = StatusCollector::start(
+        &KafkaConfig::new(support::brokers()),
+        &topics.statuses,
+        name,
+    )
+    .expect("status collector");
+    let mut g = Generator::new(name, DebitMix::uk_only());
+    let records = (0..n).map(|_| g.next_event()).collect();
+    produce(&topics.debits, records).await;
+    assert!(
+        collector.wait_terminal(n, Instant::now() + DEADLINE).await,
+        "only {} of {n} ended",
+        collector.terminal_count()
+    );
+    engine.stop().await;
+    let sim = sim.shutdown().await;
+    let (acc, _, _) = collector.finish(&g.ids());
+    assert!(acc.exactly_once(), "{acc:?}");
+    let resent: Vec<String> = (g.ids().into_iter())
+        .filter(|id| {
+            let trail = collector.statuses(id);
+            trail.iter().any(|s| s.state == State::Ambiguous)
+        })
+        .collect();
+    assert!(!resent.is_empty(), "some submits went unanswered: {sim:?}");
+    for id in &resent {
+        let trail = collector.statuses(id);
+        let end = trail
+            .iter()
+            .find(|s| s.state.is_terminal())
+            .expect("terminal");
+        assert!(end.possible_duplicate, "{id}: {trail:?}");
+        assert!(
+            matches!(end.state, State::Delivered | State::Unconfirmed),
+            "{id}: {trail:?}"
+        );
+        if end.state == State::Unconfirmed {
+            assert_eq!(end.reason.as_deref(), Some("no_submit_response"));
+        }
+    }
+    // The carrier had every unanswered message, so each resend is a second copy, and
+    // nothing else was sent twice.
+    assert_eq!(sim.duplicate_pairs, resent.len() as u64, "{sim:?}");
+    assert_eq!(
+        acc.by_state.get("delivered").copied().unwrap_or(0)
+            + acc.by_state.get("unconfirmed").copied().unwrap_or(0),
+        n,
+        "{acc:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

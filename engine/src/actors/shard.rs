@@ -36,7 +36,7 @@ use crate::lanes::Lanes;
 use crate::matcher::Accepted;
 use crate::metrics;
 use crate::notification::Notification;
-use crate::outcome::{self, Verdict};
+use crate::outcome::{self, Unanswered, Verdict};
 use crate::retry::{Next, RetryPolicy};
 use crate::routing::CarrierId;
 use crate::store::{Change, Store};
@@ -54,6 +54,8 @@ struct Shared {
     breaker: Arc<Mutex<Breaker>>,
     /// How long a notification waits for a bind before it moves to the next carrier.
     failover_after: Duration,
+    /// How long an unanswered submit waits before it goes again ([`outcome::Unanswered`]).
+    ambiguous_wait: Duration,
     health: Arc<CarrierHealth>,
     /// Every carrier's shard, by carrier id; set once all are started.
     peers: Arc<OnceLock<Vec<Addr<Shard>>>>,
@@ -158,6 +160,8 @@ pub struct ShardLinks {
     pub peers: Arc<OnceLock<Vec<Addr<Shard>>>>,
     /// How long a notification waits for a bind before it moves to the next carrier.
     pub failover_after: Duration,
+    /// How long an unanswered submit waits before it goes again (`engine.ambiguous_wait_ms`).
+    pub ambiguous_wait: Duration,
     /// How every carrier wants texts encoded, to encode again on a hand-over.
     pub encodings: Encodings,
     /// Where a notification is marked `submitting` before it is written; `None`: store off.
@@ -213,6 +217,7 @@ impl Shard {
                 cap: Duration::from_millis(cfg.retry_backoff_max_ms),
             },
             failover_after: links.failover_after,
+            ambiguous_wait: links.ambiguous_wait,
             health: links.health,
             peers: links.peers,
             encodings: links.encodings,
@@ -420,20 +425,32 @@ async fn submit(shared: Arc<Shared>, n: Notification, permit: OwnedSemaphorePerm
             return;
         }
     }
-    let sends = n.text.parts.iter().enumerate().map(|(i, p)| {
-        let submit = Submit {
-            source_addr: shared.source_addr.clone(),
-            destination_addr: n.destination.clone(),
-            data_coding: n.text.coding.data_coding(),
-            esm_class: n.text.esm_class(),
-            short_message: Bytes::copy_from_slice(p),
-            registered_delivery: true,
-            sar: n.text.sar_for_part(i),
-            message_payload: n.text.payload_tlv,
-        };
-        submit_segment(&shared, submit, n.deadline, can_hand_over)
-    });
-    let outcomes = join_all(sends).await;
+    let part = |i: usize| Submit {
+        source_addr: shared.source_addr.clone(),
+        destination_addr: n.destination.clone(),
+        data_coding: n.text.coding.data_coding(),
+        esm_class: n.text.esm_class(),
+        short_message: Bytes::copy_from_slice(n.text.parts.get(i).map_or(&[][..], |p| &p[..])),
+        registered_delivery: true,
+        sar: n.text.sar_for_part(i),
+        message_payload: n.text.payload_tlv,
+    };
+    let sends = (0..n.text.parts.len())
+        .map(|i| submit_segment(&shared, part(i), n.deadline, can_hand_over));
+    let mut outcomes = join_all(sends).await;
+    // Part of the message is with this carrier, so the rest must follow it here: parts that
+    // gave up waiting for a bind (to move on) wait again, until the validity ends.
+    if outcome::must_stay(&outcomes) {
+        let again: Vec<usize> = (outcomes.iter().enumerate())
+            .filter(|(_, o)| matches!(o, SubmitOutcome::NotSent))
+            .map(|(i, _)| i)
+            .collect();
+        let sends = (again.iter()).map(|&i| submit_segment(&shared, part(i), n.deadline, false));
+        let retried = join_all(sends).await;
+        for (&i, o) in again.iter().zip(retried) {
+            outcomes[i] = o;
+        }
+    }
     drop(permit);
     let expired = Instant::now() >= n.deadline;
     let segments = u64::from(n.meta.segments);
@@ -457,11 +474,25 @@ async fn submit(shared: Arc<Shared>, n: Notification, permit: OwnedSemaphorePerm
         }
         Verdict::HandOver { reason } => return hand_over(&shared, n, reason).await,
         Verdict::End {
+            state: State::Ambiguous,
+            reason,
+            command_status,
+            ids,
+        } if outcome::after_unanswered(n.resent_unanswered) == Unanswered::ResendLater => {
+            metrics::submit(&shared.name, reason, segments);
+            return resend_later(&shared, n, reason, command_status, ids).await;
+        }
+        Verdict::End {
             state,
             reason,
             command_status,
             ids,
         } => {
+            // A second unanswered submit: nobody knows whether the customer has it.
+            let state = match state {
+                State::Ambiguous => State::Unconfirmed,
+                other => other,
+            };
             metrics::submit(&shared.name, reason, segments);
             let mut status = n.meta.status(state);
             status.reason = Some(reason.to_owned());
@@ -475,6 +506,40 @@ async fn submit(shared: Arc<Shared>, n: Notification, permit: OwnedSemaphorePerm
         }
     };
     let _ = shared.results.send(result).await;
+}
+
+/// Publishes `ambiguous` for `n` (it does not decide its Kafka record: the resend will),
+/// waits `ambiguous_wait`, then sends it again to this carrier flagged `possible_duplicate`.
+async fn resend_later(
+    shared: &Arc<Shared>,
+    mut n: Notification,
+    reason: &'static str,
+    command_status: Option<u32>,
+    ids: Vec<String>,
+) {
+    let mut status = n.meta.status(State::Ambiguous);
+    status.reason = Some(reason.to_owned());
+    status.carrier = Some(shared.name.to_string());
+    status.command_status = command_status;
+    status.message_ids = ids;
+    let _ = shared
+        .results
+        .send(SubmitResult::Progress {
+            status: Box::new(status),
+        })
+        .await;
+    n.meta.possible_duplicate = true;
+    n.resent_unanswered = true;
+    let (wait, peers, carrier) = (shared.ambiguous_wait, shared.peers.clone(), shared.carrier);
+    actix::spawn(async move {
+        tokio::time::sleep(wait).await;
+        let Some(me) = peers.get().and_then(|p| p.get(carrier)) else {
+            return;
+        };
+        if me.send(Dispatch(vec![n])).await.is_err() {
+            tracing::error!("a carrier shard is gone");
+        }
+    });
 }
 
 /// Moves `n` to the next carrier of its route that is up (or simply the next), with a

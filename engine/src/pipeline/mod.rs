@@ -151,6 +151,7 @@ pub async fn run(cfg: Config, controls: Controls) -> anyhow::Result<()> {
                 health: health.clone(),
                 peers: peers.clone(),
                 failover_after: Duration::from_millis(e.failover_after_ms),
+                ambiguous_wait: Duration::from_millis(e.ambiguous_wait_ms),
                 encodings: encodings.clone(),
                 store: store.clone(),
                 mailbox,

@@ -75,6 +75,8 @@ struct Observed {
     stages: [Histogram<u64>; 4],
     states: BTreeMap<String, u64>,
     terminal_states: BTreeMap<String, u64>,
+    /// First terminal status of each debit, by `state(reason)`.
+    reasons: BTreeMap<String, u64>,
     possible_duplicate: u64,
     last_terminal: Option<Instant>,
     /// Debits due before this are left out of the stage latencies.
@@ -121,6 +123,7 @@ impl RunCollector {
             stages: [histogram(), histogram(), histogram(), histogram()],
             states: BTreeMap::new(),
             terminal_states: BTreeMap::new(),
+            reasons: BTreeMap::new(),
             possible_duplicate: 0,
             last_terminal: None,
             warmup_us: warmup.as_micros() as u64,
@@ -225,6 +228,11 @@ impl RunCollector {
             return;
         }
         o.terminal_count += 1;
+        let key = match &status.reason {
+            Some(r) => format!("{}({r})", status.state.as_str()),
+            None => status.state.as_str().to_owned(),
+        };
+        *o.reasons.entry(key).or_default() += 1;
         let since = now.saturating_duration_since(self.start);
         o.second(since).terminal += 1;
         let due_us = o.due_us[idx];
@@ -261,6 +269,11 @@ impl RunCollector {
     /// Statuses flagged `possible_duplicate`.
     pub fn possible_duplicates(&self) -> u64 {
         self.lock().possible_duplicate
+    }
+
+    /// First terminal status of each debit, by `state(reason)`.
+    pub fn reasons(&self) -> BTreeMap<String, u64> {
+        self.lock().reasons.clone()
     }
 
     /// Accounting over debits `1..=produced`, the timeline and the stage latencies.
@@ -414,6 +427,7 @@ mod tests {
         assert_eq!(timeline.iter().map(|s| s.offered).sum::<u64>(), 4);
         assert_eq!(timeline[1].submitted, 1);
         assert_eq!(timeline[1].terminal, 2);
+        assert_eq!(c.reasons(), BTreeMap::from([("delivered".to_owned(), 2)]));
         let submit = &stages[0];
         assert_eq!(submit.count, 1);
         assert!((submit.p50 - 1_200.0).abs() < 2.0, "{submit:?}");

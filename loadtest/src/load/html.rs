@@ -302,6 +302,18 @@ fn outcomes(s: &RunSummary) -> String {
         }
         out.push_str("</table>\n");
     }
+    if !s.outcome_reasons.is_empty() {
+        out.push_str("<h3>By reason</h3>\n<table>\n<tr><th>state (reason)</th><th class=\"n\">count</th></tr>\n");
+        for (what, n) in &s.outcome_reasons {
+            let _ = writeln!(
+                out,
+                "<tr><td>{}</td><td class=\"n\">{}</td></tr>",
+                escape(what),
+                fmt_int(*n)
+            );
+        }
+        out.push_str("</table>\n");
+    }
     out.push_str("</div>\n<div>\n<h2>Counts</h2>\n");
     out.push_str(&counts_table(&s.counts));
     out.push_str("</div>\n</div>\n</section>\n");
@@ -892,6 +904,7 @@ mod tests {
                 ("delivered".to_owned(), 74_000),
                 ("failed".to_owned(), 1_000),
             ]),
+            outcome_reasons: BTreeMap::from([("failed(carrier_refused)".to_owned(), 2)]),
             counts: Counts {
                 throttled: 12,
                 failed: 1_000,
@@ -956,6 +969,10 @@ mod tests {
         assert!(page.contains("<svg"));
         assert_eq!(page.matches("<polyline").count(), 4, "one line per series");
         assert!(page.contains("engine restarted"));
+        assert!(
+            page.contains("failed(carrier_refused)"),
+            "outcomes by reason"
+        );
         assert!(page.contains("stroke-dasharray"));
         assert!(page.contains("run-42"));
         assert!(page.contains("25,000/s"));

@@ -381,6 +381,7 @@ async fn drive(
         timeline,
         stages,
         outcomes,
+        outcome_reasons: collector.reasons(),
         counts,
         exactly_once: accounting.exactly_once(),
         accounting,
@@ -654,7 +655,7 @@ pub fn text_summary(s: &RunSummary) -> String {
         s.end_to_end_seconds,
         s.end_to_end_rate
     );
-    let _ = writeln!(t, "outcomes: {:?}", s.outcomes);
+    let _ = writeln!(t, "outcomes: {:?}", s.outcome_reasons);
     let c = &s.counts;
     let _ = writeln!(
         t,

@@ -36,6 +36,9 @@ pub struct RunSummary {
     pub stages: Vec<Stage>,
     /// Terminal statuses by state.
     pub outcomes: BTreeMap<String, u64>,
+    /// First terminal status of each debit by state and reason, `failed(carrier_refused)`.
+    #[serde(default)]
+    pub outcome_reasons: BTreeMap<String, u64>,
     pub counts: Counts,
     pub accounting: Accounting,
     pub exactly_once: bool,
