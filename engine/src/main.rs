@@ -11,6 +11,12 @@ use tokio::sync::mpsc::Sender;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
+/// mimalloc rather than the system allocator: the store's writer and fjall allocate and
+/// free per key, and glibc's per-thread arenas kept growing under load
+/// (`docs/adr/0006-allocator.md`).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "pigeon",
