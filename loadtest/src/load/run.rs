@@ -698,3 +698,96 @@ pub fn text_summary(s: &RunSummary) -> String {
     }
     t
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::load::summary::Stage;
+
+    fn scenario(expect: &str) -> Scenario {
+        Scenario::parse(&format!(
+            "name = \"t\"\nduration_s = 10\n[profile]\nkind = \"constant\"\nrate = 100\n[expect]\n{expect}"
+        ))
+        .unwrap()
+    }
+
+    fn summary() -> RunSummary {
+        let mut s = RunSummary {
+            produced: 1_000,
+            end_to_end_rate: 95.0,
+            exactly_once: true,
+            stages: vec![Stage {
+                name: "produced_to_submit".into(),
+                count: 1_000,
+                p99: 40.0,
+                ..Stage::default()
+            }],
+            engine: Some(EngineUsage {
+                cpu_us_per_notification: 25.0,
+                peak_rss_mb: 200.0,
+                ..EngineUsage::default()
+            }),
+            ..RunSummary::default()
+        };
+        s.offered.count = 1_000;
+        s.accounting.expected = 1_000;
+        s.accounting.terminal = 1_000;
+        s
+    }
+
+    fn verdicts(checks: &[Check]) -> Vec<(&str, bool)> {
+        checks.iter().map(|c| (c.name.as_str(), c.passed)).collect()
+    }
+
+    #[test]
+    fn each_expectation_is_checked_against_what_the_run_found() {
+        let sc = scenario(
+            "min_end_to_end_rate = 90\nmax_p99_ms = { produced_to_submit = 50, produced_to_status_seen = 100 }\nmax_cpu_us_per_notification = 20\nmax_rss_mb = 300\nmax_lost = 0",
+        );
+        let checks = checks(&sc, &summary());
+        assert_eq!(
+            verdicts(&checks),
+            vec![
+                ("exactly once", true),
+                ("end-to-end rate", true),
+                ("p99 produced_to_status_seen", false),
+                ("p99 produced_to_submit", true),
+                ("engine CPU per notification", false),
+                ("engine memory", true),
+                ("lost", true),
+            ]
+        );
+        let unmeasured = checks
+            .iter()
+            .find(|c| c.name == "p99 produced_to_status_seen");
+        assert_eq!(unmeasured.map(|c| c.actual.as_str()), Some("not measured"));
+    }
+
+    #[test]
+    fn fewer_debits_produced_than_offered_is_not_exactly_once() {
+        let mut s = summary();
+        s.produced = 999;
+        let checks = checks(&scenario(""), &s);
+        assert_eq!(verdicts(&checks), vec![("exactly once", false)]);
+        let mut s = summary();
+        s.exactly_once = false;
+        assert_eq!(
+            verdicts(&super::checks(&scenario(""), &s)),
+            vec![("exactly once", false)]
+        );
+    }
+
+    #[test]
+    fn the_text_summary_names_the_verdict_and_each_check() {
+        let mut s = summary();
+        s.checks = checks(&scenario("max_cpu_us_per_notification = 20"), &s);
+        s.passed = false;
+        let text = text_summary(&s);
+        assert!(text.contains("FAILED"), "{text}");
+        assert!(
+            text.contains("[FAIL] engine CPU per notification: expected <= 20 µs, got 25.0 µs"),
+            "{text}"
+        );
+        assert!(text.contains("[pass] exactly once"), "{text}");
+    }
+}
