@@ -291,28 +291,11 @@ fn outcomes(s: &RunSummary) -> String {
     if s.outcomes.is_empty() {
         out.push_str("<p class=\"nodata\">no terminal statuses</p>\n");
     } else {
-        out.push_str("<table>\n<tr><th>state</th><th class=\"n\">count</th></tr>\n");
-        for (state, n) in &s.outcomes {
-            let _ = writeln!(
-                out,
-                "<tr><td>{}</td><td class=\"n\">{}</td></tr>",
-                escape(state),
-                fmt_int(*n)
-            );
-        }
-        out.push_str("</table>\n");
+        out.push_str(&state_table("state", &s.outcomes));
     }
     if !s.outcome_reasons.is_empty() {
-        out.push_str("<h3>By reason</h3>\n<table>\n<tr><th>state (reason)</th><th class=\"n\">count</th></tr>\n");
-        for (what, n) in &s.outcome_reasons {
-            let _ = writeln!(
-                out,
-                "<tr><td>{}</td><td class=\"n\">{}</td></tr>",
-                escape(what),
-                fmt_int(*n)
-            );
-        }
-        out.push_str("</table>\n");
+        out.push_str("<h3>By reason</h3>\n");
+        out.push_str(&state_table("state (reason)", &s.outcome_reasons));
     }
     out.push_str("</div>\n<div>\n<h2>Counts</h2>\n");
     out.push_str(&counts_table(&s.counts));
@@ -332,7 +315,30 @@ fn counts_table(c: &Counts) -> String {
         ("possible duplicate", c.possible_duplicate, false),
     ];
     let mut out = String::from("<table>\n");
-    for (name, n, alarming) in rows {
+    out.push_str(&count_rows(&rows));
+    out.push_str("</table>\n");
+    out
+}
+
+/// A two-column table of names (escaped) and counts.
+fn state_table(heading: &str, counts: &std::collections::BTreeMap<String, u64>) -> String {
+    let mut out = format!("<table>\n<tr><th>{heading}</th><th class=\"n\">count</th></tr>\n");
+    for (name, n) in counts {
+        let _ = writeln!(
+            out,
+            "<tr><td>{}</td><td class=\"n\">{}</td></tr>",
+            escape(name),
+            fmt_int(*n)
+        );
+    }
+    out.push_str("</table>\n");
+    out
+}
+
+/// One table row per `(name, count, alarming)`; an alarming count above zero is red.
+fn count_rows(rows: &[(&str, u64, bool)]) -> String {
+    let mut out = String::new();
+    for &(name, n, alarming) in rows {
         let class = if alarming && n > 0 { "n bad" } else { "n" };
         let _ = writeln!(
             out,
@@ -340,7 +346,6 @@ fn counts_table(c: &Counts) -> String {
             fmt_int(n)
         );
     }
-    out.push_str("</table>\n");
     out
 }
 
@@ -430,14 +435,7 @@ fn accounting(a: &Accounting) -> String {
         ("missing", a.missing, true),
         ("duplicated", a.duplicated, true),
     ];
-    for (name, n, alarming) in rows {
-        let class = if alarming && n > 0 { "n bad" } else { "n" };
-        let _ = writeln!(
-            out,
-            "<tr><td>{name}</td><td class=\"{class}\">{}</td></tr>",
-            fmt_int(n)
-        );
-    }
+    out.push_str(&count_rows(&rows));
     out.push_str("</table>\n");
     if a.missing_sample.is_empty() {
         out.push_str("<p>missing sample: none</p>\n");

@@ -178,20 +178,7 @@ pub async fn produce(
             })
             .collect();
         collector.mark_produced(&records);
-        for r in &records {
-            loop {
-                match publisher.enqueue(topic, r) {
-                    Ok(d) => {
-                        pending.push(d);
-                        break;
-                    }
-                    Err(pigeon_kafka::Enqueue::Full) => {
-                        tokio::time::sleep(Duration::from_millis(2)).await;
-                    }
-                    Err(pigeon_kafka::Enqueue::Failed(e)) => return Err(e.into()),
-                }
-            }
-        }
+        enqueue_all(publisher, topic, &records, &mut pending).await?;
         sent += n;
         if pending.len() >= 10_000 {
             for d in pending.drain(..) {
@@ -203,6 +190,31 @@ pub async fn produce(
         d.acked().await?;
     }
     Ok(sent)
+}
+
+/// Hands every record to the producer without waiting for the broker, waiting only while
+/// the producer's local queue is full; the deliveries to await are added to `pending`.
+pub async fn enqueue_all(
+    publisher: &Publisher,
+    topic: &str,
+    records: &[Outgoing],
+    pending: &mut Vec<pigeon_kafka::Delivery>,
+) -> anyhow::Result<()> {
+    for r in records {
+        loop {
+            match publisher.enqueue(topic, r) {
+                Ok(d) => {
+                    pending.push(d);
+                    break;
+                }
+                Err(pigeon_kafka::Enqueue::Full) => {
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+                Err(pigeon_kafka::Enqueue::Failed(e)) => return Err(e.into()),
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Produces the JSON lines of `file` as they are (valid or not) and waits until every line

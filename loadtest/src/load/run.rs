@@ -448,20 +448,7 @@ async fn generate(
                 headers: Vec::new(),
             });
         }
-        for r in &batch {
-            loop {
-                match publisher.enqueue(&opts.debits_topic, r) {
-                    Ok(d) => {
-                        pending.push(d);
-                        break;
-                    }
-                    Err(pigeon_kafka::Enqueue::Full) => {
-                        tokio::time::sleep(Duration::from_millis(2)).await;
-                    }
-                    Err(pigeon_kafka::Enqueue::Failed(e)) => return Err(e.into()),
-                }
-            }
-        }
+        super::enqueue_all(publisher, &opts.debits_topic, &batch, &mut pending).await?;
         collector.produced(batch.len() as u64);
         if pending.len() >= 20_000 {
             for d in pending.drain(..) {
