@@ -183,8 +183,8 @@ fn main() -> ExitCode {
     }
 }
 
-/// Runs a scenario file, prints its summary and says where the report is; fails when a check
-/// of the scenario failed.
+/// Runs a scenario file, prints its summary and says where the report is. Exit status 1
+/// when an expectation of the scenario failed, 2 when the run could not be done.
 fn scenario(rt: &tokio::runtime::Runtime, cli: &Cli, file: &std::path::Path) -> ExitCode {
     match rt.block_on(run_scenario_file(cli, file)) {
         Ok((summary, out)) => {
@@ -198,7 +198,7 @@ fn scenario(rt: &tokio::runtime::Runtime, cli: &Cli, file: &std::path::Path) -> 
         }
         Err(e) => {
             eprintln!("pigeon-load: {e:#}");
-            ExitCode::FAILURE
+            ExitCode::from(2)
         }
     }
 }
