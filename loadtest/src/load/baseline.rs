@@ -45,6 +45,103 @@ pub async fn broker_consume_rate(
     Ok(n as f64 / started.elapsed().as_secs_f64().max(1e-9))
 }
 
+/// p50 and p99 in ms of one record's trip through the broker: `count` small records keyed
+/// `pigeon-load-hop`, produced to `topic` at `rate` a second by one client and consumed by
+/// another that joined at the end of the topic; the first tenth is not counted. Meant for a local run's own broker, after
+/// the engine stopped (the records stay in the topic).
+pub async fn broker_hop(
+    brokers: &str,
+    topic: &str,
+    count: usize,
+    rate: f64,
+) -> anyhow::Result<(f64, f64)> {
+    let mut cfg = KafkaConfig::new(brokers);
+    cfg.group_id = format!("pigeon-load-hop-{}", uuid::Uuid::new_v4().simple());
+    cfg.properties
+        .insert("auto.offset.reset".into(), "latest".into());
+    let consumer: Arc<StreamConsumer> = Arc::new(cfg.consumer().create()?);
+    consumer.subscribe(&[topic])?;
+    let sent: Arc<std::sync::Mutex<Vec<Option<Instant>>>> =
+        Arc::new(std::sync::Mutex::new(vec![None; count]));
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(u64, Duration)>();
+    let reader = {
+        let (consumer, sent) = (consumer.clone(), sent.clone());
+        tokio::spawn(async move {
+            use rdkafka::Message;
+            while let Ok(m) = consumer.recv().await {
+                let now = Instant::now();
+                if m.key() != Some(&b"pigeon-load-hop"[..]) {
+                    continue;
+                }
+                let i = m
+                    .payload()
+                    .and_then(|p| <[u8; 8]>::try_from(p).ok())
+                    .map(u64::from_be_bytes);
+                let at = i.and_then(|i| {
+                    let sent = sent.lock().unwrap_or_else(|p| p.into_inner());
+                    sent.get(i as usize).copied().flatten()
+                });
+                if let (Some(at), Some(i)) = (at, i) {
+                    let _ = tx.send((i, now - at));
+                }
+            }
+        })
+    };
+    let joined_by = Instant::now() + Duration::from_secs(30);
+    while !consumer.assignment().is_ok_and(|a| a.count() > 0) {
+        anyhow::ensure!(
+            Instant::now() < joined_by,
+            "the hop consumer got no partitions"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Joined is not yet positioned: give the first fetch a moment before timing anything.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let publisher = pigeon_kafka::Publisher::new(&KafkaConfig::new(brokers))?;
+    let start = Instant::now();
+    let mut pending = Vec::new();
+    for i in 0..count {
+        tokio::time::sleep_until(start + Duration::from_secs_f64(i as f64 / rate.max(1.0))).await;
+        let record = pigeon_kafka::Outgoing {
+            key: Some(b"pigeon-load-hop".to_vec()),
+            payload: (i as u64).to_be_bytes().to_vec(),
+            headers: Vec::new(),
+        };
+        if let Some(slot) = sent.lock().unwrap_or_else(|p| p.into_inner()).get_mut(i) {
+            *slot = Some(Instant::now());
+        }
+        super::enqueue_all(
+            &publisher,
+            topic,
+            std::slice::from_ref(&record),
+            &mut pending,
+        )
+        .await?;
+    }
+    for d in pending {
+        d.acked().await?;
+    }
+    // The first tenth warms the path up (the consumer's first fetches): not counted.
+    let warm = (count / 10) as u64;
+    let mut h = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    let (mut seen, deadline) = (0usize, Instant::now() + Duration::from_secs(30));
+    while seen < count {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Some((i, d))) => {
+                seen += 1;
+                if i >= warm {
+                    h.saturating_record((d.as_micros() as u64).max(1));
+                }
+            }
+            _ => break,
+        }
+    }
+    reader.abort();
+    anyhow::ensure!(!h.is_empty(), "no record came back through the broker");
+    let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+    Ok((ms(0.5), ms(0.99)))
+}
+
 /// Submits per second one bind (window 64, receipts requested and acknowledged) gets from
 /// a fault-free simulated carrier in this process, over `count` submits.
 pub async fn sim_submit_rate(count: usize) -> anyhow::Result<f64> {

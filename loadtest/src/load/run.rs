@@ -330,9 +330,15 @@ async fn drive(
             let smpp = super::baseline::sim_submit_rate(produced.clamp(1_000, 100_000) as usize)
                 .await
                 .unwrap_or(0.0);
+            let (hop_p50, hop_p99) =
+                super::baseline::broker_hop(brokers, &opts.debits_topic, 2_000, 1_000.0)
+                    .await
+                    .unwrap_or((0.0, 0.0));
             Some(Baselines {
                 broker_consume_rate: broker,
                 sim_submit_rate: smpp,
+                broker_hop_p50_ms: hop_p50,
+                broker_hop_p99_ms: hop_p99,
             })
         }
         _ => None,
@@ -666,8 +672,8 @@ pub fn text_summary(s: &RunSummary) -> String {
     if let Some(b) = &s.baselines {
         let _ = writeln!(
             t,
-            "alone on this machine: broker consume {:.0}/s, simulated carrier submit {:.0}/s (engine end to end {:.0}/s)",
-            b.broker_consume_rate, b.sim_submit_rate, s.end_to_end_rate
+            "alone on this machine: broker consume {:.0}/s, simulated carrier submit {:.0}/s (engine end to end {:.0}/s); one record through the broker p50 {:.1} ms p99 {:.1} ms",
+            b.broker_consume_rate, b.sim_submit_rate, s.end_to_end_rate, b.broker_hop_p50_ms, b.broker_hop_p99_ms
         );
     }
     for m in &s.events {

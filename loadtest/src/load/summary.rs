@@ -133,6 +133,12 @@ pub struct Baselines {
     pub broker_consume_rate: f64,
     /// One SMPP client submitting to a fault-free simulated carrier, submits per second.
     pub sim_submit_rate: f64,
+    /// One record's trip through the broker alone (produced by one client, consumed by
+    /// another, 1,000 a second), ms: the hop every debit makes before the engine sees it.
+    #[serde(default)]
+    pub broker_hop_p50_ms: f64,
+    #[serde(default)]
+    pub broker_hop_p99_ms: f64,
 }
 
 /// Something that happened to the system under test.
