@@ -19,6 +19,7 @@
 //! 4. valid when, for the region found again from that national number, the general
 //!    pattern and one number type (fixed line, mobile, toll free, ...) match.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, OnceLock};
 
@@ -55,13 +56,18 @@ pub(crate) fn in_plan(e164: &str) -> bool {
     }) else {
         return false;
     };
-    let mut national = national.to_owned();
-    if let Some(region) = source_for(&regions, national.trim_start_matches('0')) {
-        let potential = region.strip_national_prefix(&national);
-        if !region.too_short(&potential) {
-            national = potential;
+    // Borrowed from `e164` unless a region's rule rewrites it.
+    let national = match source_for(&regions, national.trim_start_matches('0')) {
+        Some(region) => {
+            let potential = region.strip_national_prefix(national);
+            if region.too_short(&potential) {
+                Cow::Borrowed(national)
+            } else {
+                potential
+            }
         }
-    }
+        None => Cow::Borrowed(national),
+    };
     if !(MIN_NSN..=MAX_NSN).contains(&national.len()) || !national_number_parses(&national) {
         return false;
     }
@@ -159,7 +165,7 @@ impl Region {
             national_prefix: meta.national_prefix().map(str::to_owned),
             prefix_for_parsing: meta
                 .national_prefix_for_parsing()
-                .map(|r| plain(r.as_str())),
+                .map(|r| build(r.as_str())),
             prefix_transform: meta.national_prefix_transform_rule().map(str::to_owned),
         }
     }
@@ -179,51 +185,47 @@ impl Region {
     }
 
     /// The crate's `helper::national_number`, then its literal national prefix strip.
-    fn strip_national_prefix(&self, national: &str) -> String {
-        let mut out = self.parsing_rule(national);
-        if let Some(prefix) = &self.national_prefix {
-            if let Some(rest) = out.strip_prefix(prefix.as_str()) {
-                out = rest.to_owned();
-            }
+    fn strip_national_prefix<'a>(&self, national: &'a str) -> Cow<'a, str> {
+        let out = self.parsing_rule(national);
+        let Some(prefix) = &self.national_prefix else {
+            return out;
+        };
+        match out {
+            Cow::Borrowed(s) => Cow::Borrowed(s.strip_prefix(prefix.as_str()).unwrap_or(s)),
+            Cow::Owned(s) => match s.strip_prefix(prefix.as_str()) {
+                Some(rest) => Cow::Owned(rest.to_owned()),
+                None => Cow::Owned(s),
+            },
         }
-        out
     }
 
-    fn parsing_rule(&self, national: &str) -> String {
+    fn parsing_rule<'a>(&self, national: &'a str) -> Cow<'a, str> {
         let Some(parsing) = &self.prefix_for_parsing else {
-            return match &self.national_prefix {
-                Some(p) => national
-                    .strip_prefix(p.as_str())
-                    .unwrap_or(national)
-                    .to_owned(),
-                None => national.to_owned(),
-            };
+            return Cow::Borrowed(match &self.national_prefix {
+                Some(p) => national.strip_prefix(p.as_str()).unwrap_or(national),
+                None => national,
+            });
         };
         let Some(caps) = parsing.captures(national) else {
-            return national.to_owned();
+            return Cow::Borrowed(national);
         };
         let Some(whole) = caps.get(0).filter(|m| m.start() == 0) else {
-            return national.to_owned();
+            return Cow::Borrowed(national);
         };
         let viable = self.general.is_match(national);
         let last = caps.get(caps.len() - 1);
         match (&self.prefix_transform, last) {
             (Some(transform), Some(_)) => {
-                let transformed = parsing.replace(national, transform.as_str()).into_owned();
+                let transformed = parsing.replace(national, transform.as_str());
                 if viable && !self.general.is_match(&transformed) {
-                    national.to_owned()
+                    Cow::Borrowed(national)
                 } else {
-                    transformed
+                    Cow::Owned(transformed.into_owned())
                 }
             }
-            _ => national[whole.end()..].to_owned(),
+            _ => Cow::Borrowed(&national[whole.end()..]),
         }
     }
-}
-
-/// The crate compiles every pattern with whitespace ignored.
-fn plain(source: &str) -> Regex {
-    build(source)
 }
 
 /// `source` matched from the first character only: the leftmost match starts at 0 exactly
@@ -232,6 +234,7 @@ fn anchored(source: &str) -> Regex {
     build(&format!("^(?:{source})"))
 }
 
+/// The crate compiles every pattern with whitespace ignored.
 fn build(source: &str) -> Regex {
     match RegexBuilder::new(source).ignore_whitespace(true).build() {
         Ok(re) => re,
