@@ -1,0 +1,305 @@
+//! The awaiting notifications, by slot number, in pages of fixed size: growing adds a page
+//! (no copy of what is there, nor twice the memory while it is copied), and at most one page
+//! is unused beyond what was once awaiting. Freed slots are reused before new pages are
+//! added. The entries are also linked in order of acceptance, which is the order of their
+//! receipt deadlines, so that the next one due is the first: settling an entry unlinks it at
+//! once, where a queue of deadlines would hold on to it until its deadline.
+
+use super::entry::Entry;
+
+const PAGE_BITS: u32 = 12;
+const PAGE: usize = 1 << PAGE_BITS;
+/// No slot: the end of a list.
+const NIL: u32 = u32::MAX;
+
+#[derive(Debug)]
+enum Slot {
+    Full(Node),
+    Free { next: u32 },
+}
+
+#[derive(Debug)]
+struct Node {
+    /// Neighbours in order of acceptance.
+    prev: u32,
+    next: u32,
+    entry: Entry,
+}
+
+#[derive(Debug)]
+pub(super) struct Slab {
+    pages: Vec<Box<[Slot]>>,
+    /// First free slot, each free slot naming the next.
+    free: u32,
+    len: usize,
+    /// Oldest and newest entry.
+    head: u32,
+    tail: u32,
+}
+
+impl Slab {
+    pub fn new() -> Slab {
+        Slab {
+            pages: Vec::new(),
+            free: NIL,
+            len: 0,
+            head: NIL,
+            tail: NIL,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    fn slot(&self, slot: u32) -> Option<&Slot> {
+        let page = self.pages.get((slot >> PAGE_BITS) as usize)?;
+        page.get(slot as usize & (PAGE - 1))
+    }
+
+    fn slot_mut(&mut self, slot: u32) -> Option<&mut Slot> {
+        let page = self.pages.get_mut((slot >> PAGE_BITS) as usize)?;
+        page.get_mut(slot as usize & (PAGE - 1))
+    }
+
+    fn node_mut(&mut self, slot: u32) -> Option<&mut Node> {
+        match self.slot_mut(slot)? {
+            Slot::Full(node) => Some(node),
+            Slot::Free { .. } => None,
+        }
+    }
+
+    pub fn get(&self, slot: u32) -> Option<&Entry> {
+        match self.slot(slot)? {
+            Slot::Full(node) => Some(&node.entry),
+            Slot::Free { .. } => None,
+        }
+    }
+
+    pub fn get_mut(&mut self, slot: u32) -> Option<&mut Entry> {
+        self.node_mut(slot).map(|n| &mut n.entry)
+    }
+
+    /// The entry accepted first of those still here.
+    pub fn first(&self) -> Option<(u32, &Entry)> {
+        Some((self.head, self.get(self.head)?))
+    }
+
+    /// Every entry, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (u32, &Entry)> {
+        (self.pages.iter().flat_map(|p| p.iter()))
+            .zip(0u32..)
+            .filter_map(|(s, i)| match s {
+                Slot::Full(node) => Some((i, &node.entry)),
+                Slot::Free { .. } => None,
+            })
+    }
+
+    /// Every entry, oldest first.
+    pub fn iter_oldest_first(&self) -> impl Iterator<Item = (u32, &Entry)> {
+        let mut at = self.head;
+        std::iter::from_fn(move || {
+            let Some(Slot::Full(node)) = self.slot(at) else {
+                return None;
+            };
+            let slot = at;
+            at = node.next;
+            Some((slot, &node.entry))
+        })
+    }
+
+    /// Stores `entry` as the newest; `Err` with it when every slot number is taken.
+    pub fn push(&mut self, entry: Entry) -> Result<u32, Entry> {
+        if self.free == NIL && !self.grow() {
+            return Err(entry);
+        }
+        let (slot, tail) = (self.free, self.tail);
+        let Some(s) = self.slot_mut(slot) else {
+            return Err(entry);
+        };
+        let Slot::Free { next } = *s else {
+            // The free list names free slots only.
+            return Err(entry);
+        };
+        *s = Slot::Full(Node {
+            prev: tail,
+            next: NIL,
+            entry,
+        });
+        self.free = next;
+        match self.node_mut(tail) {
+            Some(tail) => tail.next = slot,
+            None => self.head = slot,
+        }
+        self.tail = slot;
+        self.len += 1;
+        Ok(slot)
+    }
+
+    pub fn remove(&mut self, slot: u32) -> Option<Entry> {
+        let free = self.free;
+        let s = self.slot_mut(slot)?;
+        let Slot::Full(Node { prev, next, .. }) = *s else {
+            return None;
+        };
+        let Slot::Full(node) = std::mem::replace(s, Slot::Free { next: free }) else {
+            return None;
+        };
+        self.freed(slot, prev, next);
+        Some(node.entry)
+    }
+
+    /// As [`Slab::remove`], for an entry no longer wanted: dropped where it is.
+    pub fn discard(&mut self, slot: u32) -> bool {
+        let free = self.free;
+        let Some(s) = self.slot_mut(slot) else {
+            return false;
+        };
+        let Slot::Full(Node { prev, next, .. }) = *s else {
+            return false;
+        };
+        *s = Slot::Free { next: free };
+        self.freed(slot, prev, next);
+        true
+    }
+
+    /// Puts `slot`, just emptied, on the free list and out of the order of acceptance.
+    fn freed(&mut self, slot: u32, prev: u32, next: u32) {
+        self.free = slot;
+        self.len -= 1;
+        match self.node_mut(prev) {
+            Some(p) => p.next = next,
+            None => self.head = next,
+        }
+        match self.node_mut(next) {
+            Some(n) => n.prev = prev,
+            None => self.tail = prev,
+        }
+        if self.len == 0 && self.pages.len() > 1 {
+            // Back to one page after a peak.
+            self.pages.truncate(1);
+            self.free = NIL;
+            self.thread_free(0);
+        }
+    }
+
+    /// Adds a page; false when slot numbers would run out.
+    fn grow(&mut self) -> bool {
+        let page = self.pages.len();
+        if ((page + 1) << PAGE_BITS) > NIL as usize {
+            return false;
+        }
+        self.pages
+            .push((0..PAGE).map(|_| Slot::Free { next: NIL }).collect());
+        self.thread_free(page);
+        true
+    }
+
+    /// Puts every slot of page `page`, all free, at the head of the free list.
+    fn thread_free(&mut self, page: usize) {
+        let first = (page << PAGE_BITS) as u32;
+        let rest = self.free;
+        if let Some(p) = self.pages.get_mut(page) {
+            for (i, s) in p.iter_mut().enumerate() {
+                let next = if i + 1 < PAGE {
+                    first + i as u32 + 1
+                } else {
+                    rest
+                };
+                *s = Slot::Free { next };
+            }
+            self.free = first;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::notification::Meta;
+
+    fn entry(n: i64) -> Entry {
+        let meta = crate::notification::sample("e").meta;
+        let meta = Meta {
+            transaction_id: n.to_string(),
+            ..meta
+        };
+        Entry::new(meta, 0, &["1".to_owned()], n)
+    }
+
+    fn order(s: &Slab) -> Vec<i64> {
+        let mut out = Vec::new();
+        let mut at = s.head;
+        while let Some(e) = s.get(at) {
+            out.push(e.deadline);
+            at = s.node(at).map_or(NIL, |n| n.next);
+        }
+        out
+    }
+
+    impl Slab {
+        fn node(&self, slot: u32) -> Option<&Node> {
+            match self.slot(slot)? {
+                Slot::Full(node) => Some(node),
+                Slot::Free { .. } => None,
+            }
+        }
+    }
+
+    #[test]
+    fn an_entry_is_no_bigger_than_planned() {
+        // The matcher's memory per awaiting notification is mostly this, plus its index.
+        assert!(
+            std::mem::size_of::<Slot>() <= 112,
+            "{}",
+            std::mem::size_of::<Slot>()
+        );
+    }
+
+    #[test]
+    fn freed_slots_are_reused_and_order_of_acceptance_kept() {
+        let mut s = Slab::new();
+        let slots: Vec<u32> = (0..5).map(|n| s.push(entry(n)).expect("room")).collect();
+        assert_eq!(order(&s), [0, 1, 2, 3, 4]);
+        assert_eq!(s.remove(slots[2]).map(|e| e.deadline), Some(2));
+        assert!(s.remove(slots[2]).is_none(), "already gone");
+        assert!(s.get(slots[2]).is_none());
+        assert_eq!(s.remove(slots[0]).map(|e| e.deadline), Some(0));
+        let again = s.push(entry(5)).expect("room");
+        assert_eq!(again, slots[0], "the last freed slot first");
+        assert_eq!(order(&s), [1, 3, 4, 5]);
+        assert_eq!(
+            s.first().map(|(slot, e)| (slot, e.deadline)),
+            Some((slots[1], 1))
+        );
+        s.remove(slots[4]);
+        assert_eq!(order(&s), [1, 3, 5]);
+        assert_eq!(s.len(), 3);
+        let mut seen: Vec<i64> = s.iter().map(|(_, e)| e.deadline).collect();
+        seen.sort_unstable();
+        assert_eq!(seen, [1, 3, 5]);
+    }
+
+    #[test]
+    fn pages_are_added_as_needed_and_given_back_when_all_is_settled() {
+        let mut s = Slab::new();
+        let n = PAGE as i64 * 2 + 3;
+        let slots: Vec<u32> = (0..n).map(|i| s.push(entry(i)).expect("room")).collect();
+        assert_eq!(s.pages.len(), 3);
+        assert_eq!(s.iter().count(), n as usize);
+        for (i, slot) in slots.iter().enumerate() {
+            assert_eq!(s.get(*slot).map(|e| e.deadline), Some(i as i64));
+        }
+        for slot in slots {
+            assert!(s.remove(slot).is_some());
+        }
+        assert_eq!((s.len(), s.pages.len()), (0, 1));
+        assert!(s.first().is_none());
+        let slots: Vec<u32> = (0..PAGE as i64 + 1)
+            .map(|i| s.push(entry(i)).expect("room"))
+            .collect();
+        let distinct: std::collections::BTreeSet<u32> = slots.iter().copied().collect();
+        assert_eq!(distinct.len(), slots.len());
+        assert_eq!(order(&s), (0..PAGE as i64 + 1).collect::<Vec<_>>());
+    }
+}
