@@ -118,6 +118,12 @@ pub fn store_group(requests: usize, written: Option<(u64, u64, bool)>) {
     }
 }
 
+/// The store's memory: bytes in fjall's memtables and in its block cache.
+pub fn store_memory(memtables: u64, block_cache: u64) {
+    gauge!("pigeon_store_memtable_bytes").set(memtables as f64);
+    gauge!("pigeon_store_block_cache_bytes").set(block_cache as f64);
+}
+
 /// Customers whose known preference (`subscribed`, `opted_out`, `not_subscribed`) differs
 /// from `eligibility.default`: a handle per preference.
 pub fn eligibility_overrides(preference: &'static str) -> Gauge {

@@ -280,7 +280,7 @@ impl Store {
             stats: Arc::clone(&stats),
             fsync: options.fsync,
             receipt_ttl_ms: i64::try_from(options.receipt_ttl_ms).unwrap_or(i64::MAX),
-            cache: foldhash::HashMap::default(),
+            cache: writer::RecordCache::default(),
             buf: Vec::new(),
         };
         let (tx, rx) = mpsc::channel(QUEUE);
