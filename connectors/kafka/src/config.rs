@@ -86,7 +86,10 @@ impl KafkaConfig {
                 self.heartbeat_interval_ms.to_string(),
             )
             .set("enable.partition.eof", "false")
-            .set("fetch.wait.max.ms", self.fetch_wait_max_ms.to_string());
+            .set("fetch.wait.max.ms", self.fetch_wait_max_ms.to_string())
+            // Records fetched ahead of the engine: 16 MiB is seconds of the peak rate, and
+            // librdkafka's default (64 MiB) is resident memory for nothing.
+            .set("queued.max.messages.kbytes", "16384");
         // Properties given explicitly win over the defaults above.
         for (k, v) in &self.properties {
             c.set(k, v);
