@@ -754,10 +754,11 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    const NAMES: [&str; 7] = [
+    const NAMES: [&str; 8] = [
         "burst",
         "carrier-outage",
         "chaos",
+        "million-awaiting",
         "slow-receipts",
         "smoke",
         "steady-peak",
