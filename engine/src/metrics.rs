@@ -118,6 +118,26 @@ pub fn store_group(requests: usize, written: Option<(u64, u64, bool)>) {
     }
 }
 
+/// Time one group commit took in the writer: folding its requests into the records they
+/// change (`fold`), encoding and committing them to the journal and memtables (`write`),
+/// and persisting the journal (`sync`). A request waits for its group's sum, plus the
+/// groups queued before it.
+pub fn store_group_time(
+    fold: std::time::Duration,
+    write: std::time::Duration,
+    sync: std::time::Duration,
+) {
+    histogram!("pigeon_store_group_seconds", "phase" => "fold").record(fold.as_secs_f64());
+    histogram!("pigeon_store_group_seconds", "phase" => "write").record(write.as_secs_f64());
+    histogram!("pigeon_store_group_seconds", "phase" => "sync").record(sync.as_secs_f64());
+}
+
+/// How long a claim or a commit waited for the store, from asking to the answer (queue,
+/// group commit, and the caller's thread picking the answer up).
+pub fn store_wait(op: &'static str, waited: std::time::Duration) {
+    histogram!("pigeon_store_wait_seconds", "op" => op).record(waited.as_secs_f64());
+}
+
 /// The store's memory: bytes in fjall's memtables and in its block cache.
 pub fn store_memory(memtables: u64, block_cache: u64) {
     gauge!("pigeon_store_memtable_bytes").set(memtables as f64);

@@ -58,11 +58,15 @@ threads() {
     printf '%s %s\n' "$(tr -d '0-9' <"$t/comm")" "$(sed 's/.*) //' "$t/stat" | awk '{print $12 + $13}')"
   done 2>/dev/null | awk '{a[$1] += $2} END {for (k in a) print k, a[k]}' | sort
 }
+# Busy and total jiffies of the whole machine (all processes, both cores).
+machine() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8, $2 + $3 + $4 + $5 + $6 + $7 + $8}' /proc/stat; }
 before=$(cpu)
+mbefore=$(machine)
 threads >"$out/threads.before"
 target/release/pigeon-load --brokers "127.0.0.1:$port" --count "$count" --rate "$rate" \
   --report "$out/report.json"
 after=$(cpu)
+mafter=$(machine)
 threads >"$out/threads.after"
 rss=$(awk '/VmRSS/ {print $2}' "/proc/$engine/status")
 python3 - "$before" "$after" "$ticks" "$count" "$rss" <<'PY'
@@ -70,6 +74,7 @@ import sys
 before, after, ticks, count, rss = map(float, sys.argv[1:])
 print(f"engine CPU: {(after - before) / ticks:.2f} s, {(after - before) / ticks / count * 1e6:.1f} us per notification; RSS {rss / 1024:.0f} MB")
 PY
+echo "$mbefore $mafter" | awk '{printf "machine busy during the run: %.0f%% of all cores\n", 100 * ($3 - $1) / ($4 - $2)}'
 echo "engine CPU by thread (s):"
 join -a 2 "$out/threads.before" "$out/threads.after" | awk -v t="$ticks" \
   'NF == 3 {d = $3 - $2} NF == 2 {d = $2} d > 0 {printf "  %-20s %.2f\n", $1, d / t}' | sort -k2 -rn

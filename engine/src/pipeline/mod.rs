@@ -91,7 +91,6 @@ pub async fn run(cfg: Config, controls: Controls) -> anyhow::Result<()> {
     );
     if let Some(store) = &store {
         recover(store, &cfg, &mut matcher)?;
-        actix::spawn(purge_receipts(store.clone()));
     }
 
     // Downstream first.
@@ -308,27 +307,6 @@ fn recover(store: &Store, cfg: &Config, matcher: &mut Matcher) -> anyhow::Result
     }
     info!(open = open.len(), awaiting, "resumed from the store");
     Ok(())
-}
-
-/// Forgets expired receipt keys, once a minute.
-async fn purge_receipts(store: Store) {
-    let mut tick = tokio::time::interval(Duration::from_secs(60));
-    loop {
-        tick.tick().await;
-        loop {
-            match store
-                .purge_expired_receipts(time::OffsetDateTime::now_utc())
-                .await
-            {
-                Ok(n) if n >= crate::store::PURGE_MAX => continue,
-                Ok(_) => break,
-                Err(e) => {
-                    warn!(error = %e, "purging receipt keys failed");
-                    break;
-                }
-            }
-        }
-    }
 }
 
 async fn forward(mut from: mpsc::Receiver<ReloadRequest>, to: mpsc::Sender<ReloadRequest>) {

@@ -6,11 +6,10 @@
 //! | `open` | event id | empty |
 //! | `by_transaction` | transaction id, `\0`, event id | empty |
 //! | `receipts` | carrier, `\0`, message id | expiry (8 bytes), event id |
-//! | `receipt_expiry` | expiry (8 bytes), carrier, `\0`, message id | empty |
 //! | `outbox` | event id, `\0`, state | the status event, binary (`codec.rs`) |
 //!
-//! An expiry is milliseconds since the Unix epoch as a big-endian `i64` with its sign bit
-//! flipped, so that byte order is time order.
+//! An expiry is milliseconds since the Unix epoch as a big-endian `i64`. Expired receipt
+//! keys are ignored when read and dropped when fjall compacts them (`ttl.rs`).
 
 use time::OffsetDateTime;
 
@@ -20,7 +19,9 @@ pub(super) const RECORDS: &str = "records";
 pub(super) const OPEN: &str = "open";
 pub(super) const BY_TRANSACTION: &str = "by_transaction";
 pub(super) const RECEIPTS: &str = "receipts";
-pub(super) const RECEIPT_EXPIRY: &str = "receipt_expiry";
+/// A keyspace of earlier versions (expiry entries, now a compaction filter's work): dropped
+/// at start-up if found.
+pub(super) const RETIRED_RECEIPT_EXPIRY: &str = "receipt_expiry";
 pub(super) const OUTBOX: &str = "outbox";
 
 const SEP: u8 = 0;
@@ -66,29 +67,6 @@ pub(super) fn receipt_key(carrier: &str, message_id: &str) -> Vec<u8> {
     joined(carrier.as_bytes(), message_id.as_bytes())
 }
 
-fn time_bytes(ms: i64) -> [u8; 8] {
-    ((ms as u64) ^ (1 << 63)).to_be_bytes()
-}
-
-/// `receipt_expiry` key.
-pub(super) fn expiry_key(expires_ms: i64, receipt_key: &[u8]) -> Vec<u8> {
-    let mut k = Vec::with_capacity(8 + receipt_key.len());
-    k.extend_from_slice(&time_bytes(expires_ms));
-    k.extend_from_slice(receipt_key);
-    k
-}
-
-/// Every `receipt_expiry` key below this bound expires before `ms`.
-pub(super) fn expiry_bound(ms: i64) -> [u8; 8] {
-    time_bytes(ms)
-}
-
-/// Splits a `receipt_expiry` key into its expiry and its `receipts` key.
-pub(super) fn split_expiry_key(key: &[u8]) -> Option<(i64, &[u8])> {
-    let (t, rest) = key.split_first_chunk::<8>()?;
-    Some(((u64::from_be_bytes(*t) ^ (1 << 63)) as i64, rest))
-}
-
 /// A `receipts` value: who owns the message id, and until when.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct ReceiptValue {
@@ -102,6 +80,11 @@ impl ReceiptValue {
         v.extend_from_slice(&self.expires_ms.to_be_bytes());
         v.extend_from_slice(self.event_id.as_bytes());
         v
+    }
+
+    /// The expiry of an encoded value (`None`: too short to have one).
+    pub(super) fn expiry_of(value: &[u8]) -> Option<i64> {
+        value.first_chunk::<8>().map(|t| i64::from_be_bytes(*t))
     }
 
     pub(super) fn decode(key: &[u8], value: &[u8]) -> Result<Self, StoreError> {
@@ -132,20 +115,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn expiry_keys_sort_by_time_and_split_back() {
-        let times = [i64::MIN, -5_000, -1, 0, 1, 1_700_000_000_000, i64::MAX];
-        let keys: Vec<Vec<u8>> = times.iter().map(|&t| expiry_key(t, b"c\0m")).collect();
-        let mut sorted = keys.clone();
-        sorted.sort();
-        assert_eq!(sorted, keys);
-        for (k, t) in keys.iter().zip(times) {
-            assert_eq!(split_expiry_key(k), Some((t, &b"c\0m"[..])));
-            assert!(k.as_slice() < &expiry_bound(t.saturating_add(1))[..] || t == i64::MAX);
-            assert!(k.as_slice() >= &expiry_bound(t)[..]);
-        }
-    }
-
-    #[test]
     fn transaction_keys_name_their_event() {
         let k = transaction_key("txn-1", "evt-9");
         assert!(k.starts_with(&transaction_prefix("txn-1")));
@@ -159,6 +128,8 @@ mod tests {
             expires_ms: -3,
             event_id: "evt-1".into(),
         };
+        assert_eq!(ReceiptValue::expiry_of(&v.encode()), Some(-3));
+        assert_eq!(ReceiptValue::expiry_of(b"short"), None);
         assert_eq!(ReceiptValue::decode(b"k", &v.encode()).ok(), Some(v));
         assert!(ReceiptValue::decode(b"k", b"short").is_err());
     }

@@ -14,6 +14,7 @@ mod keys;
 mod record;
 #[cfg(test)]
 mod tests;
+mod ttl;
 mod writer;
 
 use std::path::PathBuf;
@@ -30,7 +31,6 @@ use crate::event::{State, StatusEvent};
 use crate::notification::Origin;
 
 pub use record::{NotificationRecord, TimelineEntry};
-pub use writer::PURGE_MAX;
 
 use writer::{Counters, Op, Writer};
 
@@ -161,7 +161,7 @@ impl Change {
 /// What the writer has done since the store was opened.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct StoreStats {
-    /// Claim, commit and purge calls served.
+    /// Claim and commit calls served.
     pub requests: u64,
     /// Write batches committed (one per group that wrote anything).
     pub batches: u64,
@@ -215,7 +215,6 @@ struct Keyspaces {
     open: Keyspace,
     by_txn: Keyspace,
     receipts: Keyspace,
-    expiry: Keyspace,
     outbox: Keyspace,
 }
 
@@ -257,6 +256,7 @@ impl Store {
             .manual_journal_persist(true)
             .max_journaling_size(JOURNAL)
             .cache_size(BLOCK_CACHE)
+            .with_compaction_filter_factories(Arc::new(ttl::assign))
             .open()
             .map_err(open_err)?;
         let keyspace = |name: &str| {
@@ -270,10 +270,13 @@ impl Store {
             open: keyspace(keys::OPEN)?,
             by_txn: keyspace(keys::BY_TRANSACTION)?,
             receipts: keyspace(keys::RECEIPTS)?,
-            expiry: keyspace(keys::RECEIPT_EXPIRY)?,
             outbox: keyspace(keys::OUTBOX)?,
             db: db.clone(),
         };
+        if db.keyspace_exists(keys::RETIRED_RECEIPT_EXPIRY) {
+            let retired = keyspace(keys::RETIRED_RECEIPT_EXPIRY)?;
+            db.delete_keyspace(retired).map_err(open_err)?;
+        }
         let stats = Arc::new(Counters::default());
         let writer = Writer {
             ks: ks.clone(),
@@ -302,9 +305,12 @@ impl Store {
     /// Claims a batch of consumed records by event id, in one group commit. Answers are in
     /// request order. A call cancelled after sending may still be applied.
     pub async fn claim(&self, requests: Vec<ClaimRequest>) -> Result<Vec<Claim>, StoreError> {
+        let asked = tokio::time::Instant::now();
         let (reply, answer) = oneshot::channel();
         self.send(Op::Claim(requests, reply)).await?;
-        answer.await.map_err(|_| StoreError::Closed)?
+        let claims = answer.await.map_err(|_| StoreError::Closed)?;
+        crate::metrics::store_wait("claim", asked.elapsed());
+        claims
     }
 
     /// Applies changes in order, in one group commit.
@@ -319,18 +325,14 @@ impl Store {
         &self,
         changes: Vec<Change>,
     ) -> Result<impl std::future::Future<Output = Result<(), StoreError>> + Send, StoreError> {
+        let asked = tokio::time::Instant::now();
         let (reply, answer) = oneshot::channel();
         self.send(Op::Commit(changes, reply)).await?;
-        Ok(async move { answer.await.map_err(|_| StoreError::Closed)? })
-    }
-
-    /// Removes receipt keys whose expiry is at or before `now`, at most [`PURGE_MAX`] per
-    /// call (call again while it returns that many); returns how many were removed. It goes
-    /// through the writer, so it never races a registration of the same key.
-    pub async fn purge_expired_receipts(&self, now: OffsetDateTime) -> Result<usize, StoreError> {
-        let (reply, answer) = oneshot::channel();
-        self.send(Op::Purge(now, reply)).await?;
-        answer.await.map_err(|_| StoreError::Closed)?
+        Ok(async move {
+            let done = answer.await.map_err(|_| StoreError::Closed)?;
+            crate::metrics::store_wait("commit", asked.elapsed());
+            done
+        })
     }
 
     /// [`Store::claim`] for threads outside the async runtime (panics inside it).
@@ -344,16 +346,6 @@ impl Store {
     pub fn commit_blocking(&self, changes: Vec<Change>) -> Result<(), StoreError> {
         let (reply, answer) = oneshot::channel();
         self.send_blocking(Op::Commit(changes, reply))?;
-        answer.blocking_recv().map_err(|_| StoreError::Closed)?
-    }
-
-    /// [`Store::purge_expired_receipts`] for threads outside the async runtime.
-    pub fn purge_expired_receipts_blocking(
-        &self,
-        now: OffsetDateTime,
-    ) -> Result<usize, StoreError> {
-        let (reply, answer) = oneshot::channel();
-        self.send_blocking(Op::Purge(now, reply))?;
         answer.blocking_recv().map_err(|_| StoreError::Closed)?
     }
 
@@ -442,17 +434,19 @@ impl Store {
         Ok(out)
     }
 
-    /// The event a carrier's message id belongs to, until the key is purged.
+    /// The event a carrier's message id belongs to, unless its key expired by `now`.
     pub fn receipt_owner(
         &self,
         carrier: &str,
         message_id: &str,
+        now: OffsetDateTime,
     ) -> Result<Option<String>, StoreError> {
         let key = keys::receipt_key(carrier, message_id);
-        match self.inner.ks.receipts.get(&key)? {
-            Some(v) => Ok(Some(keys::ReceiptValue::decode(&key, &v)?.event_id)),
-            None => Ok(None),
-        }
+        let Some(v) = self.inner.ks.receipts.get(&key)? else {
+            return Ok(None);
+        };
+        let v = keys::ReceiptValue::decode(&key, &v)?;
+        Ok((!ttl::is_expired(v.expires_ms, keys::unix_ms(now))).then_some(v.event_id))
     }
 
     pub fn stats(&self) -> StoreStats {

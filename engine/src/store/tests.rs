@@ -123,14 +123,14 @@ async fn a_life_builds_the_timeline_and_leaves_the_open_index_when_it_ends() {
 
     assert_eq!(ids(&store.open_records().unwrap()), ["e"]);
     assert_eq!(
-        store.receipt_owner("alpha", "1f").unwrap().as_deref(),
+        store.receipt_owner("alpha", "1f", T0).unwrap().as_deref(),
         Some("e")
     );
     assert_eq!(
-        store.receipt_owner("alpha", "20").unwrap().as_deref(),
+        store.receipt_owner("alpha", "20", T0).unwrap().as_deref(),
         Some("e")
     );
-    assert_eq!(store.receipt_owner("beta", "1f").unwrap(), None);
+    assert_eq!(store.receipt_owner("beta", "1f", T0).unwrap(), None);
 
     let mut done = status("e", State::Delivered, T0 + sec * 5);
     done.message_ids = vec!["1f".into(), "20".into()];
@@ -150,7 +150,7 @@ async fn a_life_builds_the_timeline_and_leaves_the_open_index_when_it_ends() {
     assert!(store.open_records().unwrap().is_empty());
     // Receipt keys stay until they expire.
     assert_eq!(
-        store.receipt_owner("alpha", "1f").unwrap().as_deref(),
+        store.receipt_owner("alpha", "1f", T0).unwrap().as_deref(),
         Some("e")
     );
 
@@ -206,20 +206,13 @@ fn records_open_index_and_receipts_survive_a_reopen() {
     assert_eq!(store.get("a").unwrap().unwrap().state, State::Accepted);
     assert_eq!(store.get("b").unwrap().unwrap().state, State::Delivered);
     assert_eq!(
-        store.receipt_owner("alpha", "77").unwrap().as_deref(),
+        store.receipt_owner("alpha", "77", T0).unwrap().as_deref(),
         Some("a")
     );
     assert_eq!(ids(&store.by_transaction("t1").unwrap()), ["a", "b"]);
     // Claims after the restart see the records from before it.
     let out = store.claim_blocking(vec![req("a", 0, 1, "t1")]).unwrap();
     assert!(matches!(out.as_slice(), [Claim::Redelivered(r)] if r.state == State::Accepted));
-    // The expiry index survived too.
-    assert_eq!(
-        store
-            .purge_expired_receipts_blocking(T0 + TimeDelta::minutes(2))
-            .unwrap(),
-        1
-    );
 }
 
 /// Set in the child process of `answered_writes_survive_a_process_abort`.
@@ -254,56 +247,48 @@ fn answered_writes_survive_a_process_abort() {
     let life = [State::Received, State::Submitting, State::Accepted];
     assert_eq!(states(&open[0]), life);
     assert_eq!(
-        store.receipt_owner("alpha", "9").unwrap().as_deref(),
+        store.receipt_owner("alpha", "9", T0).unwrap().as_deref(),
         Some("a")
     );
 }
 
 #[tokio::test]
-async fn purge_removes_only_expired_receipt_keys() {
+async fn receipt_keys_expire_on_read_at_once_and_on_disk_at_compaction() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&options(dir.path(), false)).unwrap(); // ttl 60 s
     let min = TimeDelta::minutes(1);
+    let now = OffsetDateTime::now_utc();
     store
         .commit(vec![accepted("x", &["1", "3"], T0)])
         .await
         .unwrap();
-    // "3" accepted again later (a carrier reusing an id), in another group and in the same
-    // one: the newest registration wins and its expiry counts, the old entries are stale.
+    // "3" accepted again later (a carrier reusing an id), in another group, and "2" twice in
+    // one group: the newest registration wins and its expiry counts.
     store
         .commit(vec![
             accepted("y", &["2", "4"], T0),
             accepted("z", &["3"], T0 + min * 2),
-            accepted("y", &["2", "4"], T0 + min * 2),
+            accepted("y", &["2"], T0 + min * 2),
+            accepted("w", &["5"], now),
         ])
         .await
         .unwrap();
-    assert_eq!(
-        store
-            .purge_expired_receipts(T0 + min - TimeDelta::milliseconds(1))
-            .await
-            .unwrap(),
-        0
-    );
-    assert_eq!(store.purge_expired_receipts(T0 + min).await.unwrap(), 1);
-    assert_eq!(store.receipt_owner("alpha", "1").unwrap(), None);
-    assert_eq!(
-        store.receipt_owner("alpha", "2").unwrap().as_deref(),
-        Some("y")
-    );
-    assert_eq!(
-        store.receipt_owner("alpha", "3").unwrap().as_deref(),
-        Some("z")
-    );
-    assert_eq!(store.purge_expired_receipts(T0 + min * 2).await.unwrap(), 0);
-    assert_eq!(
-        store.receipt_owner("alpha", "4").unwrap().as_deref(),
-        Some("y")
-    );
-    assert_eq!(store.purge_expired_receipts(T0 + min * 3).await.unwrap(), 3);
-    assert_eq!(store.receipt_owner("alpha", "3").unwrap(), None);
-    assert_eq!(store.inner.ks.expiry.iter().count(), 0);
-    assert_eq!(store.inner.ks.receipts.iter().count(), 0);
+    let owner = |id: &str, at: OffsetDateTime| store.receipt_owner("alpha", id, at).unwrap();
+    let just_before = T0 + min - TimeDelta::milliseconds(1);
+    assert_eq!(owner("1", just_before).as_deref(), Some("x"));
+    assert_eq!(owner("1", T0 + min), None, "expired at its expiry");
+    assert_eq!(owner("2", T0 + min).as_deref(), Some("y"));
+    assert_eq!(owner("3", T0 + min).as_deref(), Some("z"));
+    assert_eq!(owner("4", T0 + min), None);
+    assert_eq!(owner("3", T0 + min * 3), None);
+    // On disk: a compaction drops what expired by the time it runs, and nothing else.
+    let receipts = &store.inner.ks.receipts;
+    assert_eq!(receipts.iter().count(), 5);
+    receipts.rotate_memtable_and_wait().unwrap();
+    receipts.major_compact().unwrap();
+    let kept: Vec<Vec<u8>> = receipts.iter().map(|g| g.key().unwrap().to_vec()).collect();
+    assert_eq!(kept, [keys::receipt_key("alpha", "5")]);
+    assert_eq!(owner("5", now).as_deref(), Some("w"));
 }
 
 #[tokio::test]
@@ -493,4 +478,24 @@ fn a_publication_acknowledged_in_the_same_group_releases_the_record() {
         .expect("commit");
     assert!(store.outbox().expect("outbox").is_empty());
     assert_eq!(store.inner.ks.open.iter().count(), 0);
+}
+
+#[test]
+fn a_retired_expiry_keyspace_is_dropped_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = options(dir.path(), false);
+    {
+        let db = Database::builder(&o.path).open().unwrap();
+        let old = db
+            .keyspace(keys::RETIRED_RECEIPT_EXPIRY, KeyspaceCreateOptions::default)
+            .unwrap();
+        old.insert(b"k", b"").unwrap();
+    }
+    let store = Store::open(&o).unwrap();
+    assert!(!store
+        .inner
+        .ks
+        .db
+        .keyspace_exists(keys::RETIRED_RECEIPT_EXPIRY));
+    assert!(store.inner.ks.db.keyspace_exists(keys::RECEIPTS));
 }

@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use foldhash::{HashMap, HashSet, HashSetExt};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use fjall::{Keyspace, OwnedWriteBatch, PersistMode};
 use time::OffsetDateTime;
@@ -26,8 +27,6 @@ use crate::event::State;
 const MAX_GROUP_REQUESTS: usize = 1_024;
 /// Most claims and changes folded into one group (a request is never split).
 const MAX_GROUP_ITEMS: usize = 16_384;
-/// Most expired receipt keys one purge removes.
-pub const PURGE_MAX: usize = 4_096;
 /// Most open records the writer keeps decoded between groups, per generation (about 1 KiB
 /// each, two generations). Enough for the seconds between a claim, its submit, its acceptance
 /// and a prompt receipt at the peak rate; a record whose receipt comes later is read again.
@@ -39,7 +38,6 @@ pub(super) type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 pub(super) enum Op {
     Claim(Vec<ClaimRequest>, Reply<Vec<Claim>>),
     Commit(Vec<Change>, Reply<()>),
-    Purge(OffsetDateTime, Reply<usize>),
 }
 
 impl Op {
@@ -47,7 +45,6 @@ impl Op {
         match self {
             Op::Claim(r, _) => r.len().max(1),
             Op::Commit(c, _) => c.len().max(1),
-            Op::Purge(..) => PURGE_MAX,
         }
     }
 }
@@ -121,6 +118,7 @@ impl Writer {
             .requests
             .fetch_add(requests as u64, Ordering::Relaxed);
         let now = OffsetDateTime::now_utc();
+        let started = tokio::time::Instant::now();
         let mut overlay = Overlay::default();
         let mut answers = Vec::with_capacity(ops.len());
         for op in ops {
@@ -141,17 +139,16 @@ impl Writer {
                         }
                     }
                 }
-                Op::Purge(at, reply) => match overlay.purge(&self.ks, at) {
-                    Ok(n) => answers.push(Answer::Purge(reply, n)),
-                    Err(e) => {
-                        let _ = reply.send(Err(e));
-                    }
-                },
             }
         }
+        let folded = started.elapsed();
         let written = self.write(&overlay);
         match &written {
             Ok(w) => {
+                let (write, sync) =
+                    w.map_or((Duration::ZERO, Duration::ZERO), |w| (w.write, w.sync));
+                crate::metrics::store_group_time(folded, write, sync);
+                let w = w.map(|w| (w.keys, w.bytes));
                 crate::metrics::store_group(requests, w.map(|(k, b)| (k, b, self.fsync)));
                 // fjall's own accounting (hidden, experimental in fjall 3.1; pinned).
                 crate::metrics::store_memory(
@@ -182,10 +179,11 @@ impl Writer {
         }
     }
 
-    /// Writes the overlay as one batch and persists the journal once; returns the keys and
-    /// bytes written, if it wrote anything.
-    fn write(&mut self, overlay: &Overlay) -> Result<Option<(u64, u64)>, StoreError> {
+    /// Writes the overlay as one batch and persists the journal once; says what it wrote, if
+    /// it wrote anything.
+    fn write(&mut self, overlay: &Overlay) -> Result<Option<Written>, StoreError> {
         let ks = &self.ks;
+        let writing = tokio::time::Instant::now();
         let mut b = Batch {
             inner: ks.db.batch(),
             bytes: 0,
@@ -207,12 +205,8 @@ impl Writer {
                 }
             }
         }
-        for (key, slot) in &overlay.receipts {
-            match (slot.dirty, &slot.now) {
-                (true, Some(v)) => b.put(&ks.receipts, key, &v.encode()),
-                (true, None) if slot.existed => b.del(&ks.receipts, key),
-                _ => {}
-            }
+        for (key, value) in &overlay.receipts {
+            b.put(&ks.receipts, key, &value.encode());
         }
         for id in &overlay.released {
             b.del(&ks.open, id.as_bytes());
@@ -223,31 +217,43 @@ impl Writer {
                 None => b.del(&ks.outbox, key),
             }
         }
-        for (key, insert) in &overlay.expiry {
-            if *insert {
-                b.put(&ks.expiry, key, &[]);
-            } else {
-                b.del(&ks.expiry, key);
-            }
-        }
         if b.inner.is_empty() {
             return Ok(None);
         }
         let items = b.inner.len() as u64;
         b.inner.commit()?;
+        let synced = tokio::time::Instant::now();
+        let write = synced - writing;
         let mode = if self.fsync {
             PersistMode::SyncData
         } else {
             PersistMode::Buffer
         };
         ks.db.persist(mode)?;
+        let sync = synced.elapsed();
         let s = &self.stats;
         s.batches.fetch_add(1, Ordering::Relaxed);
         s.fsyncs.fetch_add(u64::from(self.fsync), Ordering::Relaxed);
         s.records_written.fetch_add(items, Ordering::Relaxed);
         s.bytes_written.fetch_add(b.bytes, Ordering::Relaxed);
-        Ok(Some((items, b.bytes)))
+        Ok(Some(Written {
+            keys: items,
+            bytes: b.bytes,
+            write,
+            sync,
+        }))
     }
+}
+
+/// What one group's batch wrote.
+#[derive(Clone, Copy)]
+struct Written {
+    keys: u64,
+    bytes: u64,
+    /// Time spent encoding and committing the batch (journal and memtables).
+    write: Duration,
+    /// Time spent persisting the journal.
+    sync: Duration,
 }
 
 /// Recently written open records, in two generations: inserts go to the young one, and when
@@ -276,7 +282,6 @@ impl RecordCache {
 enum Answer {
     Claim(Reply<Vec<Claim>>, Vec<Claim>),
     Commit(Reply<()>),
-    Purge(Reply<usize>, usize),
 }
 
 impl Answer {
@@ -288,9 +293,6 @@ impl Answer {
             }
             Answer::Commit(r) => {
                 let _ = r.send(written);
-            }
-            Answer::Purge(r, n) => {
-                let _ = r.send(written.map(|()| n));
             }
         }
     }
@@ -325,20 +327,12 @@ struct Slot {
     dirty: bool,
 }
 
-/// One receipt key as the group found it and as the group leaves it.
-struct ReceiptSlot {
-    existed: bool,
-    now: Option<ReceiptValue>,
-    dirty: bool,
-}
-
 /// The group's view: stored state of every key it touched, with the group's changes on top.
 #[derive(Default)]
 struct Overlay {
     records: HashMap<String, Slot>,
-    receipts: HashMap<Vec<u8>, ReceiptSlot>,
-    /// `receipt_expiry` keys to insert (`true`) or remove (`false`).
-    expiry: BTreeMap<Vec<u8>, bool>,
+    /// Receipt keys registered, with their values (the latest registration of a key wins).
+    receipts: HashMap<Vec<u8>, ReceiptValue>,
     /// `outbox` keys to insert (with their value) or remove.
     outbox: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
     /// Terminal records held in the open index whose status the broker now has.
@@ -370,23 +364,6 @@ impl Overlay {
             dirty: false,
         };
         self.records.insert(event_id.to_owned(), slot);
-        Ok(())
-    }
-
-    fn load_receipt(&mut self, ks: &Keyspaces, key: Vec<u8>) -> Result<(), StoreError> {
-        if self.receipts.contains_key(&key) {
-            return Ok(());
-        }
-        let now = match ks.receipts.get(&key)? {
-            Some(v) => Some(ReceiptValue::decode(&key, &v)?),
-            None => None,
-        };
-        let slot = ReceiptSlot {
-            existed: now.is_some(),
-            now,
-            dirty: false,
-        };
-        self.receipts.insert(key, slot);
         Ok(())
     }
 
@@ -495,72 +472,16 @@ impl Overlay {
         Ok(())
     }
 
-    /// Points (carrier, message id) at an event until `expires_ms`, with an expiry entry.
-    /// The stored value is not read first (message ids are new almost always): a reused id
-    /// is overwritten, and the expiry entry of its old value, left behind, is stale for the
-    /// purge, which removes a key only when its value names that same expiry.
+    /// Points (carrier, message id) at an event until `expires_ms`. The stored value is not
+    /// read first (message ids are new almost always): a reused id is overwritten, and its
+    /// new expiry counts.
     fn register(&mut self, carrier: &str, message_id: &str, event_id: &str, expires_ms: i64) {
-        let key = keys::receipt_key(carrier, message_id);
         let value = ReceiptValue {
             expires_ms,
             event_id: event_id.to_owned(),
         };
-        let slot = self
-            .receipts
-            .entry(key.clone())
-            .or_insert_with(|| ReceiptSlot {
-                existed: false,
-                now: None,
-                dirty: false,
-            });
-        if slot.now.as_ref() == Some(&value) {
-            return;
-        }
-        if let Some(old) = &slot.now {
-            if old.expires_ms != expires_ms {
-                self.expiry
-                    .insert(keys::expiry_key(old.expires_ms, &key), false);
-            }
-        }
-        slot.now = Some(value);
-        slot.dirty = true;
-        self.expiry.insert(keys::expiry_key(expires_ms, &key), true);
-    }
-
-    /// Removes up to [`PURGE_MAX`] receipt keys that expired by `now`; returns how many.
-    fn purge(&mut self, ks: &Keyspaces, now: OffsetDateTime) -> Result<usize, StoreError> {
-        let bound = keys::expiry_bound(keys::unix_ms(now).saturating_add(1));
-        let mut due = Vec::new();
-        for guard in ks.expiry.range(..bound).take(PURGE_MAX) {
-            due.push(guard.key()?.to_vec());
-        }
-        for key in &due {
-            if let Some((_, receipt)) = keys::split_expiry_key(key) {
-                self.load_receipt(ks, receipt.to_vec())?;
-            }
-        }
-        let mut removed = 0;
-        for key in due {
-            if self.expiry.get(&key) == Some(&false) {
-                continue;
-            }
-            if let Some((expires_ms, receipt)) = keys::split_expiry_key(&key) {
-                if let Some(slot) = self.receipts.get_mut(receipt) {
-                    // A key registered again later has a later expiry entry: keep it.
-                    if slot
-                        .now
-                        .as_ref()
-                        .is_some_and(|v| v.expires_ms == expires_ms)
-                    {
-                        slot.now = None;
-                        slot.dirty = true;
-                        removed += 1;
-                    }
-                }
-            }
-            self.expiry.insert(key, false);
-        }
-        Ok(removed)
+        self.receipts
+            .insert(keys::receipt_key(carrier, message_id), value);
     }
 }
 
