@@ -123,11 +123,12 @@ fn open(dir: &std::path::Path, fsync: bool) -> Store {
 fn report(name: &str, store: &Store, notifications: u64, dir: &std::path::Path) {
     let s = store.stats();
     let n = notifications.max(1) as f64;
+    // The writer thread and its sync thread ("pigeon-store-sync", cut to 15 bytes).
     let writer_us = thread_cpu_ms("pigeon-store").map_or(f64::NAN, |ms| ms * 1e3 / n);
     eprintln!(
         "store_life/{name}: {notifications} notifications; per notification: {:.2} requests, \
          {:.1} keys written, {:.0} bytes, {:.4} batches, {:.4} fsyncs, {writer_us:.1} µs of \
-         writer-thread cpu; on disk {} KiB",
+         store-thread cpu (writer and sync); on disk {} KiB",
         s.requests as f64 / n,
         s.records_written as f64 / n,
         s.bytes_written as f64 / n,
@@ -137,13 +138,13 @@ fn report(name: &str, store: &Store, notifications: u64, dir: &std::path::Path) 
     );
 }
 
-/// CPU time (user + system, ms) of this process's threads named `name`, from `/proc`
-/// (Linux, 100 ticks a second).
+/// CPU time (user + system, ms) of this process's threads whose name starts with `name`,
+/// from `/proc` (Linux, 100 ticks a second).
 fn thread_cpu_ms(name: &str) -> Option<f64> {
     let mut ticks = 0u64;
     for task in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
         let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
-        if comm.trim_end() != name {
+        if !comm.trim_end().starts_with(name) {
             continue;
         }
         let stat = std::fs::read_to_string(task.path().join("stat")).ok()?;

@@ -103,33 +103,32 @@ pub fn store_commit(changes: usize) {
     histogram!("pigeon_store_commit_changes").record(changes as f64);
 }
 
-/// One group commit of the store's writer: requests folded into it, and what its batch
-/// wrote (nothing when it wrote nothing).
-pub fn store_group(requests: usize, written: Option<(u64, u64, bool)>) {
+/// One group commit of the store's writer: requests folded into it, and the keys and bytes
+/// its batch wrote (nothing when it wrote nothing).
+pub fn store_group(requests: usize, written: Option<(u64, u64)>) {
     counter!("pigeon_store_requests_total").increment(requests as u64);
     histogram!("pigeon_store_group_requests").record(requests as f64);
-    if let Some((keys, bytes, fsync)) = written {
+    if let Some((keys, bytes)) = written {
         counter!("pigeon_store_batches_total").increment(1);
         counter!("pigeon_store_keys_written_total").increment(keys);
         counter!("pigeon_store_bytes_written_total").increment(bytes);
-        if fsync {
-            counter!("pigeon_store_fsyncs_total").increment(1);
-        }
     }
 }
 
 /// Time one group commit took in the writer: folding its requests into the records they
-/// change (`fold`), encoding and committing them to the journal and memtables (`write`),
-/// and persisting the journal (`sync`). A request waits for its group's sum, plus the
-/// groups queued before it.
-pub fn store_group_time(
-    fold: std::time::Duration,
-    write: std::time::Duration,
-    sync: std::time::Duration,
-) {
+/// change (`fold`), and encoding and committing them to the journal and memtables (`write`).
+pub fn store_group_time(fold: std::time::Duration, write: std::time::Duration) {
     histogram!("pigeon_store_group_seconds", "phase" => "fold").record(fold.as_secs_f64());
     histogram!("pigeon_store_group_seconds", "phase" => "write").record(write.as_secs_f64());
-    histogram!("pigeon_store_group_seconds", "phase" => "sync").record(sync.as_secs_f64());
+}
+
+/// One persist of the journal by the store's sync thread (for every group written since
+/// the previous one), and whether it synced to disk.
+pub fn store_sync(took: std::time::Duration, fsync: bool) {
+    histogram!("pigeon_store_group_seconds", "phase" => "sync").record(took.as_secs_f64());
+    if fsync {
+        counter!("pigeon_store_fsyncs_total").increment(1);
+    }
 }
 
 /// How long a claim or a commit waited for the store, from asking to the answer (queue,

@@ -91,6 +91,7 @@ pub async fn run(cfg: Config, controls: Controls) -> anyhow::Result<()> {
     );
     if let Some(store) = &store {
         recover(store, &cfg, &mut matcher)?;
+        actix::spawn(write_waiting_claims(store.clone()));
     }
 
     // Downstream first.
@@ -307,6 +308,19 @@ fn recover(store: &Store, cfg: &Config, matcher: &mut Matcher) -> anyhow::Result
     }
     info!(open = open.len(), awaiting, "resumed from the store");
     Ok(())
+}
+
+/// Has the store write claims that waited [`crate::store::CLAIM_WRITE_DELAY`] with no
+/// change, while no other request comes to do it.
+async fn write_waiting_claims(store: Store) {
+    let delay = crate::store::CLAIM_WRITE_DELAY;
+    let mut tick = tokio::time::interval(delay / 2);
+    loop {
+        tick.tick().await;
+        if let Err(e) = store.write_claims(delay).await {
+            warn!(error = %e, "writing waiting claims failed");
+        }
+    }
 }
 
 async fn forward(mut from: mpsc::Receiver<ReloadRequest>, to: mpsc::Sender<ReloadRequest>) {

@@ -5,9 +5,17 @@
 //! `docs/adr/0004-durable-store.md` gives the reasons, `keys.rs` the key layouts.
 //!
 //! Writes go through one writer thread (`writer.rs`) that applies everything queued as one
-//! atomic write batch and persists the journal once (group commit), then answers; claims and
-//! changes are applied in the order they were sent. Reads go to fjall directly, from any
-//! thread, and see every write that was answered.
+//! atomic write batch, while a sync thread persists the journal once for all the batches
+//! written since its last sync (group commit), then answers; claims and changes are applied
+//! in the order they were sent. Reads go to fjall directly, from any thread, and see every
+//! write that was answered.
+//!
+//! A claim writes nothing by itself: the writer keeps it, and the notification's first
+//! change (its `submitting` mark before anything is sent, or its terminal status) writes the
+//! record with its `received` entry. A notification with no change after
+//! [`CLAIM_WRITE_DELAY`] (waiting for its carrier) is written as `received` alone. Nothing
+//! is lost by the wait: a claim is only ever needed again if its record was consumed again,
+//! and a notification that has sent nothing is safe to start over after a crash.
 
 mod codec;
 mod keys;
@@ -31,6 +39,7 @@ use crate::event::{State, StatusEvent};
 use crate::notification::Origin;
 
 pub use record::{NotificationRecord, TimelineEntry};
+pub use writer::CLAIM_WRITE_DELAY;
 
 use writer::{Counters, Op, Writer};
 
@@ -112,7 +121,8 @@ pub struct ClaimRequest {
 /// The answer to a [`ClaimRequest`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Claim {
-    /// First time this id is seen: recorded as `received`; send it.
+    /// First time this id is seen: `received` (written with the notification's first change,
+    /// or after [`CLAIM_WRITE_DELAY`]); send it.
     New,
     /// The id was claimed from this same Kafka record before: a replay after a crash or a
     /// restart. The record says how far it got.
@@ -284,7 +294,9 @@ impl Store {
             fsync: options.fsync,
             receipt_ttl_ms: i64::try_from(options.receipt_ttl_ms).unwrap_or(i64::MAX),
             cache: writer::RecordCache::default(),
+            claims: writer::Claims::default(),
             buf: Vec::new(),
+            sync_failed: Arc::default(),
         };
         let (tx, rx) = mpsc::channel(QUEUE);
         let handle = std::thread::Builder::new()
@@ -302,8 +314,9 @@ impl Store {
         })
     }
 
-    /// Claims a batch of consumed records by event id, in one group commit. Answers are in
-    /// request order. A call cancelled after sending may still be applied.
+    /// Claims a batch of consumed records by event id. Answers are in request order, and come
+    /// after every request sent before them is durable. A call cancelled after sending may
+    /// still be applied.
     pub async fn claim(&self, requests: Vec<ClaimRequest>) -> Result<Vec<Claim>, StoreError> {
         let asked = tokio::time::Instant::now();
         let (reply, answer) = oneshot::channel();
@@ -333,6 +346,21 @@ impl Store {
             crate::metrics::store_wait("commit", asked.elapsed());
             done
         })
+    }
+
+    /// Writes the claims older than `older_than` that no change wrote yet (all of them with
+    /// zero). The writer also does it on its own as requests come; this is for quiet times.
+    pub async fn write_claims(&self, older_than: Duration) -> Result<(), StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Op::WriteClaims(older_than, reply)).await?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// [`Store::write_claims`] for threads outside the async runtime (panics inside it).
+    pub fn write_claims_blocking(&self, older_than: Duration) -> Result<(), StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.send_blocking(Op::WriteClaims(older_than, reply))?;
+        answer.blocking_recv().map_err(|_| StoreError::Closed)?
     }
 
     /// [`Store::claim`] for threads outside the async runtime (panics inside it).

@@ -1,20 +1,22 @@
-//! The writer thread: group commit.
+//! The writer thread and its sync thread: group commit.
 //!
-//! It takes every request queued (up to a bound), folds them in arrival order into an
-//! overlay of the records, receipt keys and index entries they touch, writes the overlay as
-//! one atomic fjall batch, persists the journal once, and only then answers every request of
-//! the group. Folding is in memory and cannot fail once a request's keys are loaded, so a
-//! request whose stored data cannot be read fails alone; a failed batch fails the group.
+//! The writer takes every request queued (up to a bound), folds them in arrival order into
+//! an overlay of the records, receipt keys and index entries they touch, and writes the
+//! overlay as one atomic fjall batch. It then hands the group's answers to the sync thread
+//! and goes on with the next group, while the sync thread persists the journal (once for
+//! every group handed to it meanwhile) and only then answers their requests, in order.
+//! Folding is in memory and cannot fail once a request's keys are loaded, so a request whose
+//! stored data cannot be read fails alone; a failed batch or sync fails its groups.
 
 use std::collections::BTreeMap;
 
 // foldhash (per-process random seed) rather than SipHash: every change hashes its keys.
 use foldhash::{HashMap, HashSet, HashSetExt};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{mpsc as std_mpsc, Arc};
 use std::time::Duration;
 
-use fjall::{Keyspace, OwnedWriteBatch, PersistMode};
+use fjall::{Database, Keyspace, OwnedWriteBatch, PersistMode};
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
 
@@ -32,12 +34,24 @@ const MAX_GROUP_ITEMS: usize = 16_384;
 /// and a prompt receipt at the peak rate; a record whose receipt comes later is read again.
 const CACHE_GENERATION: usize = 16_384;
 
+/// How long a claim may stay unwritten: a claim writes nothing, the first change of its
+/// notification (its `submitting` mark, or a terminal status) writes the record with its
+/// `received` entry; a notification that has none by then (waiting for its carrier) is
+/// written as `received` alone, so the status API shows it.
+pub const CLAIM_WRITE_DELAY: Duration = Duration::from_secs(1);
+
+/// Groups written and waiting for the sync thread, at most: the writer runs at most this far
+/// ahead of the disk.
+const SYNC_QUEUE: usize = 4;
+
 pub(super) type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
 /// A request to the writer.
 pub(super) enum Op {
     Claim(Vec<ClaimRequest>, Reply<Vec<Claim>>),
     Commit(Vec<Change>, Reply<()>),
+    /// Writes the claims older than this that no change has written yet.
+    WriteClaims(Duration, Reply<()>),
 }
 
 impl Op {
@@ -45,6 +59,7 @@ impl Op {
         match self {
             Op::Claim(r, _) => r.len().max(1),
             Op::Commit(c, _) => c.len().max(1),
+            Op::WriteClaims(..) => 1,
         }
     }
 }
@@ -80,13 +95,88 @@ pub(super) struct Writer {
     /// them again. Coherent because this thread is the only writer; emptied when a batch
     /// fails (its records may then be ahead of the database).
     pub cache: RecordCache,
+    /// Claims not written yet.
+    pub claims: Claims,
     /// Reused to encode records.
     pub buf: Vec<u8>,
+    /// Set by the sync thread when a sync failed.
+    pub sync_failed: Arc<AtomicBool>,
+}
+
+/// A group written to the journal and the memtables, for the sync thread to make durable
+/// and answer.
+struct Synced {
+    answers: Vec<Answer>,
+    /// Whether the group wrote anything (otherwise it needs no sync of its own).
+    wrote: bool,
+    /// The group's result so far (an error: its batch failed).
+    result: Result<(), StoreError>,
+}
+
+/// The sync thread: persists the journal for every group the writer handed over since the
+/// last sync, then answers them in order. Ends when the writer is gone.
+fn sync_loop(
+    db: Database,
+    mode: PersistMode,
+    stats: Arc<Counters>,
+    failed: Arc<AtomicBool>,
+    rx: std_mpsc::Receiver<Synced>,
+) {
+    while let Ok(first) = rx.recv() {
+        let mut groups = vec![first];
+        groups.extend(rx.try_iter());
+        let result = if groups.iter().any(|g| g.wrote) {
+            let started = tokio::time::Instant::now();
+            let persisted = db.persist(mode).map_err(StoreError::from);
+            let fsync = mode != PersistMode::Buffer;
+            match &persisted {
+                Ok(()) => {
+                    crate::metrics::store_sync(started.elapsed(), fsync);
+                    stats.fsyncs.fetch_add(u64::from(fsync), Ordering::Relaxed);
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "store journal sync failed");
+                    failed.store(true, Ordering::Relaxed);
+                }
+            }
+            persisted
+        } else {
+            Ok(())
+        };
+        for g in groups {
+            let r = g.result.and_then(|()| result.clone());
+            for a in g.answers {
+                a.send(r.clone());
+            }
+        }
+    }
 }
 
 impl Writer {
-    /// Serves requests until every sender is gone.
+    /// Serves requests until every sender is gone, then waits for the sync thread to answer
+    /// the last groups.
     pub(super) fn run(mut self, mut rx: mpsc::Receiver<Op>) {
+        let (to_sync, from_writer) = std_mpsc::sync_channel(SYNC_QUEUE);
+        let mode = if self.fsync {
+            PersistMode::SyncData
+        } else {
+            PersistMode::Buffer
+        };
+        let (db, stats, failed) = (
+            self.ks.db.clone(),
+            Arc::clone(&self.stats),
+            Arc::clone(&self.sync_failed),
+        );
+        let sync = std::thread::Builder::new()
+            .name("pigeon-store-sync".into())
+            .spawn(move || sync_loop(db, mode, stats, failed, from_writer));
+        let sync = match sync {
+            Ok(handle) => handle,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start the store's sync thread");
+                return;
+            }
+        };
         while let Some(first) = rx.blocking_recv() {
             let mut weight = first.weight();
             let mut ops = vec![first];
@@ -99,7 +189,16 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            self.group(ops);
+            if let Some(done) = self.group(ops) {
+                if to_sync.send(done).is_err() {
+                    tracing::error!("store sync thread is gone");
+                    break;
+                }
+            }
+        }
+        drop(to_sync);
+        if sync.join().is_err() {
+            tracing::error!("store sync thread panicked");
         }
         let s = self.stats.snapshot();
         tracing::info!(
@@ -112,7 +211,13 @@ impl Writer {
         );
     }
 
-    fn group(&mut self, ops: Vec<Op>) {
+    /// Folds and writes one group; returns it for the sync thread (`None`: nothing to
+    /// answer).
+    fn group(&mut self, ops: Vec<Op>) -> Option<Synced> {
+        if self.sync_failed.swap(false, Ordering::Relaxed) {
+            // A sync failed: cached records may be ahead of the disk.
+            self.cache = RecordCache::default();
+        }
         let requests = ops.len();
         self.stats
             .requests
@@ -120,11 +225,19 @@ impl Writer {
         let now = OffsetDateTime::now_utc();
         let started = tokio::time::Instant::now();
         let mut overlay = Overlay::default();
+        overlay.write_claims(&mut self.claims, started, CLAIM_WRITE_DELAY);
         let mut answers = Vec::with_capacity(ops.len());
+        let mut known = Known {
+            cache: &mut self.cache,
+            claims: &mut self.claims,
+        };
         for op in ops {
             match op {
-                Op::Claim(reqs, reply) => match overlay.claim(&self.ks, &mut self.cache, reqs, now)
-                {
+                Op::WriteClaims(older_than, reply) => {
+                    overlay.write_claims(known.claims, started, older_than);
+                    answers.push(Answer::Commit(reply));
+                }
+                Op::Claim(reqs, reply) => match overlay.claim(&self.ks, &mut known, reqs, now) {
                     Ok(claims) => answers.push(Answer::Claim(reply, claims)),
                     Err(e) => {
                         let _ = reply.send(Err(e));
@@ -132,7 +245,7 @@ impl Writer {
                 },
                 Op::Commit(changes, reply) => {
                     let ttl = self.receipt_ttl_ms;
-                    match overlay.commit(&self.ks, &mut self.cache, changes, ttl) {
+                    match overlay.commit(&self.ks, &mut known, changes, ttl) {
                         Ok(()) => answers.push(Answer::Commit(reply)),
                         Err(e) => {
                             let _ = reply.send(Err(e));
@@ -143,35 +256,36 @@ impl Writer {
         }
         let folded = started.elapsed();
         let written = self.write(&overlay);
+        let wrote = matches!(written, Ok(Some(_)));
         match &written {
             Ok(w) => {
-                let (write, sync) =
-                    w.map_or((Duration::ZERO, Duration::ZERO), |w| (w.write, w.sync));
-                crate::metrics::store_group_time(folded, write, sync);
-                let w = w.map(|w| (w.keys, w.bytes));
-                crate::metrics::store_group(requests, w.map(|(k, b)| (k, b, self.fsync)));
+                crate::metrics::store_group_time(folded, w.map_or(Duration::ZERO, |w| w.write));
+                crate::metrics::store_group(requests, w.map(|w| (w.keys, w.bytes)));
                 // fjall's own accounting (hidden, experimental in fjall 3.1; pinned).
                 crate::metrics::store_memory(
                     self.ks.db.write_buffer_size(),
                     self.ks.db.cache_size(),
                 );
-                self.keep(overlay);
+                self.keep(overlay, started);
             }
             Err(e) => {
                 tracing::error!(error = %e, requests = answers.len(), "store group commit failed");
                 self.cache = RecordCache::default();
             }
         }
-        let written = written.map(|_| ());
-        for a in answers {
-            a.send(written.clone());
-        }
+        (!answers.is_empty()).then(|| Synced {
+            answers,
+            wrote,
+            result: written.map(|_| ()),
+        })
     }
 
-    /// Keeps the open records of a written group for the next ones.
-    fn keep(&mut self, overlay: Overlay) {
+    /// Keeps the open records of a written group for the next ones, and its claims that no
+    /// change wrote.
+    fn keep(&mut self, overlay: Overlay, now: tokio::time::Instant) {
         for (id, slot) in overlay.records {
             match slot.record {
+                Some(rec) if slot.claim_unwritten() => self.claims.keep(id, rec, now),
                 Some(rec) if rec.is_open() => self.cache.insert(id, rec),
                 // Terminal (or never created): later changes are rare, they read fjall.
                 _ => {}
@@ -179,8 +293,8 @@ impl Writer {
         }
     }
 
-    /// Writes the overlay as one batch and persists the journal once; says what it wrote, if
-    /// it wrote anything.
+    /// Writes the overlay as one batch (to the journal's buffer and the memtables; the sync
+    /// thread persists it); says what it wrote, if it wrote anything.
     fn write(&mut self, overlay: &Overlay) -> Result<Option<Written>, StoreError> {
         let ks = &self.ks;
         let writing = tokio::time::Instant::now();
@@ -222,25 +336,15 @@ impl Writer {
         }
         let items = b.inner.len() as u64;
         b.inner.commit()?;
-        let synced = tokio::time::Instant::now();
-        let write = synced - writing;
-        let mode = if self.fsync {
-            PersistMode::SyncData
-        } else {
-            PersistMode::Buffer
-        };
-        ks.db.persist(mode)?;
-        let sync = synced.elapsed();
+        let write = writing.elapsed();
         let s = &self.stats;
         s.batches.fetch_add(1, Ordering::Relaxed);
-        s.fsyncs.fetch_add(u64::from(self.fsync), Ordering::Relaxed);
         s.records_written.fetch_add(items, Ordering::Relaxed);
         s.bytes_written.fetch_add(b.bytes, Ordering::Relaxed);
         Ok(Some(Written {
             keys: items,
             bytes: b.bytes,
             write,
-            sync,
         }))
     }
 }
@@ -252,8 +356,6 @@ struct Written {
     bytes: u64,
     /// Time spent encoding and committing the batch (journal and memtables).
     write: Duration,
-    /// Time spent persisting the journal.
-    sync: Duration,
 }
 
 /// Recently written open records, in two generations: inserts go to the young one, and when
@@ -276,6 +378,55 @@ impl RecordCache {
     fn remove(&mut self, id: &str) -> Option<NotificationRecord> {
         self.young.remove(id).or_else(|| self.old.remove(id))
     }
+}
+
+/// Claims not written yet, in claim order.
+#[derive(Default)]
+pub(super) struct Claims {
+    records: HashMap<String, (NotificationRecord, tokio::time::Instant)>,
+    order: std::collections::VecDeque<(tokio::time::Instant, String)>,
+}
+
+impl Claims {
+    /// Keeps a claim unwritten (again, from `now`, when a group only read it).
+    fn keep(&mut self, id: String, rec: NotificationRecord, now: tokio::time::Instant) {
+        let since = match self.records.get(&id) {
+            Some(_) => return,
+            None => now,
+        };
+        self.order.push_back((since, id.clone()));
+        self.records.insert(id, (rec, since));
+    }
+
+    fn take(&mut self, id: &str) -> Option<(NotificationRecord, tokio::time::Instant)> {
+        self.records.remove(id)
+    }
+
+    /// Takes the claims made before `bound`.
+    fn take_older(&mut self, bound: tokio::time::Instant) -> Vec<(String, NotificationRecord)> {
+        let mut out = Vec::new();
+        while let Some(&(at, _)) = self.order.front() {
+            if at > bound {
+                break;
+            }
+            let Some((_, id)) = self.order.pop_front() else {
+                break;
+            };
+            // Gone (written by a change) or claimed again since: not this entry's to take.
+            if self.records.get(&id).is_some_and(|(_, since)| *since == at) {
+                if let Some((rec, _)) = self.records.remove(&id) {
+                    out.push((id, rec));
+                }
+            }
+        }
+        out
+    }
+}
+
+/// The writer's knowledge beyond fjall, lent to a fold.
+struct Known<'a> {
+    cache: &'a mut RecordCache,
+    claims: &'a mut Claims,
 }
 
 /// A request folded into the group, answered once the group is durable.
@@ -325,6 +476,14 @@ struct Slot {
     transaction_before: Option<String>,
     record: Option<NotificationRecord>,
     dirty: bool,
+    /// The record is a claim that nothing wrote yet (fjall does not have it).
+    claimed: bool,
+}
+
+impl Slot {
+    fn claim_unwritten(&self) -> bool {
+        self.claimed && !self.dirty
+    }
 }
 
 /// The group's view: stored state of every key it touched, with the group's changes on top.
@@ -343,13 +502,25 @@ impl Overlay {
     fn load_record(
         &mut self,
         ks: &Keyspaces,
-        cache: &mut RecordCache,
+        known: &mut Known<'_>,
         event_id: &str,
     ) -> Result<(), StoreError> {
         if self.records.contains_key(event_id) {
             return Ok(());
         }
-        let record = match cache.remove(event_id) {
+        if let Some((record, _)) = known.claims.take(event_id) {
+            let slot = Slot {
+                open_before: false,
+                hold_open: false,
+                transaction_before: None,
+                record: Some(record),
+                dirty: false,
+                claimed: true,
+            };
+            self.records.insert(event_id.to_owned(), slot);
+            return Ok(());
+        }
+        let record = match known.cache.remove(event_id) {
             Some(r) => Some(r),
             None => match ks.records.get(event_id)? {
                 Some(v) => Some(codec::decode_record(event_id, &v)?),
@@ -362,6 +533,7 @@ impl Overlay {
             transaction_before: record.as_ref().and_then(|r| r.transaction_id.clone()),
             record,
             dirty: false,
+            claimed: false,
         };
         self.records.insert(event_id.to_owned(), slot);
         Ok(())
@@ -376,18 +548,34 @@ impl Overlay {
                 transaction_before: None,
                 record: None,
                 dirty: false,
+                claimed: false,
             })
+    }
+
+    /// Writes, in this group, the claims made before `now - older_than` that nothing wrote.
+    fn write_claims(
+        &mut self,
+        claims: &mut Claims,
+        now: tokio::time::Instant,
+        older_than: Duration,
+    ) {
+        let bound = now.checked_sub(older_than).unwrap_or(now);
+        for (id, rec) in claims.take_older(bound) {
+            let slot = self.slot(&id);
+            slot.record = Some(rec);
+            slot.dirty = true;
+        }
     }
 
     fn claim(
         &mut self,
         ks: &Keyspaces,
-        cache: &mut RecordCache,
+        known: &mut Known<'_>,
         reqs: Vec<ClaimRequest>,
         now: OffsetDateTime,
     ) -> Result<Vec<Claim>, StoreError> {
         for r in &reqs {
-            self.load_record(ks, cache, &r.event_id)?;
+            self.load_record(ks, known, &r.event_id)?;
         }
         let mut created = HashSet::new();
         let mut out = Vec::with_capacity(reqs.len());
@@ -395,8 +583,9 @@ impl Overlay {
             let slot = self.slot(&r.event_id);
             match &slot.record {
                 None => {
+                    // Not written: the notification's first change writes it.
                     slot.record = Some(NotificationRecord::received(&r, now));
-                    slot.dirty = true;
+                    slot.claimed = true;
                     created.insert(r.event_id);
                     out.push(Claim::New);
                 }
@@ -412,7 +601,7 @@ impl Overlay {
     fn commit(
         &mut self,
         ks: &Keyspaces,
-        cache: &mut RecordCache,
+        known: &mut Known<'_>,
         changes: Vec<Change>,
         receipt_ttl_ms: i64,
     ) -> Result<(), StoreError> {
@@ -420,7 +609,7 @@ impl Overlay {
             if matches!(c, Change::Outbox(_) | Change::Published { .. }) {
                 continue;
             }
-            self.load_record(ks, cache, c.event_id())?;
+            self.load_record(ks, known, c.event_id())?;
         }
         for c in changes {
             match c {
@@ -509,5 +698,28 @@ mod cache_tests {
         assert!(c.remove(&id(n - 1)).is_some());
         // Taken out means gone: the writer puts it back after the group.
         assert!(c.remove(&id(n - 1)).is_none());
+    }
+
+    #[test]
+    fn claims_are_taken_oldest_first_and_only_while_unwritten() {
+        let t0 = tokio::time::Instant::now();
+        let sec = Duration::from_secs(1);
+        let mut c = Claims::default();
+        for (i, at) in [(0, t0), (1, t0), (2, t0 + sec), (3, t0 + sec * 2)] {
+            c.keep(id(i), NotificationRecord::blank(&id(i)), at);
+        }
+        // Written by a change meanwhile: not taken.
+        assert!(c.take(&id(1)).is_some());
+        // Read by a group (a repeated claim) and kept again: it waits again from then, and its
+        // first place in line is skipped.
+        let (r2, _) = c.take(&id(2)).unwrap();
+        c.keep(id(2), r2, t0 + sec * 5);
+        let ids = |v: Vec<(String, NotificationRecord)>| -> Vec<String> {
+            v.into_iter().map(|(i, _)| i).collect()
+        };
+        assert_eq!(ids(c.take_older(t0)), [id(0)]);
+        assert_eq!(ids(c.take_older(t0 + sec * 2)), [id(3)]);
+        assert_eq!(ids(c.take_older(t0 + sec * 5)), [id(2)]);
+        assert!(c.records.is_empty() && c.order.is_empty());
     }
 }
