@@ -315,8 +315,8 @@ impl Store {
     }
 
     /// Claims a batch of consumed records by event id. Answers are in request order, and come
-    /// after every request sent before them is durable. A call cancelled after sending may
-    /// still be applied.
+    /// once the writer has applied the requests sent before (a claim writes nothing, so it
+    /// does not wait for the disk). A call cancelled after sending may still be applied.
     pub async fn claim(&self, requests: Vec<ClaimRequest>) -> Result<Vec<Claim>, StoreError> {
         let asked = tokio::time::Instant::now();
         let (reply, answer) = oneshot::channel();

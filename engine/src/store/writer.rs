@@ -2,9 +2,10 @@
 //!
 //! The writer takes every request queued (up to a bound), folds them in arrival order into
 //! an overlay of the records, receipt keys and index entries they touch, and writes the
-//! overlay as one atomic fjall batch. It then hands the group's answers to the sync thread
-//! and goes on with the next group, while the sync thread persists the journal (once for
-//! every group handed to it meanwhile) and only then answers their requests, in order.
+//! overlay as one atomic fjall batch. It answers the group's claims then (a claim writes
+//! nothing), hands the rest of the group to the sync thread and goes on with the next group,
+//! while the sync thread persists the journal (once for every group handed to it meanwhile)
+//! and only then answers their requests, in order.
 //! Folding is in memory and cannot fail once a request's keys are loaded, so a request whose
 //! stored data cannot be read fails alone; a failed batch or sync fails its groups.
 
@@ -106,7 +107,8 @@ pub(super) struct Writer {
 /// A group written to the journal and the memtables, for the sync thread to make durable
 /// and answer.
 struct Synced {
-    answers: Vec<Answer>,
+    /// The group's commits (claims were answered when the group was written).
+    answers: Vec<Reply<()>>,
     /// Whether the group wrote anything (otherwise it needs no sync of its own).
     wrote: bool,
     /// The group's result so far (an error: its batch failed).
@@ -145,8 +147,9 @@ fn sync_loop(
         };
         for g in groups {
             let r = g.result.and_then(|()| result.clone());
-            for a in g.answers {
-                a.send(r.clone());
+            // A caller that gave up waiting is not an error: its request was applied anyway.
+            for reply in g.answers {
+                let _ = reply.send(r.clone());
             }
         }
     }
@@ -227,6 +230,10 @@ impl Writer {
         let mut overlay = Overlay::default();
         overlay.write_claims(&mut self.claims, started, CLAIM_WRITE_DELAY);
         let mut answers = Vec::with_capacity(ops.len());
+        // Claims write nothing: answered once the group is written, without waiting for the
+        // disk. What they say (new, or how far a record got) is decided again from the
+        // journal if a crash loses the group's writes: their records are consumed again.
+        let mut claimed = Vec::new();
         let mut known = Known {
             cache: &mut self.cache,
             claims: &mut self.claims,
@@ -235,10 +242,10 @@ impl Writer {
             match op {
                 Op::WriteClaims(older_than, reply) => {
                     overlay.write_claims(known.claims, started, older_than);
-                    answers.push(Answer::Commit(reply));
+                    answers.push(reply);
                 }
                 Op::Claim(reqs, reply) => match overlay.claim(&self.ks, &mut known, reqs, now) {
-                    Ok(claims) => answers.push(Answer::Claim(reply, claims)),
+                    Ok(claims) => claimed.push((reply, claims)),
                     Err(e) => {
                         let _ = reply.send(Err(e));
                     }
@@ -246,7 +253,7 @@ impl Writer {
                 Op::Commit(changes, reply) => {
                     let ttl = self.receipt_ttl_ms;
                     match overlay.commit(&self.ks, &mut known, changes, ttl) {
-                        Ok(()) => answers.push(Answer::Commit(reply)),
+                        Ok(()) => answers.push(reply),
                         Err(e) => {
                             let _ = reply.send(Err(e));
                         }
@@ -257,6 +264,9 @@ impl Writer {
         let folded = started.elapsed();
         let written = self.write(&overlay);
         let wrote = matches!(written, Ok(Some(_)));
+        for (reply, claims) in claimed {
+            let _ = reply.send(written.as_ref().map(|_| claims).map_err(Clone::clone));
+        }
         match &written {
             Ok(w) => {
                 crate::metrics::store_group_time(folded, w.map_or(Duration::ZERO, |w| w.write));
@@ -427,26 +437,6 @@ impl Claims {
 struct Known<'a> {
     cache: &'a mut RecordCache,
     claims: &'a mut Claims,
-}
-
-/// A request folded into the group, answered once the group is durable.
-enum Answer {
-    Claim(Reply<Vec<Claim>>, Vec<Claim>),
-    Commit(Reply<()>),
-}
-
-impl Answer {
-    fn send(self, written: Result<(), StoreError>) {
-        // A caller that gave up waiting is not an error: its request was applied anyway.
-        match self {
-            Answer::Claim(r, claims) => {
-                let _ = r.send(written.map(|()| claims));
-            }
-            Answer::Commit(r) => {
-                let _ = r.send(written);
-            }
-        }
-    }
 }
 
 struct Batch {
