@@ -4,8 +4,9 @@
 # carriers uncapped, and pigeon-load. Prints pigeon-load's summary and the engine's CPU per
 # notification and resident memory.
 #
-#   loadtest/scripts/e2e-bench.sh COUNT RATE [VAR=VALUE ...]
+#   [WINDOW=N] loadtest/scripts/e2e-bench.sh COUNT RATE [VAR=VALUE ...]
 #
+# WINDOW sets the carriers' SMPP window (default 64, the demo's).
 # VAR=VALUE pairs are engine configuration overrides, e.g. PIGEON_STORE__ENABLED=false or
 # PIGEON_STORE__FSYNC=false. Build first: cargo build --release --bin pigeon --bin pigeon-sim
 # --bin pigeon-load.
@@ -36,8 +37,10 @@ target/release/pigeon-sim --listen carrier-a=127.0.0.1:2775 --listen carrier-b=1
   --account pigeon:secret --dlr-delay-ms 100 >"$out/sim.out" 2>"$out/sim.log" &
 pids+=($!)
 
-# The demo's configuration with the carriers' caps lifted.
-sed 's/^max_segments_per_second = .*/max_segments_per_second = 100000/' \
+# The demo's configuration with the carriers' caps lifted (and their window set, with
+# WINDOW=N in the environment).
+sed -e 's/^max_segments_per_second = .*/max_segments_per_second = 100000/' \
+  -e "s/^window = .*/window = ${WINDOW:-64}/" \
   deploy/local/pigeon.toml >"$out/pigeon.toml"
 env PIGEON_STORE__PATH="$out/store" PIGEON_API__LISTEN="" PIGEON_METRICS__LISTEN="" "$@" \
   RUST_LOG=warn,pigeon_kafka=info,pigeon::store=info target/release/pigeon run --config "$out/pigeon.toml" 2>"$out/engine.log" &
