@@ -49,12 +49,12 @@ const QUEUE: usize = 1_024;
 /// fjall's sizes (its defaults are for larger machines: 64 MiB of memtable per keyspace,
 /// 512 MiB of journal, 32 MiB of block cache). A memtable is flushed to disk when it reaches
 /// `MEMTABLE`, or when the journal reaches `JOURNAL` (64 MiB is fjall's least), which then
-/// bounds what the memtables hold; their skip lists take about twice the bytes journalled.
-/// Smaller memtables mean more flushes and compactions: 8 MiB cost the engine about 20 µs
-/// more CPU per notification end to end, 16 MiB about 7 µs (for 30 MB less memory); a
-/// 64 MiB journal instead of 128 MiB took 40–80 MB off the resident memory at no CPU cost
-/// (ADR 0004).
-const MEMTABLE: u64 = 32 << 20;
+/// bounds what the memtables hold; their skip lists take several times the bytes fjall
+/// counts for them. Smaller memtables mean more flushes and compactions. With a million
+/// notifications awaiting receipts the engine held 519 MB with 32 MiB, 445 MB with 16 MiB
+/// at the same CPU, 418 MB with 8 MiB for ~10 µs more CPU per notification in that run;
+/// a 64 MiB journal instead of 128 MiB took 40–80 MB off at no CPU cost (ADR 0004).
+const MEMTABLE: u64 = 16 << 20;
 const JOURNAL: u64 = 64 << 20;
 const BLOCK_CACHE: u64 = 16 << 20;
 
