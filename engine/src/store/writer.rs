@@ -400,12 +400,8 @@ pub(super) struct Claims {
 impl Claims {
     /// Keeps a claim unwritten (again, from `now`, when a group only read it).
     fn keep(&mut self, id: String, rec: NotificationRecord, now: tokio::time::Instant) {
-        let since = match self.records.get(&id) {
-            Some(_) => return,
-            None => now,
-        };
-        self.order.push_back((since, id.clone()));
-        self.records.insert(id, (rec, since));
+        self.order.push_back((now, id.clone()));
+        self.records.insert(id, (rec, now));
     }
 
     fn take(&mut self, id: &str) -> Option<(NotificationRecord, tokio::time::Instant)> {
@@ -549,7 +545,10 @@ impl Overlay {
         now: tokio::time::Instant,
         older_than: Duration,
     ) {
-        let bound = now.checked_sub(older_than).unwrap_or(now);
+        // A bound before the clock's start: no claim is that old.
+        let Some(bound) = now.checked_sub(older_than) else {
+            return;
+        };
         for (id, rec) in claims.take_older(bound) {
             let slot = self.slot(&id);
             slot.record = Some(rec);
