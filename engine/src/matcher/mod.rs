@@ -822,7 +822,12 @@ mod tests {
     }
 
     fn m() -> Matcher {
-        Matcher::new(Duration::from_secs(60), Duration::from_secs(10), Vec::new())
+        with_rules(Vec::new())
+    }
+
+    /// A matcher with these id rules for carrier 0 (receipts wait 60 s, parked ones 10 s).
+    fn with_rules(rules: Vec<IdRule>) -> Matcher {
+        Matcher::new(Duration::from_secs(60), Duration::from_secs(10), rules)
     }
 
     #[test]
@@ -951,11 +956,7 @@ mod tests {
 
     #[test]
     fn a_carrier_with_hex_responses_and_decimal_receipts_is_matched() {
-        let mut m = Matcher::new(
-            Duration::from_secs(60),
-            Duration::from_secs(10),
-            vec![IdRule::Fixed(IdForm::HexToDecimal)],
-        );
+        let mut m = with_rules(vec![IdRule::Fixed(IdForm::HexToDecimal)]);
         let (now, mut out) = (Instant::now(), Vec::new());
         m.accept(accepted(&["0000FF"]), now, &mut out);
         let r = m.receipt(0, receipt("255", ReceiptState::Delivered), now, &mut out);
@@ -965,11 +966,7 @@ mod tests {
 
     #[test]
     fn hex_responses_with_decimal_receipts_are_learned_and_matched() {
-        let mut m = Matcher::new(
-            Duration::from_secs(60),
-            Duration::from_secs(10),
-            vec![IdRule::Learn],
-        );
+        let mut m = with_rules(vec![IdRule::Learn]);
         let (now, mut out) = (Instant::now(), Vec::new());
         for i in 0..30u32 {
             let mut a = accepted(&[&format!("{:08x}", 0xa0 + i)]);
@@ -998,11 +995,7 @@ mod tests {
     fn learning_works_with_interleaved_sequential_ids() {
         // Small sequential ids collide across bases ("10" is 0x0a in decimal but also the
         // as-is key of response id "00000010"): nothing may be settled by another's receipt.
-        let mut m = Matcher::new(
-            Duration::from_secs(60),
-            Duration::from_secs(10),
-            vec![IdRule::Learn],
-        );
+        let mut m = with_rules(vec![IdRule::Learn]);
         let (now, mut out) = (Instant::now(), Vec::new());
         let receipt_of = |i: u32| Receipt {
             message_id: i.to_string(),
@@ -1036,11 +1029,7 @@ mod tests {
 
     #[test]
     fn a_carrier_whose_receipts_repeat_its_hex_ids_is_learned_as_is() {
-        let mut m = Matcher::new(
-            Duration::from_secs(60),
-            Duration::from_secs(10),
-            vec![IdRule::Learn],
-        );
+        let mut m = with_rules(vec![IdRule::Learn]);
         let (now, mut out) = (Instant::now(), Vec::new());
         for i in 1..=300u32 {
             let mut a = accepted(&[&format!("{i:08x}")]);
