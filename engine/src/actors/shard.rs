@@ -39,7 +39,7 @@ use crate::notification::Notification;
 use crate::outcome::{self, Unanswered, Verdict};
 use crate::retry::{Next, RetryPolicy};
 use crate::routing::CarrierId;
-use crate::store::{Change, Store};
+use crate::store::{Batcher, Change, Store};
 
 /// State shared by the shard's handler and the tasks it spawns.
 struct Shared {
@@ -70,7 +70,8 @@ struct Shared {
     /// Flow control per submitting bind slot, by slot index; empty when `flow_control` is off.
     flows: Vec<FlowSlot>,
     results: mpsc::Sender<SubmitResult>,
-    store: Option<Store>,
+    /// Records `submitting` marks, many in one store request.
+    marks: Option<Batcher>,
 }
 
 impl Shared {
@@ -176,6 +177,8 @@ pub struct Shard {
     stop: CancellationToken,
     mailbox: usize,
     results_rx: Option<mpsc::Receiver<SubmitResult>>,
+    /// The task behind the shard's mark batcher, until the shard starts it on its thread.
+    marking: Option<futures::future::BoxFuture<'static, ()>>,
 }
 
 impl Shard {
@@ -204,6 +207,7 @@ impl Shard {
             Vec::new()
         };
         links.health.set_rate(carrier, cfg.max_segments_per_second);
+        let (marks, marking) = links.store.map(Batcher::new).unzip();
         let shared = Arc::new(Shared {
             carrier,
             name,
@@ -221,7 +225,7 @@ impl Shard {
             health: links.health,
             peers: links.peers,
             encodings: links.encodings,
-            store: links.store,
+            marks,
             in_flight: Arc::new(Semaphore::new(cfg.binds * cfg.window)),
             lanes: Mutex::new(Lanes::default()),
             lane_space: Semaphore::new(LANE_CAPACITY),
@@ -236,6 +240,7 @@ impl Shard {
             stop: CancellationToken::new(),
             mailbox: links.mailbox,
             results_rx: Some(rx),
+            marking,
         }
     }
 
@@ -270,6 +275,9 @@ impl Actor for Shard {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(self.mailbox);
+        if let Some(marking) = self.marking.take() {
+            actix::spawn(marking);
+        }
         actix::spawn(pump(self.shared.clone()));
         let (inbound_tx, inbound_rx) = mpsc::channel(4096);
         let (submit_kind, receivers) = match self.cfg.bind_type {
@@ -404,7 +412,7 @@ async fn pump(shared: Arc<Shared>) {
 /// hands `n` to the next carrier of its route.
 async fn submit(shared: Arc<Shared>, n: Notification, permit: OwnedSemaphorePermit) {
     let can_hand_over = n.has_fallback();
-    if let Some(store) = &shared.store {
+    if let Some(marks) = &shared.marks {
         // Durably `submitting` before the first byte goes out: after a crash, the record
         // tells a notification the carrier may have from one it cannot.
         let mark = Change::Submitting {
@@ -412,7 +420,7 @@ async fn submit(shared: Arc<Shared>, n: Notification, permit: OwnedSemaphorePerm
             carrier: shared.name.to_string(),
             at: time::OffsetDateTime::now_utc(),
         };
-        if let Err(e) = store.commit(vec![mark]).await {
+        if let Err(e) = marks.commit(mark).await {
             tracing::error!(error = %e, "cannot record a submit; not sending");
             let mut status = n.meta.status(State::Failed);
             status.reason = Some("store_unavailable".into());

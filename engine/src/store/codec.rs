@@ -400,6 +400,119 @@ pub(super) fn decode_status(key: &[u8], value: &[u8]) -> Result<StatusEvent, Sto
     Ok(s)
 }
 
+/// Format byte of a staged entry.
+const STAGED_V1: u8 = 1;
+const ITEM_RECORD: u8 = 1;
+const ITEM_HELD: u8 = 2;
+const ITEM_GONE: u8 = 3;
+
+/// One item of a staged entry (`staged.rs`).
+#[derive(Debug, PartialEq)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "nearly every item is a record; read once, at start-up"
+)]
+pub(super) enum StagedItem {
+    /// The record's latest version; whether the open index and the transaction index
+    /// already name it.
+    Record {
+        record: NotificationRecord,
+        open_indexed: bool,
+        transaction_indexed: bool,
+    },
+    /// The record's latest version is in the index, and its terminal status waits for the
+    /// broker.
+    Held(String),
+    /// Nothing is staged for this event any more.
+    Gone(String),
+}
+
+/// Builds the value of a staged entry: a format byte, then its items.
+#[derive(Default)]
+pub(super) struct StagedEntry {
+    buf: Vec<u8>,
+    scratch: Vec<u8>,
+}
+
+impl StagedEntry {
+    pub(super) fn clear(&mut self) {
+        self.buf.clear();
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+
+    /// The encoded entry.
+    pub(super) fn value(&self) -> &[u8] {
+        &self.buf
+    }
+
+    fn item(&mut self, kind: u8, event_id: &str) {
+        if self.buf.is_empty() {
+            self.buf.push(STAGED_V1);
+        }
+        let mut o = Out(&mut self.buf);
+        o.u8(kind);
+        o.str(event_id);
+    }
+
+    pub(super) fn record(
+        &mut self,
+        r: &NotificationRecord,
+        open_indexed: bool,
+        transaction_indexed: bool,
+    ) {
+        self.item(ITEM_RECORD, &r.event_id);
+        encode_record(r, &mut self.scratch);
+        let mut o = Out(&mut self.buf);
+        o.u8(flag(0, open_indexed) | flag(1, transaction_indexed));
+        o.uvar(self.scratch.len() as u64);
+        self.buf.extend_from_slice(&self.scratch);
+    }
+
+    pub(super) fn held(&mut self, event_id: &str) {
+        self.item(ITEM_HELD, event_id);
+    }
+
+    pub(super) fn gone(&mut self, event_id: &str) {
+        self.item(ITEM_GONE, event_id);
+    }
+}
+
+/// Decodes the staged entry stored under `key`.
+pub(super) fn decode_staged(key: &[u8], value: &[u8]) -> Result<Vec<StagedItem>, StoreError> {
+    let mut i = In { key, at: value };
+    if i.u8()? != STAGED_V1 {
+        return Err(i.corrupt("unknown staged entry format"));
+    }
+    let mut out = Vec::new();
+    while !i.at.is_empty() {
+        let kind = i.u8()?;
+        let event_id = i.str()?;
+        out.push(match kind {
+            ITEM_RECORD => {
+                let f = i.u8()?;
+                let len: usize = i.uint()?;
+                if len > i.at.len() {
+                    return Err(i.corrupt("staged record longer than the value"));
+                }
+                let (bytes, rest) = i.at.split_at(len);
+                i.at = rest;
+                StagedItem::Record {
+                    record: decode_record(&event_id, bytes)?,
+                    open_indexed: has(f, 0),
+                    transaction_indexed: has(f, 1),
+                }
+            }
+            ITEM_HELD => StagedItem::Held(event_id),
+            ITEM_GONE => StagedItem::Gone(event_id),
+            _ => return Err(i.corrupt("unknown staged item")),
+        });
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use time::macros::datetime;
@@ -464,6 +577,52 @@ mod tests {
                 assert!(decode_record("e", &buf[..cut]).is_err(), "cut at {cut}");
             }
         }
+    }
+
+    #[test]
+    fn staged_entries_round_trip_and_refuse_every_cut() {
+        let at = datetime!(2026-11-25 19:00 UTC);
+        let mut a = NotificationRecord::blank("a");
+        a.transaction_id = Some("t".into());
+        a.apply_submitting("c", at);
+        let b = NotificationRecord::blank("b");
+        let mut entry = StagedEntry::default();
+        assert!(entry.is_empty());
+        entry.record(&a, true, false);
+        entry.held("h");
+        entry.record(&b, false, true);
+        entry.gone("g");
+        let items = decode_staged(b"k", entry.value()).unwrap();
+        let want = [
+            StagedItem::Record {
+                record: a,
+                open_indexed: true,
+                transaction_indexed: false,
+            },
+            StagedItem::Held("h".into()),
+            StagedItem::Record {
+                record: b,
+                open_indexed: false,
+                transaction_indexed: true,
+            },
+            StagedItem::Gone("g".into()),
+        ];
+        assert_eq!(items, want);
+        // Cuts inside an item are refused; a cut between items reads as a shorter entry
+        // (fjall writes an entry whole or not at all).
+        let whole = entry.value().to_vec();
+        for cut in 0..whole.len() {
+            if let Ok(items) = decode_staged(b"k", &whole[..cut]) {
+                assert!(
+                    items.len() < want.len() && want.starts_with(&items),
+                    "cut at {cut}"
+                );
+            }
+        }
+        assert!(decode_staged(b"k", b"\x01\x09\x01x").is_err());
+        assert!(decode_staged(b"k", b"\x02").is_err());
+        entry.clear();
+        assert!(entry.is_empty());
     }
 
     #[test]

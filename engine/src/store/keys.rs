@@ -7,6 +7,7 @@
 //! | `by_transaction` | transaction id, `\0`, event id | empty |
 //! | `receipts` | carrier, `\0`, message id | expiry (8 bytes), event id |
 //! | `outbox` | event id, `\0`, state | the status event, binary (`codec.rs`) |
+//! | `staged` | sequence number, big-endian `u64` | a group's staged records (`staged.rs`) |
 //!
 //! An expiry is milliseconds since the Unix epoch as a big-endian `i64`. Expired receipt
 //! keys are ignored when read and dropped when fjall compacts them (`ttl.rs`).
@@ -23,6 +24,7 @@ pub(super) const RECEIPTS: &str = "receipts";
 /// at start-up if found.
 pub(super) const RETIRED_RECEIPT_EXPIRY: &str = "receipt_expiry";
 pub(super) const OUTBOX: &str = "outbox";
+pub(super) const STAGED: &str = "staged";
 
 const SEP: u8 = 0;
 

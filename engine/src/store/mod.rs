@@ -10,6 +10,11 @@
 //! in the order they were sent. Reads go to fjall directly, from any thread, and see every
 //! write that was answered.
 //!
+//! An open record is staged, not indexed (`staged.rs`): each group writes the records it
+//! changed that are still open as one entry with a sequential key, and a record reaches the
+//! indexed keyspaces (`records`, `open`, `by_transaction`) when it ends, or once it has been
+//! staged for [`STAGE_FOR`]. Reads look at the staged records first.
+//!
 //! A claim writes nothing by itself: the writer keeps it, and the notification's first
 //! change (its `submitting` mark before anything is sent, or its terminal status) writes the
 //! record with its `received` entry. A notification with no change after
@@ -17,16 +22,19 @@
 //! is lost by the wait: a claim is only ever needed again if its record was consumed again,
 //! and a notification that has sent nothing is safe to start over after a crash.
 
+mod batcher;
 mod codec;
 mod keys;
 mod record;
+mod staged;
 #[cfg(test)]
 mod tests;
 mod ttl;
 mod writer;
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -38,8 +46,12 @@ use tokio::sync::{mpsc, oneshot};
 use crate::event::{State, StatusEvent};
 use crate::notification::Origin;
 
+pub use batcher::Batcher;
 pub use record::{NotificationRecord, TimelineEntry};
+pub use staged::STAGE_FOR;
 pub use writer::CLAIM_WRITE_DELAY;
+
+use staged::{StagedKind, StagedMap};
 
 use writer::{Counters, Op, Writer};
 
@@ -226,6 +238,7 @@ struct Keyspaces {
     by_txn: Keyspace,
     receipts: Keyspace,
     outbox: Keyspace,
+    staged: Keyspace,
 }
 
 /// Handle on the store; cheap to clone. The last handle dropped stops the writer thread
@@ -241,6 +254,7 @@ struct Inner {
     writer: Option<JoinHandle<()>>,
     ks: Keyspaces,
     stats: Arc<Counters>,
+    staged: Arc<RwLock<StagedMap>>,
 }
 
 impl Drop for Inner {
@@ -281,12 +295,15 @@ impl Store {
             by_txn: keyspace(keys::BY_TRANSACTION)?,
             receipts: keyspace(keys::RECEIPTS)?,
             outbox: keyspace(keys::OUTBOX)?,
+            staged: keyspace(keys::STAGED)?,
             db: db.clone(),
         };
         if db.keyspace_exists(keys::RETIRED_RECEIPT_EXPIRY) {
             let retired = keyspace(keys::RETIRED_RECEIPT_EXPIRY)?;
             db.delete_keyspace(retired).map_err(open_err)?;
         }
+        let (map, live, next_seq) = staged::replay(&ks.staged, tokio::time::Instant::now())?;
+        let staged = Arc::new(RwLock::new(map));
         let stats = Arc::new(Counters::default());
         let writer = Writer {
             ks: ks.clone(),
@@ -295,6 +312,10 @@ impl Store {
             receipt_ttl_ms: i64::try_from(options.receipt_ttl_ms).unwrap_or(i64::MAX),
             cache: writer::RecordCache::default(),
             claims: writer::Claims::default(),
+            staged: Arc::clone(&staged),
+            live,
+            next_seq,
+            entry: codec::StagedEntry::default(),
             buf: Vec::new(),
             sync_failed: Arc::default(),
         };
@@ -310,6 +331,7 @@ impl Store {
                 writer: Some(handle),
                 ks,
                 stats,
+                staged,
             }),
         })
     }
@@ -363,6 +385,21 @@ impl Store {
         answer.blocking_recv().map_err(|_| StoreError::Closed)?
     }
 
+    /// Indexes the records staged longer ago than `older_than` (all of them with zero). The
+    /// writer also does it on its own after [`STAGE_FOR`]; this is for tests and tools.
+    pub async fn index_staged(&self, older_than: Duration) -> Result<(), StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Op::IndexStaged(older_than, reply)).await?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// [`Store::index_staged`] for threads outside the async runtime (panics inside it).
+    pub fn index_staged_blocking(&self, older_than: Duration) -> Result<(), StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.send_blocking(Op::IndexStaged(older_than, reply))?;
+        answer.blocking_recv().map_err(|_| StoreError::Closed)?
+    }
+
     /// [`Store::claim`] for threads outside the async runtime (panics inside it).
     pub fn claim_blocking(&self, requests: Vec<ClaimRequest>) -> Result<Vec<Claim>, StoreError> {
         let (reply, answer) = oneshot::channel();
@@ -387,20 +424,44 @@ impl Store {
         tx.blocking_send(op).map_err(|_| StoreError::Closed)
     }
 
+    /// What the staged entries hold. Held while reading the index too, so that a read sees
+    /// one group's result, not half of it.
+    fn staged(&self) -> RwLockReadGuard<'_, StagedMap> {
+        self.inner
+            .staged
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// The record of an event id.
     pub fn get(&self, event_id: &str) -> Result<Option<NotificationRecord>, StoreError> {
+        self.get_in(&self.staged(), event_id)
+    }
+
+    /// The record of an event id: staged if it is, else indexed.
+    fn get_in(
+        &self,
+        staged: &StagedMap,
+        event_id: &str,
+    ) -> Result<Option<NotificationRecord>, StoreError> {
+        if let Some(StagedKind::Record(r)) = staged.get(event_id).map(|s| &s.kind) {
+            return Ok(Some(r.clone()));
+        }
         match self.inner.ks.records.get(event_id)? {
             Some(v) => codec::decode_record(event_id, &v).map(Some),
             None => Ok(None),
         }
     }
 
-    /// Every record of a transaction, in event id order.
+    /// Every record of a transaction, in event id order. Staged records are not in the
+    /// transaction index yet: they are found by going through the staged ones (a few
+    /// seconds' worth of notifications).
     pub fn by_transaction(
         &self,
         transaction_id: &str,
     ) -> Result<Vec<NotificationRecord>, StoreError> {
-        let mut out = Vec::new();
+        let staged = self.staged();
+        let mut out = BTreeMap::new();
         for guard in self
             .inner
             .ks
@@ -412,27 +473,43 @@ impl Store {
                 continue;
             };
             // A transaction id holding the separator could share a prefix with another.
-            if let Some(r) = self.get(event_id)? {
+            if let Some(r) = self.get_in(&staged, event_id)? {
                 if r.transaction_id.as_deref() == Some(transaction_id) {
-                    out.push(r);
+                    out.insert(r.event_id.clone(), r);
                 }
             }
         }
-        Ok(out)
+        for s in staged.values() {
+            if let StagedKind::Record(r) = &s.kind {
+                if r.transaction_id.as_deref() == Some(transaction_id) {
+                    out.insert(r.event_id.clone(), r.clone());
+                }
+            }
+        }
+        Ok(out.into_values().collect())
     }
 
     /// Statuses decided and recorded whose publication the broker has not acknowledged:
-    /// the outbox's entries, and the latest status of every terminal record still held in
-    /// the open index.
+    /// the outbox's entries, and the latest status of every terminal record still held
+    /// (in the open index, or staged).
     pub fn outbox(&self) -> Result<Vec<StatusEvent>, StoreError> {
+        let staged = self.staged();
         let mut out = Vec::new();
         for guard in self.inner.ks.outbox.iter() {
             let (key, value) = guard.into_inner()?;
             out.push(codec::decode_status(&key, &value)?);
         }
-        for r in self.indexed_open()? {
+        for r in self.indexed_open(&staged)?.into_values() {
             if !r.is_open() {
                 out.push(r.latest_status());
+            }
+        }
+        for (id, s) in staged.iter() {
+            if matches!(s.kind, StagedKind::Held) {
+                match self.get_in(&staged, id)? {
+                    Some(r) => out.push(r.latest_status()),
+                    None => tracing::warn!(event_id = %id, "a held status names a missing record"),
+                }
             }
         }
         Ok(out)
@@ -440,22 +517,35 @@ impl Store {
 
     /// Every record not in a terminal state, in event id order: what recovery resumes.
     pub fn open_records(&self) -> Result<Vec<NotificationRecord>, StoreError> {
-        let mut all = self.indexed_open()?;
-        all.retain(NotificationRecord::is_open);
-        Ok(all)
+        let staged = self.staged();
+        let mut all = self.indexed_open(&staged)?;
+        for s in staged.values() {
+            if let StagedKind::Record(r) = &s.kind {
+                all.insert(r.event_id.clone(), r.clone());
+            }
+        }
+        Ok(all
+            .into_values()
+            .filter(NotificationRecord::is_open)
+            .collect())
     }
 
-    /// Every record the open index names.
-    fn indexed_open(&self) -> Result<Vec<NotificationRecord>, StoreError> {
-        let mut out = Vec::new();
+    /// Every record the open index names, by event id.
+    fn indexed_open(
+        &self,
+        staged: &StagedMap,
+    ) -> Result<BTreeMap<String, NotificationRecord>, StoreError> {
+        let mut out = BTreeMap::new();
         for guard in self.inner.ks.open.iter() {
             let key = guard.key()?;
             let event_id = std::str::from_utf8(&key).map_err(|_| StoreError::Corrupt {
                 key: keys::printable(&key),
                 why: "open index key is not utf-8".into(),
             })?;
-            match self.get(event_id)? {
-                Some(r) => out.push(r),
+            match self.get_in(staged, event_id)? {
+                Some(r) => {
+                    out.insert(r.event_id.clone(), r);
+                }
                 None => tracing::warn!(event_id, "open index names a missing record"),
             }
         }

@@ -145,11 +145,18 @@ async fn a_claim_is_written_by_the_first_change_of_its_notification() {
     assert_eq!(states(&k), [State::Received, State::Skipped]);
     assert_eq!(ids(&store.open_records().unwrap()), ["s"]);
     assert_eq!(ids(&store.by_transaction("t1").unwrap()), ["k", "s"]);
-    // "s": record, open index, transaction index; "k": record and transaction index only.
-    assert_eq!(store.stats().records_written, 5);
+    // "s" (open): its group's staged entry; "k" (ended): record and transaction index.
+    assert_eq!(store.stats().records_written, 3);
     // Nothing left to write: the claims went with their changes.
     store.write_claims(Duration::ZERO).await.unwrap();
-    assert_eq!(store.stats().records_written, 5);
+    assert_eq!(store.stats().records_written, 3);
+    // Indexing "s": record, open index, transaction index, and its entry deleted.
+    store.index_staged(Duration::ZERO).await.unwrap();
+    assert_eq!(store.stats().records_written, 7);
+    assert_eq!(store.inner.ks.staged.iter().count(), 0);
+    assert_eq!(store.get("s").unwrap().unwrap(), s);
+    assert_eq!(ids(&store.open_records().unwrap()), ["s"]);
+    assert_eq!(ids(&store.by_transaction("t1").unwrap()), ["k", "s"]);
 }
 
 #[tokio::test]
@@ -505,7 +512,7 @@ fn the_outbox_keeps_a_status_until_it_is_published_across_a_reopen() {
         vec!["e2"],
         "a terminal record held for publication is not resumed"
     );
-    // The terminal one is held in the open index, not copied.
+    // The terminal one is held, not copied.
     assert_eq!(store.inner.ks.outbox.iter().count(), 1);
     store
         .commit_blocking(vec![
@@ -520,10 +527,21 @@ fn the_outbox_keeps_a_status_until_it_is_published_across_a_reopen() {
         ])
         .expect("commit");
     assert!(store.outbox().expect("outbox").is_empty());
-    assert_eq!(store.inner.ks.open.iter().count(), 1, "e2 is still open");
+    assert_eq!(
+        ids(&store.open_records().unwrap()),
+        ["e2"],
+        "e2 is still open"
+    );
     let r = store.get("e1").expect("get").expect("record");
     assert_eq!(r.state, State::Delivered);
     assert_eq!(r.timeline.len(), 2, "publication is not a state change");
+    drop(store);
+    let store = Store::open(&options(dir.path(), false)).expect("reopen");
+    assert!(
+        store.outbox().expect("outbox").is_empty(),
+        "released for good"
+    );
+    assert_eq!(ids(&store.open_records().unwrap()), ["e2"]);
 }
 
 #[test]
@@ -566,4 +584,84 @@ fn a_retired_expiry_keyspace_is_dropped_at_open() {
         .db
         .keyspace_exists(keys::RETIRED_RECEIPT_EXPIRY));
     assert!(store.inner.ks.db.keyspace_exists(keys::RECEIPTS));
+}
+
+#[test]
+fn staged_records_and_holds_survive_a_reopen_then_end_for_good() {
+    let dir = tempfile::tempdir().unwrap();
+    let delivered = |id: &str| status(id, State::Delivered, T0);
+    {
+        let store = Store::open(&options(dir.path(), false)).unwrap();
+        let claims = vec![
+            req("a", 0, 1, "t1"),
+            req("b", 0, 2, "t1"),
+            req("c", 0, 3, "t1"),
+        ];
+        store.claim_blocking(claims).unwrap();
+        store
+            .commit_blocking(vec![submitting("a", T0), submitting("c", T0)])
+            .unwrap();
+        store
+            .commit_blocking(vec![accepted("a", &["77"], T0)])
+            .unwrap();
+        // "b" ends held for the broker; "c" was staged, then ends unheld.
+        let b = vec![
+            Change::Outbox(delivered("b")),
+            Change::Status(delivered("b")),
+            Change::Status(delivered("c")),
+        ];
+        store.commit_blocking(b).unwrap();
+        assert_eq!(
+            store.inner.ks.open.iter().count(),
+            0,
+            "nothing indexed open"
+        );
+    }
+    let store = Store::open(&options(dir.path(), false)).unwrap();
+    assert_eq!(ids(&store.open_records().unwrap()), ["a"]);
+    assert_eq!(store.get("a").unwrap().unwrap().state, State::Accepted);
+    assert_eq!(store.get("c").unwrap().unwrap().state, State::Delivered);
+    let held: Vec<_> = store
+        .outbox()
+        .unwrap()
+        .into_iter()
+        .map(|s| s.event_id)
+        .collect();
+    assert_eq!(held, ["b"]);
+    assert_eq!(ids(&store.by_transaction("t1").unwrap()), ["a", "b", "c"]);
+    let again = store.claim_blocking(vec![req("a", 0, 1, "t1")]).unwrap();
+    assert!(matches!(again.as_slice(), [Claim::Redelivered(r)] if r.state == State::Accepted));
+
+    // Due: "a" is indexed open, the hold of "b" moves to the open index.
+    store.index_staged_blocking(Duration::ZERO).unwrap();
+    assert_eq!(store.inner.ks.staged.iter().count(), 0);
+    assert_eq!(store.inner.ks.open.iter().count(), 2);
+    assert_eq!(ids(&store.open_records().unwrap()), ["a"]);
+    assert_eq!(store.outbox().unwrap().len(), 1);
+    assert_eq!(ids(&store.by_transaction("t1").unwrap()), ["a", "b", "c"]);
+    let published = Change::Published {
+        event_id: "b".into(),
+        state: State::Delivered,
+    };
+    store.commit_blocking(vec![published]).unwrap();
+    assert!(store.outbox().unwrap().is_empty());
+    // A change after indexing is staged again, and its end leaves the open index.
+    let sec = TimeDelta::seconds(1);
+    store
+        .commit_blocking(vec![Change::Status(status("a", State::Retrying, T0 + sec))])
+        .unwrap();
+    assert_eq!(store.get("a").unwrap().unwrap().state, State::Retrying);
+    assert_eq!(store.inner.ks.staged.iter().count(), 1);
+    drop(store);
+    let store = Store::open(&options(dir.path(), false)).unwrap();
+    assert_eq!(store.get("a").unwrap().unwrap().state, State::Retrying);
+    assert_eq!(ids(&store.open_records().unwrap()), ["a"]);
+    let end = status("a", State::Delivered, T0 + sec * 2);
+    store.commit_blocking(vec![Change::Status(end)]).unwrap();
+    assert_eq!(store.inner.ks.open.iter().count(), 0);
+    drop(store);
+    let store = Store::open(&options(dir.path(), false)).unwrap();
+    assert!(store.open_records().unwrap().is_empty());
+    assert!(store.outbox().unwrap().is_empty());
+    assert_eq!(store.get("a").unwrap().unwrap().state, State::Delivered);
 }

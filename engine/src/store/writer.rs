@@ -2,7 +2,8 @@
 //!
 //! The writer takes every request queued (up to a bound), folds them in arrival order into
 //! an overlay of the records, receipt keys and index entries they touch, and writes the
-//! overlay as one atomic fjall batch. It answers the group's claims then (a claim writes
+//! overlay as one atomic fjall batch: the open records it changed as one staged entry,
+//! terminal ones (and those staged long enough) in the indexed keyspaces. It answers the group's claims then (a claim writes
 //! nothing), hands the rest of the group to the sync thread and goes on with the next group,
 //! while the sync thread persists the journal (once for every group handed to it meanwhile)
 //! and only then answers their requests, in order.
@@ -14,15 +15,16 @@ use std::collections::BTreeMap;
 // foldhash (per-process random seed) rather than SipHash: every change hashes its keys.
 use foldhash::{HashMap, HashSet, HashSetExt};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{mpsc as std_mpsc, Arc};
+use std::sync::{mpsc as std_mpsc, Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use fjall::{Database, Keyspace, OwnedWriteBatch, PersistMode};
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
 
-use super::codec;
+use super::codec::{self, StagedEntry};
 use super::keys::{self, ReceiptValue};
+use super::staged::{self, Live, Staged, StagedKind, StagedMap, STAGE_FOR, STAGE_SLACK};
 use super::{Change, Claim, ClaimRequest, Keyspaces, NotificationRecord, StoreError, StoreStats};
 use crate::event::State;
 
@@ -53,6 +55,8 @@ pub(super) enum Op {
     Commit(Vec<Change>, Reply<()>),
     /// Writes the claims older than this that no change has written yet.
     WriteClaims(Duration, Reply<()>),
+    /// Indexes the records staged longer ago than this.
+    IndexStaged(Duration, Reply<()>),
 }
 
 impl Op {
@@ -60,7 +64,7 @@ impl Op {
         match self {
             Op::Claim(r, _) => r.len().max(1),
             Op::Commit(c, _) => c.len().max(1),
-            Op::WriteClaims(..) => 1,
+            Op::WriteClaims(..) | Op::IndexStaged(..) => 1,
         }
     }
 }
@@ -98,6 +102,15 @@ pub(super) struct Writer {
     pub cache: RecordCache,
     /// Claims not written yet.
     pub claims: Claims,
+    /// What the staged entries hold (`staged.rs`), shared with readers; the writer holds it
+    /// locked while it folds and writes a group.
+    pub staged: Arc<RwLock<StagedMap>>,
+    /// The staged entries not deleted yet.
+    pub live: Live,
+    /// The sequence number of the next staged entry.
+    pub next_seq: u64,
+    /// Reused to build a group's staged entry.
+    pub entry: StagedEntry,
     /// Reused to encode records.
     pub buf: Vec<u8>,
     /// Set by the sync thread when a sync failed.
@@ -227,8 +240,17 @@ impl Writer {
             .fetch_add(requests as u64, Ordering::Relaxed);
         let now = OffsetDateTime::now_utc();
         let started = tokio::time::Instant::now();
+        // Readers wait for the group: they see the staged map and the index as one.
+        let shared = Arc::clone(&self.staged);
+        let mut staged = shared.write().unwrap_or_else(PoisonError::into_inner);
         let mut overlay = Overlay::default();
         overlay.write_claims(&mut self.claims, started, CLAIM_WRITE_DELAY);
+        let overdue = STAGE_FOR + STAGE_SLACK;
+        if (self.live.front())
+            .is_some_and(|&(_, at)| started.saturating_duration_since(at) >= overdue)
+        {
+            overlay.unstage(&mut self.live, started, STAGE_FOR);
+        }
         let mut answers = Vec::with_capacity(ops.len());
         // Claims write nothing: answered once the group is written, without waiting for the
         // disk. What they say (new, or how far a record got) is decided again from the
@@ -237,11 +259,16 @@ impl Writer {
         let mut known = Known {
             cache: &mut self.cache,
             claims: &mut self.claims,
+            staged: &mut staged,
         };
         for op in ops {
             match op {
                 Op::WriteClaims(older_than, reply) => {
                     overlay.write_claims(known.claims, started, older_than);
+                    answers.push(reply);
+                }
+                Op::IndexStaged(older_than, reply) => {
+                    overlay.unstage(&mut self.live, started, older_than);
                     answers.push(reply);
                 }
                 Op::Claim(reqs, reply) => match overlay.claim(&self.ks, &mut known, reqs, now) {
@@ -262,7 +289,7 @@ impl Writer {
             }
         }
         let folded = started.elapsed();
-        let written = self.write(&overlay);
+        let written = self.write(&mut overlay, &mut staged, started);
         let wrote = matches!(written, Ok(Some(_)));
         for (reply, claims) in claimed {
             let _ = reply.send(written.as_ref().map(|_| claims).map_err(Clone::clone));
@@ -276,11 +303,20 @@ impl Writer {
                     self.ks.db.write_buffer_size(),
                     self.ks.db.cache_size(),
                 );
-                self.keep(overlay, started);
+                self.keep(overlay, &mut staged, started);
             }
             Err(e) => {
                 tracing::error!(error = %e, requests = answers.len(), "store group commit failed");
                 self.cache = RecordCache::default();
+                // The group took records out of the map: read it again from what is stored.
+                match staged::replay(&self.ks.staged, started) {
+                    Ok((map, live, next)) => {
+                        *staged = map;
+                        self.live = live;
+                        self.next_seq = self.next_seq.max(next);
+                    }
+                    Err(e) => tracing::error!(error = %e, "reading the staged records failed"),
+                }
             }
         }
         (!answers.is_empty()).then(|| Synced {
@@ -292,48 +328,130 @@ impl Writer {
 
     /// Keeps the open records of a written group for the next ones, and its claims that no
     /// change wrote.
-    fn keep(&mut self, overlay: Overlay, now: tokio::time::Instant) {
+    fn keep(&mut self, overlay: Overlay, staged: &mut StagedMap, now: tokio::time::Instant) {
         for (id, slot) in overlay.records {
-            match slot.record {
-                Some(rec) if slot.claim_unwritten() => self.claims.keep(id, rec, now),
-                Some(rec) if rec.is_open() => self.cache.insert(id, rec),
-                // Terminal (or never created): later changes are rare, they read fjall.
-                _ => {}
+            let unwritten = slot.claim_unwritten();
+            let Some(rec) = slot.record else {
+                continue;
+            };
+            if unwritten {
+                self.claims.keep(id, rec, now);
+            } else if let Some(seq) = slot.staged_seq {
+                let kind = if rec.is_open() {
+                    StagedKind::Record(rec)
+                } else {
+                    StagedKind::Held
+                };
+                let s = Staged {
+                    kind,
+                    seq,
+                    open_indexed: slot.open_before,
+                    transaction_indexed: slot.transaction_before,
+                };
+                staged.insert(id, s);
+            } else if rec.is_open() {
+                self.cache.insert(id, rec);
             }
+            // Terminal and indexed: later changes are rare, they read fjall.
         }
     }
 
     /// Writes the overlay as one batch (to the journal's buffer and the memtables; the sync
-    /// thread persists it); says what it wrote, if it wrote anything.
-    fn write(&mut self, overlay: &Overlay) -> Result<Option<Written>, StoreError> {
+    /// thread persists it); says what it wrote, if it wrote anything. An open record goes to
+    /// the group's staged entry; a terminal one, or one staged for long enough, to the
+    /// indexed keyspaces.
+    fn write(
+        &mut self,
+        overlay: &mut Overlay,
+        staged: &mut StagedMap,
+        now: tokio::time::Instant,
+    ) -> Result<Option<Written>, StoreError> {
         let ks = &self.ks;
         let writing = tokio::time::Instant::now();
         let mut b = Batch {
             inner: ks.db.batch(),
             bytes: 0,
         };
-        for (id, slot) in &overlay.records {
-            let Some(rec) = slot.record.as_ref().filter(|_| slot.dirty) else {
+        let seq = self.next_seq;
+        let bound = overlay.bound;
+        self.entry.clear();
+        // Published: a staged hold ends here, an indexed one in the open index. (Before the
+        // due holds are indexed: a batch must not both put and delete a key.)
+        for id in &overlay.released {
+            match staged.get(id) {
+                Some(s) if matches!(s.kind, StagedKind::Held) => {
+                    if s.seq > bound {
+                        self.entry.gone(id);
+                    }
+                    staged.remove(id);
+                }
+                _ => b.del(&ks.open, id.as_bytes()),
+            }
+        }
+        if bound > 0 {
+            // Due, and not loaded by this group: indexed as they are.
+            for (id, s) in staged.extract_if(|_, s| s.seq <= bound) {
+                match s.kind {
+                    StagedKind::Record(rec) => {
+                        let slot = Slot {
+                            open_before: s.open_indexed,
+                            transaction_before: s.transaction_indexed,
+                            record: Some(rec),
+                            staged_seq: Some(s.seq),
+                            ..Slot::default()
+                        };
+                        overlay.records.entry(id).or_insert(slot);
+                    }
+                    StagedKind::Held => b.put(&ks.open, id.as_bytes(), &[]),
+                }
+            }
+        }
+        for (id, slot) in &mut overlay.records {
+            let Some(rec) = slot.record.as_ref() else {
                 continue;
             };
-            codec::encode_record(rec, &mut self.buf);
-            b.put(&ks.records, id.as_bytes(), &self.buf);
-            match (slot.open_before, rec.is_open() || slot.hold_open) {
+            let open = rec.is_open();
+            let held = !open && slot.hold_open;
+            let due = slot.staged_seq.is_some_and(|s| s <= bound);
+            if !(slot.dirty || due || slot.released) {
+                continue;
+            }
+            let transaction_indexed =
+                slot.transaction_before.is_some() && slot.transaction_before == rec.transaction_id;
+            if open && !due {
+                self.entry
+                    .record(rec, slot.open_before, transaction_indexed);
+                slot.staged_seq = Some(seq);
+                continue;
+            }
+            if slot.dirty || open {
+                codec::encode_record(rec, &mut self.buf);
+                b.put(&ks.records, id.as_bytes(), &self.buf);
+            }
+            if let Some(txn) = rec.transaction_id.as_ref().filter(|_| !transaction_indexed) {
+                b.put(&ks.by_txn, &keys::transaction_key(txn, id), &[]);
+                slot.transaction_before = Some(txn.clone());
+            }
+            if held && !slot.open_before && !due {
+                // Terminal and waiting for the broker: the hold is staged, not indexed.
+                self.entry.held(id);
+                slot.staged_seq = Some(seq);
+                continue;
+            }
+            let want_open = open || held;
+            match (slot.open_before, want_open) {
                 (false, true) => b.put(&ks.open, id.as_bytes(), &[]),
                 (true, false) => b.del(&ks.open, id.as_bytes()),
                 _ => {}
             }
-            if let Some(txn) = &rec.transaction_id {
-                if slot.transaction_before.as_ref() != Some(txn) {
-                    b.put(&ks.by_txn, &keys::transaction_key(txn, id), &[]);
-                }
+            slot.open_before = want_open;
+            if slot.staged_seq.is_some() && !due {
+                self.entry.gone(id);
             }
+            slot.staged_seq = None;
         }
         for (key, value) in &overlay.receipts {
             b.put(&ks.receipts, key, &value.encode());
-        }
-        for id in &overlay.released {
-            b.del(&ks.open, id.as_bytes());
         }
         for (key, value) in &overlay.outbox {
             match value {
@@ -341,11 +459,22 @@ impl Writer {
                 None => b.del(&ks.outbox, key),
             }
         }
+        for s in &overlay.unstaged {
+            b.del(&ks.staged, &staged::key(*s));
+        }
+        let staging = !self.entry.is_empty();
+        if staging {
+            b.put(&ks.staged, &staged::key(seq), self.entry.value());
+        }
         if b.inner.is_empty() {
             return Ok(None);
         }
         let items = b.inner.len() as u64;
         b.inner.commit()?;
+        if staging {
+            self.next_seq += 1;
+            self.live.push_back((seq, now));
+        }
         let write = writing.elapsed();
         let s = &self.stats;
         s.batches.fetch_add(1, Ordering::Relaxed);
@@ -433,6 +562,7 @@ impl Claims {
 struct Known<'a> {
     cache: &'a mut RecordCache,
     claims: &'a mut Claims,
+    staged: &'a mut StagedMap,
 }
 
 struct Batch {
@@ -453,6 +583,7 @@ impl Batch {
 }
 
 /// One record as the group found it and as the group leaves it.
+#[derive(Default)]
 struct Slot {
     /// Whether the open index has it (a terminal record held there is not known here).
     open_before: bool,
@@ -464,11 +595,23 @@ struct Slot {
     dirty: bool,
     /// The record is a claim that nothing wrote yet (fjall does not have it).
     claimed: bool,
+    /// The staged entry that holds its latest version (or its hold), if one does.
+    staged_seq: Option<u64>,
+    /// Its held terminal status was published in this group.
+    released: bool,
 }
 
 impl Slot {
     fn claim_unwritten(&self) -> bool {
         self.claimed && !self.dirty
+    }
+}
+
+/// The indexed record of an event.
+fn read_record(ks: &Keyspaces, event_id: &str) -> Result<Option<NotificationRecord>, StoreError> {
+    match ks.records.get(event_id)? {
+        Some(v) => codec::decode_record(event_id, &v).map(Some),
+        None => Ok(None),
     }
 }
 
@@ -480,8 +623,13 @@ struct Overlay {
     receipts: HashMap<Vec<u8>, ReceiptValue>,
     /// `outbox` keys to insert (with their value) or remove.
     outbox: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
-    /// Terminal records held in the open index whose status the broker now has.
+    /// Terminal records held (staged or in the open index) whose status the broker now
+    /// has.
     released: Vec<String>,
+    /// Staged records in entries up to this one are indexed by this group (0: none).
+    bound: u64,
+    /// Staged entries this group deletes (every record in them is indexed or newer).
+    unstaged: Vec<u64>,
 }
 
 impl Overlay {
@@ -496,46 +644,71 @@ impl Overlay {
         }
         if let Some((record, _)) = known.claims.take(event_id) {
             let slot = Slot {
-                open_before: false,
-                hold_open: false,
-                transaction_before: None,
                 record: Some(record),
-                dirty: false,
                 claimed: true,
+                ..Slot::default()
+            };
+            self.records.insert(event_id.to_owned(), slot);
+            return Ok(());
+        }
+        if let Some(s) = known.staged.remove(event_id) {
+            let slot = match s.kind {
+                StagedKind::Record(record) => Slot {
+                    open_before: s.open_indexed,
+                    transaction_before: s.transaction_indexed,
+                    record: Some(record),
+                    staged_seq: Some(s.seq),
+                    ..Slot::default()
+                },
+                StagedKind::Held => match read_record(ks, event_id) {
+                    Ok(record) => Slot {
+                        hold_open: true,
+                        transaction_before: record.as_ref().and_then(|r| r.transaction_id.clone()),
+                        record,
+                        staged_seq: Some(s.seq),
+                        ..Slot::default()
+                    },
+                    Err(e) => {
+                        known.staged.insert(event_id.to_owned(), s);
+                        return Err(e);
+                    }
+                },
             };
             self.records.insert(event_id.to_owned(), slot);
             return Ok(());
         }
         let record = match known.cache.remove(event_id) {
             Some(r) => Some(r),
-            None => match ks.records.get(event_id)? {
-                Some(v) => Some(codec::decode_record(event_id, &v)?),
-                None => None,
-            },
+            None => read_record(ks, event_id)?,
         };
         let slot = Slot {
             open_before: record.as_ref().is_some_and(NotificationRecord::is_open),
-            hold_open: false,
             transaction_before: record.as_ref().and_then(|r| r.transaction_id.clone()),
             record,
-            dirty: false,
-            claimed: false,
+            ..Slot::default()
         };
         self.records.insert(event_id.to_owned(), slot);
         Ok(())
     }
 
     fn slot(&mut self, event_id: &str) -> &mut Slot {
-        self.records
-            .entry(event_id.to_owned())
-            .or_insert_with(|| Slot {
-                open_before: false,
-                hold_open: false,
-                transaction_before: None,
-                record: None,
-                dirty: false,
-                claimed: false,
-            })
+        self.records.entry(event_id.to_owned()).or_default()
+    }
+
+    /// Has this group index the records staged before `now - older_than`, and delete their
+    /// entries.
+    fn unstage(&mut self, live: &mut Live, now: tokio::time::Instant, older_than: Duration) {
+        let Some(bound) = now.checked_sub(older_than) else {
+            return;
+        };
+        while let Some(&(seq, at)) = live.front() {
+            if at > bound {
+                break;
+            }
+            live.pop_front();
+            self.bound = self.bound.max(seq);
+            self.unstaged.push(seq);
+        }
     }
 
     /// Writes, in this group, the claims made before `now - older_than` that nothing wrote.
@@ -638,7 +811,10 @@ impl Overlay {
                 }
                 Change::Published { event_id, state } if state.is_terminal() => {
                     match self.records.get_mut(&event_id) {
-                        Some(slot) if slot.hold_open => slot.hold_open = false,
+                        Some(slot) if slot.hold_open => {
+                            slot.hold_open = false;
+                            slot.released = true;
+                        }
                         _ => self.released.push(event_id),
                     }
                 }
@@ -710,5 +886,25 @@ mod cache_tests {
         assert_eq!(ids(c.take_older(t0 + sec * 2)), [id(3)]);
         assert_eq!(ids(c.take_older(t0 + sec * 5)), [id(2)]);
         assert!(c.records.is_empty() && c.order.is_empty());
+    }
+}
+
+#[cfg(test)]
+mod unstage_tests {
+    use super::*;
+
+    #[test]
+    fn a_group_deletes_the_entries_written_before_the_bound_and_indexes_up_to_the_last() {
+        let t0 = tokio::time::Instant::now();
+        let s = Duration::from_secs(1);
+        let mut live: Live = [(3, t0), (4, t0 + s), (7, t0 + s * 3)].into();
+        let mut overlay = Overlay::default();
+        overlay.unstage(&mut live, t0 + s * 3, s * 2);
+        assert_eq!((overlay.bound, &overlay.unstaged[..]), (4, &[3, 4][..]));
+        assert_eq!(live, [(7, t0 + s * 3)]);
+        // A bound before the clock's start: nothing is that old.
+        let mut other = Overlay::default();
+        other.unstage(&mut live, t0, Duration::MAX);
+        assert_eq!((other.bound, other.unstaged.len(), live.len()), (0, 0, 1));
     }
 }

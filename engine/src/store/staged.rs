@@ -1,0 +1,128 @@
+//! Staged records: the latest version of a notification that is still on its way, kept in
+//! one entry per group (the `staged` keyspace, keyed by a sequence number) instead of in the
+//! indexed keyspaces.
+//!
+//! A notification changes three or four times within a second or two (submitting,
+//! accepted, delivered). Writing each version to `records`, `open` and `by_transaction`
+//! costs a random-key insert into a memtable per key, then flushes and compactions; a
+//! group's staged entry is one insert with a sequential key, whatever it holds. So an open
+//! record goes to the group's entry, and reaches the indexed keyspaces only when it ends
+//! (its terminal version, once) or when it has been staged for [`STAGE_FOR`] (then it is
+//! indexed as open, and later changes are staged again). Entries whose records were all
+//! indexed are deleted in the same batch that indexes them.
+//!
+//! The writer keeps what the entries say in a [`StagedMap`], shared with readers: a read
+//! looks there first, then in the index. At start-up the map is rebuilt by reading the
+//! entries in order; a later item for an event replaces an earlier one.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use fjall::Keyspace;
+use foldhash::HashMap;
+
+use super::codec::{self, StagedItem};
+use super::{NotificationRecord, StoreError};
+
+/// How long a record may stay staged before it is indexed as open. Most notifications end
+/// (a prompt receipt) well within it and are indexed once, terminal; one waiting longer
+/// for its receipt is indexed when this has passed.
+pub const STAGE_FOR: Duration = Duration::from_secs(2);
+
+/// How much later than [`STAGE_FOR`] the oldest entry may be before the writer indexes
+/// what is due: indexing scans the whole map, so it runs about this often, not per group.
+pub(super) const STAGE_SLACK: Duration = Duration::from_secs(1);
+
+/// What the staged entries say about one event.
+#[derive(Debug, Clone)]
+pub(super) struct Staged {
+    pub kind: StagedKind,
+    /// The entry that holds it.
+    pub seq: u64,
+    /// Whether the open index names it (it was indexed as open before it changed again).
+    pub open_indexed: bool,
+    /// The transaction id the transaction index has for it, if any.
+    pub transaction_indexed: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "nearly every staged event is a record: a box would only add an allocation"
+)]
+pub(super) enum StagedKind {
+    /// An open record, newer than anything the index has.
+    Record(NotificationRecord),
+    /// Terminal and in the index; its status waits for the broker (see
+    /// [`super::Change::Outbox`]).
+    Held,
+}
+
+pub(super) type StagedMap = HashMap<String, Staged>;
+
+/// The staged entries not deleted yet, oldest first, with when they were written (or
+/// found at start-up).
+pub(super) type Live = VecDeque<(u64, tokio::time::Instant)>;
+
+/// `staged` key of an entry.
+pub(super) fn key(seq: u64) -> [u8; 8] {
+    seq.to_be_bytes()
+}
+
+/// Rebuilds the map from the stored entries; also returns them (as live from `now`) and
+/// the next sequence number.
+pub(super) fn replay(
+    ks: &Keyspace,
+    now: tokio::time::Instant,
+) -> Result<(StagedMap, Live, u64), StoreError> {
+    let mut map = StagedMap::default();
+    let mut live = Live::new();
+    let mut next = 1;
+    for guard in ks.iter() {
+        let (k, v) = guard.into_inner()?;
+        let seq =
+            k.as_ref()
+                .try_into()
+                .map(u64::from_be_bytes)
+                .map_err(|_| StoreError::Corrupt {
+                    key: super::keys::printable(&k),
+                    why: "staged key is not 8 bytes".into(),
+                })?;
+        for item in codec::decode_staged(&k, &v)? {
+            match item {
+                StagedItem::Record {
+                    record,
+                    open_indexed,
+                    transaction_indexed,
+                } => {
+                    let transaction_indexed = transaction_indexed
+                        .then(|| record.transaction_id.clone())
+                        .flatten();
+                    let id = record.event_id.clone();
+                    let staged = Staged {
+                        kind: StagedKind::Record(record),
+                        seq,
+                        open_indexed,
+                        transaction_indexed,
+                    };
+                    map.insert(id, staged);
+                }
+                StagedItem::Held(id) => {
+                    let staged = Staged {
+                        kind: StagedKind::Held,
+                        seq,
+                        open_indexed: false,
+                        transaction_indexed: None,
+                    };
+                    map.insert(id, staged);
+                }
+                StagedItem::Gone(id) => {
+                    map.remove(&id);
+                }
+            }
+        }
+        live.push_back((seq, now));
+        next = seq + 1;
+    }
+    Ok((map, live, next))
+}
