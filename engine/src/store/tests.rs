@@ -665,3 +665,130 @@ fn staged_records_and_holds_survive_a_reopen_then_end_for_good() {
     assert!(store.outbox().unwrap().is_empty());
     assert_eq!(store.get("a").unwrap().unwrap().state, State::Delivered);
 }
+
+/// One step of a notification's life, or of the store's.
+#[derive(Debug, Clone)]
+enum Step {
+    /// Claim and mark `submitting` (a new event only).
+    Begin(usize),
+    Accept(usize),
+    Retry(usize),
+    /// Deliver; held for the broker or not.
+    End(usize, bool),
+    Publish(usize),
+    Index,
+    Reopen,
+}
+
+fn step() -> impl proptest::strategy::Strategy<Value = Step> {
+    use proptest::prelude::*;
+    let id = 0..4usize;
+    prop_oneof![
+        3 => id.clone().prop_map(Step::Begin),
+        3 => id.clone().prop_map(Step::Accept),
+        1 => id.clone().prop_map(Step::Retry),
+        3 => (id.clone(), any::<bool>()).prop_map(|(i, h)| Step::End(i, h)),
+        2 => id.prop_map(Step::Publish),
+        1 => Just(Step::Index),
+        1 => Just(Step::Reopen),
+    ]
+}
+
+/// What the store must say about one event, whatever it staged or indexed.
+#[derive(Debug, Clone, PartialEq)]
+struct Modelled {
+    state: State,
+    entries: usize,
+    held: bool,
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+    /// Any sequence of lives, indexing and restarts reads back as a plain model says:
+    /// every record's state and timeline, the open set, the held statuses and the
+    /// transaction lookup.
+    #[test]
+    fn the_store_reads_back_what_a_model_says_through_staging_and_restarts(
+        steps in proptest::collection::vec(step(), 1..40)
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Some(Store::open(&options(dir.path(), false)).unwrap());
+        let mut model: BTreeMap<String, Modelled> = BTreeMap::new();
+        let mut clock = T0;
+        for s in steps {
+            clock += TimeDelta::seconds(1);
+            let st = store.as_ref().unwrap();
+            let name = |i: usize| format!("e{i}");
+            match s {
+                Step::Begin(i) if !model.contains_key(&name(i)) => {
+                    st.claim_blocking(vec![req(&name(i), 0, i as i64, "t")]).unwrap();
+                    st.commit_blocking(vec![submitting(&name(i), clock)]).unwrap();
+                    let m = Modelled { state: State::Submitting, entries: 2, held: false };
+                    model.insert(name(i), m);
+                }
+                Step::Accept(i) | Step::Retry(i) => {
+                    let Some(m) = model.get_mut(&name(i)).filter(|m| !m.state.is_terminal()) else {
+                        continue;
+                    };
+                    let state = if matches!(s, Step::Accept(_)) { State::Accepted } else { State::Retrying };
+                    let change = if state == State::Accepted {
+                        accepted(&name(i), &[&format!("m{i}{}", m.entries)], clock)
+                    } else {
+                        Change::Status(status(&name(i), state, clock))
+                    };
+                    st.commit_blocking(vec![change]).unwrap();
+                    m.state = state;
+                    m.entries += 1;
+                }
+                Step::End(i, held) => {
+                    let Some(m) = model.get_mut(&name(i)).filter(|m| !m.state.is_terminal()) else {
+                        continue;
+                    };
+                    let done = status(&name(i), State::Delivered, clock);
+                    let mut changes = Vec::new();
+                    if held {
+                        changes.push(Change::Outbox(done.clone()));
+                    }
+                    changes.push(Change::Status(done));
+                    st.commit_blocking(changes).unwrap();
+                    m.state = State::Delivered;
+                    m.entries += 1;
+                    m.held = held;
+                }
+                Step::Publish(i) => {
+                    let Some(m) = model.get_mut(&name(i)).filter(|m| m.held) else {
+                        continue;
+                    };
+                    let published = Change::Published { event_id: name(i), state: State::Delivered };
+                    st.commit_blocking(vec![published]).unwrap();
+                    m.held = false;
+                }
+                Step::Index => st.index_staged_blocking(Duration::ZERO).unwrap(),
+                Step::Reopen => {
+                    drop(store.take());
+                    store = Some(Store::open(&options(dir.path(), false)).unwrap());
+                }
+                Step::Begin(_) => continue,
+            }
+            let st = store.as_ref().unwrap();
+            for (id, m) in &model {
+                let r = st.get(id).unwrap().expect("a record for every begun event");
+                proptest::prop_assert_eq!(r.state, m.state, "{}", id);
+                proptest::prop_assert_eq!(r.timeline.len(), m.entries, "{}", id);
+            }
+            let open: Vec<String> = (model.iter())
+                .filter(|(_, m)| !m.state.is_terminal())
+                .map(|(id, _)| id.clone())
+                .collect();
+            let got: Vec<String> = st.open_records().unwrap().into_iter().map(|r| r.event_id).collect();
+            proptest::prop_assert_eq!(got, open);
+            let held: Vec<String> = (model.iter()).filter(|(_, m)| m.held).map(|(id, _)| id.clone()).collect();
+            let mut outbox: Vec<String> = st.outbox().unwrap().into_iter().map(|s| s.event_id).collect();
+            outbox.sort();
+            proptest::prop_assert_eq!(outbox, held);
+            let all: Vec<String> = st.by_transaction("t").unwrap().into_iter().map(|r| r.event_id).collect();
+            proptest::prop_assert_eq!(all, model.keys().cloned().collect::<Vec<_>>());
+        }
+    }
+}
