@@ -5,7 +5,7 @@
 //! 2. one `submitting` request per notification, all queued at once (the shard's concurrent
 //!    submit tasks), grouped by the writer;
 //! 3. one commit of every `accepted` (a sink batch; they decide a Kafka record: no outbox);
-//! 4. one commit of `Outbox(delivered)` + `Status(delivered)` per notification (receipts);
+//! 4. one commit of `Held(delivered)` per notification (receipts);
 //! 5. one commit of every `Published` once the broker acknowledged them (outbox cleared).
 //!
 //! With the journal synced to disk per group commit and without. Prints the writer requests,
@@ -86,12 +86,9 @@ fn life(rt: &tokio::runtime::Runtime, store: &Store, first: u64) {
             .map(|(id, n)| Change::Status(status(id, State::Accepted, &format!("{n:x}"), at)))
             .collect();
         store.commit(accepted).await.expect("accepted");
-        let mut delivered = Vec::with_capacity(2 * BATCH);
-        for (id, n) in ids.iter().zip(first..) {
-            let s = status(id, State::Delivered, &format!("{n:x}"), at);
-            delivered.push(Change::Outbox(s.clone()));
-            delivered.push(Change::Status(s));
-        }
+        let delivered = (ids.iter().zip(first..))
+            .map(|(id, n)| Change::Held(status(id, State::Delivered, &format!("{n:x}"), at)))
+            .collect();
         store.commit(delivered).await.expect("delivered");
         let published = ids
             .iter()

@@ -239,10 +239,11 @@ impl Handler<Publish> for Sink {
             let outboxed =
                 (self.store.is_some() && origin.is_none()).then(|| (s.event_id.clone(), s.state));
             if record && self.store.is_some() {
-                if origin.is_none() {
-                    changes.push(Change::Outbox(s.clone()));
-                }
-                changes.push(Change::Status(s));
+                changes.push(if origin.is_none() {
+                    Change::Held(s)
+                } else {
+                    Change::Status(s)
+                });
             }
             let out = Outgoing {
                 key,

@@ -155,8 +155,7 @@ pub enum Change {
     /// A published status: appended to the timeline, and the record takes its state and
     /// details. Creates the record if the id was never claimed (a rejected event).
     /// `accepted` with a carrier registers its message ids in the receipt table until
-    /// `at` + the receipt TTL; a terminal state leaves the open index (unless an
-    /// [`Change::Outbox`] holds it there).
+    /// `at` + the receipt TTL; a terminal state ends the record's open life.
     Status(StatusEvent),
     /// About to be written to `carrier` (record-only state `submitting`).
     Submitting {
@@ -164,13 +163,13 @@ pub enum Change {
         carrier: String,
         at: OffsetDateTime,
     },
-    /// A status to publish that no Kafka record will bring back after a crash (one decided
-    /// after its record's offset may have been committed: a receipt's outcome, say): kept
-    /// until [`Change::Published`], and published again at start-up if still there
-    /// ([`Store::outbox`]). Give it with the [`Change::Status`] that records it, in the same
-    /// commit. A terminal status is the record's latest state, so the record itself is kept
-    /// in the open index (no copy is written); any other goes to the `outbox` keyspace.
-    Outbox(StatusEvent),
+    /// [`Change::Status`] for a status to publish that no Kafka record will bring back
+    /// after a crash (one decided after its record's offset may have been committed: a
+    /// receipt's outcome, say): recorded, and kept until [`Change::Published`], and
+    /// published again at start-up if still there ([`Store::outbox`]). A terminal status is
+    /// the record's own latest state, so the record is held (no copy is written); any other
+    /// goes to the `outbox` keyspace.
+    Held(StatusEvent),
     /// The broker acknowledged this outbox status.
     Published { event_id: String, state: State },
 }
@@ -178,7 +177,7 @@ pub enum Change {
 impl Change {
     pub fn event_id(&self) -> &str {
         match self {
-            Change::Status(s) | Change::Outbox(s) => &s.event_id,
+            Change::Status(s) | Change::Held(s) => &s.event_id,
             Change::Submitting { event_id, .. } | Change::Published { event_id, .. } => event_id,
         }
     }

@@ -54,7 +54,7 @@ pub(super) enum StagedKind {
     /// An open record, newer than anything the index has.
     Record(NotificationRecord),
     /// Terminal and in the index; its status waits for the broker (see
-    /// [`super::Change::Outbox`]).
+    /// [`super::Change::Held`]).
     Held,
 }
 

@@ -487,10 +487,8 @@ fn the_outbox_keeps_a_status_until_it_is_published_across_a_reopen() {
             .expect("claim");
         store
             .commit_blocking(vec![
-                Change::Outbox(delivered.clone()),
-                Change::Status(delivered.clone()),
-                Change::Outbox(retrying.clone()),
-                Change::Status(retrying.clone()),
+                Change::Held(delivered.clone()),
+                Change::Held(retrying.clone()),
             ])
             .expect("commit");
         assert_eq!(
@@ -554,8 +552,7 @@ fn a_publication_acknowledged_in_the_same_group_releases_the_record() {
     let delivered = status("e1", State::Delivered, T0);
     store
         .commit_blocking(vec![
-            Change::Outbox(delivered.clone()),
-            Change::Status(delivered),
+            Change::Held(delivered),
             Change::Published {
                 event_id: "e1".into(),
                 state: State::Delivered,
@@ -605,11 +602,7 @@ fn staged_records_and_holds_survive_a_reopen_then_end_for_good() {
             .commit_blocking(vec![accepted("a", &["77"], T0)])
             .unwrap();
         // "b" ends held for the broker; "c" was staged, then ends unheld.
-        let b = vec![
-            Change::Outbox(delivered("b")),
-            Change::Status(delivered("b")),
-            Change::Status(delivered("c")),
-        ];
+        let b = vec![Change::Held(delivered("b")), Change::Status(delivered("c"))];
         store.commit_blocking(b).unwrap();
         assert_eq!(
             store.inner.ks.open.iter().count(),
@@ -746,12 +739,8 @@ proptest::proptest! {
                         continue;
                     };
                     let done = status(&name(i), State::Delivered, clock);
-                    let mut changes = Vec::new();
-                    if held {
-                        changes.push(Change::Outbox(done.clone()));
-                    }
-                    changes.push(Change::Status(done));
-                    st.commit_blocking(changes).unwrap();
+                    let change = if held { Change::Held(done) } else { Change::Status(done) };
+                    st.commit_blocking(vec![change]).unwrap();
                     m.state = State::Delivered;
                     m.entries += 1;
                     m.held = held;

@@ -768,14 +768,15 @@ impl Overlay {
         receipt_ttl_ms: i64,
     ) -> Result<(), StoreError> {
         for c in &changes {
-            if matches!(c, Change::Outbox(_) | Change::Published { .. }) {
+            if matches!(c, Change::Published { .. }) {
                 continue;
             }
             self.load_record(ks, known, c.event_id())?;
         }
         for c in changes {
+            let held = matches!(c, Change::Held(_));
             match c {
-                Change::Status(s) => {
+                Change::Status(s) | Change::Held(s) => {
                     if let (State::Accepted, Some(carrier)) = (s.state, &s.carrier) {
                         let expires_ms = keys::unix_ms(s.at).saturating_add(receipt_ttl_ms);
                         for id in &s.message_ids {
@@ -787,6 +788,17 @@ impl Overlay {
                         .get_or_insert_with(|| NotificationRecord::blank(&s.event_id))
                         .apply_status(&s);
                     slot.dirty = true;
+                    if held {
+                        // A terminal status is the record's own latest state: holding the
+                        // record keeps it without a copy. Others get an outbox entry.
+                        if s.state.is_terminal() {
+                            slot.hold_open = true;
+                        } else {
+                            let value = codec::encode_status(&s);
+                            self.outbox
+                                .insert(keys::outbox_key(&s.event_id, s.state), Some(value));
+                        }
+                    }
                 }
                 Change::Submitting {
                     event_id,
@@ -798,16 +810,6 @@ impl Overlay {
                         .get_or_insert_with(|| NotificationRecord::blank(&event_id))
                         .apply_submitting(&carrier, at);
                     slot.dirty = true;
-                }
-                // A terminal status is the record's own latest state: holding the record in
-                // the open index keeps it without a copy. Others get an outbox entry.
-                Change::Outbox(s) if s.state.is_terminal() => {
-                    self.slot(&s.event_id).hold_open = true;
-                }
-                Change::Outbox(s) => {
-                    let value = codec::encode_status(&s);
-                    self.outbox
-                        .insert(keys::outbox_key(&s.event_id, s.state), Some(value));
                 }
                 Change::Published { event_id, state } if state.is_terminal() => {
                     match self.records.get_mut(&event_id) {
