@@ -137,6 +137,13 @@ pub fn store_wait(op: &'static str, waited: std::time::Duration) {
     histogram!("pigeon_store_wait_seconds", "op" => op).record(waited.as_secs_f64());
 }
 
+/// The store's staged records (open, not indexed yet) after a group commit, and how many
+/// the group indexed as open because they were staged for `STAGE_FOR` without ending.
+pub fn store_staged(staged: usize, indexed_open: u64) {
+    gauge!("pigeon_store_staged_records").set(staged as f64);
+    counter!("pigeon_store_indexed_open_total").increment(indexed_open);
+}
+
 /// The store's memory: bytes in fjall's memtables and in its block cache.
 pub fn store_memory(memtables: u64, block_cache: u64) {
     gauge!("pigeon_store_memtable_bytes").set(memtables as f64);

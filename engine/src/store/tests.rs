@@ -781,3 +781,25 @@ proptest::proptest! {
         }
     }
 }
+
+#[tokio::test]
+async fn the_writer_indexes_on_its_own_what_stayed_staged_too_long() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&options(dir.path(), false)).unwrap();
+    store.claim(vec![req("w", 0, 1, "t")]).await.unwrap();
+    store.commit(vec![submitting("w", T0)]).await.unwrap();
+    assert_eq!(store.inner.ks.open.iter().count(), 0, "staged first");
+    // Any request makes a group; one comes when the oldest entry is STAGE_FOR + slack old.
+    let deadline = tokio::time::Instant::now() + STAGE_FOR * 5;
+    while store.inner.ks.open.iter().count() == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "never indexed");
+        store.write_claims(Duration::from_secs(3600)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(store.inner.ks.staged.iter().count(), 0);
+    assert_eq!(ids(&store.open_records().unwrap()), ["w"]);
+    assert_eq!(
+        states(&store.get("w").unwrap().unwrap()),
+        [State::Received, State::Submitting]
+    );
+}

@@ -304,6 +304,7 @@ impl Writer {
                     self.ks.db.cache_size(),
                 );
                 self.keep(overlay, &mut staged, started);
+                crate::metrics::store_staged(staged.len(), w.map_or(0, |w| w.indexed_open));
             }
             Err(e) => {
                 tracing::error!(error = %e, requests = answers.len(), "store group commit failed");
@@ -374,6 +375,7 @@ impl Writer {
         };
         let seq = self.next_seq;
         let bound = overlay.bound;
+        let mut indexed_open = 0;
         self.entry.clear();
         // Published: a staged hold ends here, an indexed one in the open index. (Before the
         // due holds are indexed: a batch must not both put and delete a key.)
@@ -423,6 +425,9 @@ impl Writer {
                     .record(rec, slot.open_before, transaction_indexed);
                 slot.staged_seq = Some(seq);
                 continue;
+            }
+            if due && open {
+                indexed_open += 1;
             }
             if slot.dirty || open {
                 codec::encode_record(rec, &mut self.buf);
@@ -484,6 +489,7 @@ impl Writer {
             keys: items,
             bytes: b.bytes,
             write,
+            indexed_open,
         }))
     }
 }
@@ -495,6 +501,8 @@ struct Written {
     bytes: u64,
     /// Time spent encoding and committing the batch (journal and memtables).
     write: Duration,
+    /// Records indexed as open: staged for `STAGE_FOR` without ending.
+    indexed_open: u64,
 }
 
 /// Recently written open records, in two generations: inserts go to the young one, and when
