@@ -666,8 +666,9 @@ enum Step {
     Begin(usize),
     Accept(usize),
     Retry(usize),
-    /// Deliver; held for the broker or not.
-    End(usize, bool),
+    /// Deliver; held for the broker or not; with indexing queued right behind it (most
+    /// often in the same group) or not.
+    End(usize, bool, bool),
     Publish(usize),
     Index,
     Reopen,
@@ -680,7 +681,7 @@ fn step() -> impl proptest::strategy::Strategy<Value = Step> {
         3 => id.clone().prop_map(Step::Begin),
         3 => id.clone().prop_map(Step::Accept),
         1 => id.clone().prop_map(Step::Retry),
-        3 => (id.clone(), any::<bool>()).prop_map(|(i, h)| Step::End(i, h)),
+        3 => (id.clone(), any::<bool>(), any::<bool>()).prop_map(|(i, h, x)| Step::End(i, h, x)),
         2 => id.prop_map(Step::Publish),
         1 => Just(Step::Index),
         1 => Just(Step::Reopen),
@@ -708,6 +709,7 @@ proptest::proptest! {
         let dir = tempfile::tempdir().unwrap();
         let mut store = Some(Store::open(&options(dir.path(), false)).unwrap());
         let mut model: BTreeMap<String, Modelled> = BTreeMap::new();
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
         let mut clock = T0;
         for s in steps {
             clock += TimeDelta::seconds(1);
@@ -734,13 +736,22 @@ proptest::proptest! {
                     m.state = state;
                     m.entries += 1;
                 }
-                Step::End(i, held) => {
+                Step::End(i, held, index) => {
                     let Some(m) = model.get_mut(&name(i)).filter(|m| !m.state.is_terminal()) else {
                         continue;
                     };
                     let done = status(&name(i), State::Delivered, clock);
                     let change = if held { Change::Held(done) } else { Change::Status(done) };
-                    st.commit_blocking(vec![change]).unwrap();
+                    if index {
+                        rt.block_on(async {
+                            let done = st.commit_queued(vec![change]).await?;
+                            st.index_staged(Duration::ZERO).await?;
+                            done.await
+                        })
+                        .unwrap();
+                    } else {
+                        st.commit_blocking(vec![change]).unwrap();
+                    }
                     m.state = State::Delivered;
                     m.entries += 1;
                     m.held = held;
