@@ -53,7 +53,7 @@ pub use writer::CLAIM_WRITE_DELAY;
 
 use staged::{StagedKind, StagedMap};
 
-use writer::{Counters, Op, Writer};
+use writer::{Counters, Op, Reply, Writer};
 
 /// Requests waiting for the writer; a full queue makes callers wait (backpressure).
 const QUEUE: usize = 1_024;
@@ -381,44 +381,46 @@ impl Store {
     /// Writes the claims older than `older_than` that no change wrote yet (all of them with
     /// zero). The writer also does it on its own as requests come; this is for quiet times.
     pub async fn write_claims(&self, older_than: Duration) -> Result<(), StoreError> {
-        let (reply, answer) = oneshot::channel();
-        self.send(Op::WriteClaims(older_than, reply)).await?;
-        answer.await.map_err(|_| StoreError::Closed)?
+        self.ask(|reply| Op::WriteClaims(older_than, reply)).await
     }
 
     /// [`Store::write_claims`] for threads outside the async runtime (panics inside it).
     pub fn write_claims_blocking(&self, older_than: Duration) -> Result<(), StoreError> {
-        let (reply, answer) = oneshot::channel();
-        self.send_blocking(Op::WriteClaims(older_than, reply))?;
-        answer.blocking_recv().map_err(|_| StoreError::Closed)?
+        self.ask_blocking(|reply| Op::WriteClaims(older_than, reply))
     }
 
     /// Indexes the records staged longer ago than `older_than` (all of them with zero). The
     /// writer also does it on its own after [`STAGE_FOR`]; this is for tests and tools.
     pub async fn index_staged(&self, older_than: Duration) -> Result<(), StoreError> {
-        let (reply, answer) = oneshot::channel();
-        self.send(Op::IndexStaged(older_than, reply)).await?;
-        answer.await.map_err(|_| StoreError::Closed)?
+        self.ask(|reply| Op::IndexStaged(older_than, reply)).await
     }
 
     /// [`Store::index_staged`] for threads outside the async runtime (panics inside it).
     pub fn index_staged_blocking(&self, older_than: Duration) -> Result<(), StoreError> {
-        let (reply, answer) = oneshot::channel();
-        self.send_blocking(Op::IndexStaged(older_than, reply))?;
-        answer.blocking_recv().map_err(|_| StoreError::Closed)?
+        self.ask_blocking(|reply| Op::IndexStaged(older_than, reply))
     }
 
     /// [`Store::claim`] for threads outside the async runtime (panics inside it).
     pub fn claim_blocking(&self, requests: Vec<ClaimRequest>) -> Result<Vec<Claim>, StoreError> {
-        let (reply, answer) = oneshot::channel();
-        self.send_blocking(Op::Claim(requests, reply))?;
-        answer.blocking_recv().map_err(|_| StoreError::Closed)?
+        self.ask_blocking(|reply| Op::Claim(requests, reply))
     }
 
     /// [`Store::commit`] for threads outside the async runtime (panics inside it).
     pub fn commit_blocking(&self, changes: Vec<Change>) -> Result<(), StoreError> {
+        self.ask_blocking(|reply| Op::Commit(changes, reply))
+    }
+
+    /// Sends a request and waits for its answer.
+    async fn ask<T>(&self, op: impl FnOnce(Reply<T>) -> Op) -> Result<T, StoreError> {
         let (reply, answer) = oneshot::channel();
-        self.send_blocking(Op::Commit(changes, reply))?;
+        self.send(op(reply)).await?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// [`Store::ask`] for threads outside the async runtime (panics inside it).
+    fn ask_blocking<T>(&self, op: impl FnOnce(Reply<T>) -> Op) -> Result<T, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.send_blocking(op(reply))?;
         answer.blocking_recv().map_err(|_| StoreError::Closed)?
     }
 
