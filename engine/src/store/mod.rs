@@ -244,6 +244,16 @@ struct Keyspaces {
     staged: Keyspace,
 }
 
+impl Keyspaces {
+    /// The indexed record of an event.
+    fn record(&self, event_id: &str) -> Result<Option<NotificationRecord>, StoreError> {
+        match self.records.get(event_id)? {
+            Some(v) => codec::decode_record(event_id, &v).map(Some),
+            None => Ok(None),
+        }
+    }
+}
+
 /// Handle on the store; cheap to clone. The last handle dropped stops the writer thread
 /// (after its current group) and closes the database.
 #[derive(Clone)]
@@ -457,10 +467,7 @@ impl Store {
         if let Some(StagedKind::Record(r)) = staged.get(event_id).map(|s| &s.kind) {
             return Ok(Some(r.clone()));
         }
-        match self.inner.ks.records.get(event_id)? {
-            Some(v) => codec::decode_record(event_id, &v).map(Some),
-            None => Ok(None),
-        }
+        self.inner.ks.record(event_id)
     }
 
     /// Every record of a transaction, in event id order. Staged records are not in the

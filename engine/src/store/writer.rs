@@ -615,14 +615,6 @@ impl Slot {
     }
 }
 
-/// The indexed record of an event.
-fn read_record(ks: &Keyspaces, event_id: &str) -> Result<Option<NotificationRecord>, StoreError> {
-    match ks.records.get(event_id)? {
-        Some(v) => codec::decode_record(event_id, &v).map(Some),
-        None => Ok(None),
-    }
-}
-
 /// The group's view: stored state of every key it touched, with the group's changes on top.
 #[derive(Default)]
 struct Overlay {
@@ -668,7 +660,7 @@ impl Overlay {
                     staged_seq: Some(s.seq),
                     ..Slot::default()
                 },
-                StagedKind::Held => match read_record(ks, event_id) {
+                StagedKind::Held => match ks.record(event_id) {
                     Ok(record) => Slot {
                         hold_open: true,
                         transaction_before: record.as_ref().and_then(|r| r.transaction_id.clone()),
@@ -687,7 +679,7 @@ impl Overlay {
         }
         let record = match known.cache.remove(event_id) {
             Some(r) => Some(r),
-            None => read_record(ks, event_id)?,
+            None => ks.record(event_id)?,
         };
         let slot = Slot {
             open_before: record.as_ref().is_some_and(NotificationRecord::is_open),
