@@ -420,7 +420,10 @@ async fn submit(shared: Arc<Shared>, n: Notification, permit: OwnedSemaphorePerm
             carrier: shared.name.to_string(),
             at: time::OffsetDateTime::now_utc(),
         };
-        if let Err(e) = marks.commit(mark).await {
+        let asked = Instant::now();
+        let marked = marks.commit(mark).await;
+        metrics::store_wait("mark", asked.elapsed());
+        if let Err(e) = marked {
             tracing::error!(error = %e, "cannot record a submit; not sending");
             let mut status = n.meta.status(State::Failed);
             status.reason = Some("store_unavailable".into());

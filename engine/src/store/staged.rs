@@ -41,8 +41,9 @@ pub(super) struct Staged {
     pub seq: u64,
     /// Whether the open index names it (it was indexed as open before it changed again).
     pub open_indexed: bool,
-    /// The transaction id the transaction index has for it, if any.
-    pub transaction_indexed: Option<String>,
+    /// Whether the transaction index has it under its transaction id (a record's transaction
+    /// id never changes once it has one).
+    pub transaction_indexed: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -95,9 +96,8 @@ pub(super) fn replay(
                     open_indexed,
                     transaction_indexed,
                 } => {
-                    let transaction_indexed = transaction_indexed
-                        .then(|| record.transaction_id.clone())
-                        .flatten();
+                    let transaction_indexed =
+                        transaction_indexed && record.transaction_id.is_some();
                     let id = record.event_id.clone();
                     let staged = Staged {
                         kind: StagedKind::Record(record),
@@ -112,7 +112,7 @@ pub(super) fn replay(
                         kind: StagedKind::Held,
                         seq,
                         open_indexed: false,
-                        transaction_indexed: None,
+                        transaction_indexed: false,
                     };
                     map.insert(id, staged);
                 }

@@ -113,6 +113,8 @@ pub(super) struct Writer {
     pub entry: StagedEntry,
     /// Reused to encode records.
     pub buf: Vec<u8>,
+    /// Reused for each group's overlay.
+    pub overlay: Overlay,
     /// Set by the sync thread when a sync failed.
     pub sync_failed: Arc<AtomicBool>,
 }
@@ -243,7 +245,7 @@ impl Writer {
         // Readers wait for the group: they see the staged map and the index as one.
         let shared = Arc::clone(&self.staged);
         let mut staged = shared.write().unwrap_or_else(PoisonError::into_inner);
-        let mut overlay = Overlay::default();
+        let mut overlay = std::mem::take(&mut self.overlay);
         overlay.write_claims(&mut self.claims, started, CLAIM_WRITE_DELAY);
         let overdue = STAGE_FOR + STAGE_SLACK;
         if (self.live.front())
@@ -303,7 +305,7 @@ impl Writer {
                     self.ks.db.write_buffer_size(),
                     self.ks.db.cache_size(),
                 );
-                self.keep(overlay, &mut staged, started);
+                self.keep(&mut overlay, &mut staged, started);
                 crate::metrics::store_staged(staged.len(), w.map_or(0, |w| w.indexed_open));
             }
             Err(e) => {
@@ -320,6 +322,8 @@ impl Writer {
                 }
             }
         }
+        overlay.clear();
+        self.overlay = overlay;
         (!answers.is_empty()).then(|| Synced {
             answers,
             wrote,
@@ -329,8 +333,8 @@ impl Writer {
 
     /// Keeps the open records of a written group for the next ones, and its claims that no
     /// change wrote.
-    fn keep(&mut self, overlay: Overlay, staged: &mut StagedMap, now: tokio::time::Instant) {
-        for (id, slot) in overlay.records {
+    fn keep(&mut self, overlay: &mut Overlay, staged: &mut StagedMap, now: tokio::time::Instant) {
+        for (id, slot) in overlay.records.drain() {
             let unwritten = slot.claim_unwritten();
             let Some(rec) = slot.record else {
                 continue;
@@ -347,7 +351,7 @@ impl Writer {
                     kind,
                     seq,
                     open_indexed: slot.open_before,
-                    transaction_indexed: slot.transaction_before,
+                    transaction_indexed: slot.transaction_indexed,
                 };
                 staged.insert(id, s);
             } else if rec.is_open() {
@@ -397,7 +401,7 @@ impl Writer {
                     StagedKind::Record(rec) => {
                         let slot = Slot {
                             open_before: s.open_indexed,
-                            transaction_before: s.transaction_indexed,
+                            transaction_indexed: s.transaction_indexed,
                             record: Some(rec),
                             staged_seq: Some(s.seq),
                             ..Slot::default()
@@ -418,8 +422,7 @@ impl Writer {
             if !(slot.dirty || due || slot.released) {
                 continue;
             }
-            let transaction_indexed =
-                slot.transaction_before.is_some() && slot.transaction_before == rec.transaction_id;
+            let transaction_indexed = slot.transaction_indexed;
             if open && !due {
                 self.entry
                     .record(rec, slot.open_before, transaction_indexed);
@@ -435,7 +438,7 @@ impl Writer {
             }
             if let Some(txn) = rec.transaction_id.as_ref().filter(|_| !transaction_indexed) {
                 b.put(&ks.by_txn, &keys::transaction_key(txn, id), &[]);
-                slot.transaction_before = Some(txn.clone());
+                slot.transaction_indexed = true;
             }
             if held && !slot.open_before && !due {
                 // Terminal and waiting for the broker: the hold is staged, not indexed.
@@ -598,7 +601,9 @@ struct Slot {
     /// Terminal, but its status is not yet acknowledged by the broker: it stays in the open
     /// index until [`Change::Published`], and start-up publishes it again.
     hold_open: bool,
-    transaction_before: Option<String>,
+    /// Whether the transaction index has it: its transaction id, once it has one, never
+    /// changes (`NotificationRecord::apply_status` only fills it in).
+    transaction_indexed: bool,
     record: Option<NotificationRecord>,
     dirty: bool,
     /// The record is a claim that nothing wrote yet (fjall does not have it).
@@ -609,6 +614,11 @@ struct Slot {
     released: bool,
 }
 
+/// Whether a stored record has a transaction id (then the transaction index has it).
+fn has_transaction(record: Option<&NotificationRecord>) -> bool {
+    record.is_some_and(|r| r.transaction_id.is_some())
+}
+
 impl Slot {
     fn claim_unwritten(&self) -> bool {
         self.claimed && !self.dirty
@@ -617,7 +627,7 @@ impl Slot {
 
 /// The group's view: stored state of every key it touched, with the group's changes on top.
 #[derive(Default)]
-struct Overlay {
+pub(super) struct Overlay {
     records: HashMap<String, Slot>,
     /// Receipt keys registered, with their values (the latest registration of a key wins).
     receipts: HashMap<Vec<u8>, ReceiptValue>,
@@ -655,7 +665,7 @@ impl Overlay {
             let slot = match s.kind {
                 StagedKind::Record(record) => Slot {
                     open_before: s.open_indexed,
-                    transaction_before: s.transaction_indexed,
+                    transaction_indexed: s.transaction_indexed,
                     record: Some(record),
                     staged_seq: Some(s.seq),
                     ..Slot::default()
@@ -663,7 +673,7 @@ impl Overlay {
                 StagedKind::Held => match ks.record(event_id) {
                     Ok(record) => Slot {
                         hold_open: true,
-                        transaction_before: record.as_ref().and_then(|r| r.transaction_id.clone()),
+                        transaction_indexed: has_transaction(record.as_ref()),
                         record,
                         staged_seq: Some(s.seq),
                         ..Slot::default()
@@ -683,7 +693,7 @@ impl Overlay {
         };
         let slot = Slot {
             open_before: record.as_ref().is_some_and(NotificationRecord::is_open),
-            transaction_before: record.as_ref().and_then(|r| r.transaction_id.clone()),
+            transaction_indexed: has_transaction(record.as_ref()),
             record,
             ..Slot::default()
         };
@@ -692,7 +702,30 @@ impl Overlay {
     }
 
     fn slot(&mut self, event_id: &str) -> &mut Slot {
-        self.records.entry(event_id.to_owned()).or_default()
+        // Looked up first: the slot exists almost always (loaded before), and `entry` would
+        // allocate its key every time.
+        if !self.records.contains_key(event_id) {
+            self.records.insert(event_id.to_owned(), Slot::default());
+        }
+        self.records.get_mut(event_id).expect("inserted above")
+    }
+
+    /// Empties it for the next group, keeping its maps' room (a group's maps grew from
+    /// nothing each time otherwise), unless a large group left them large.
+    fn clear(&mut self) {
+        const KEEP: usize = 4_096;
+        self.records.clear();
+        self.receipts.clear();
+        if self.records.capacity() > KEEP {
+            self.records.shrink_to(KEEP);
+        }
+        if self.receipts.capacity() > KEEP {
+            self.receipts.shrink_to(KEEP);
+        }
+        self.outbox.clear();
+        self.released.clear();
+        self.bound = 0;
+        self.unstaged.clear();
     }
 
     /// Has this group index the records staged before `now - older_than`, and delete their
