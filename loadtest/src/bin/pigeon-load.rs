@@ -9,6 +9,12 @@ use clap::Parser;
 use pigeon::event::State;
 use pigeon_loadtest::load::{self, DebitMix, LoadOptions};
 
+/// mimalloc, as the engine (`docs/adr/0006-allocator.md`): the generator and its status
+/// collector allocate per debit and per status, and the harness shares the machine with the
+/// engine it measures, so its own cost should stay small.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "pigeon-load",

@@ -18,6 +18,11 @@ use pigeon_loadtest::sim::{
 use std::io::Write as _;
 use tokio::signal::unix::{signal, SignalKind};
 
+/// mimalloc, as the engine (`docs/adr/0006-allocator.md`): it allocates per PDU, and the
+/// harness shares the machine with the engine it measures, so its own cost should stay small.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// SMSC simulator speaking SMPP over TCP, one listener per simulated carrier.
 #[derive(Debug, Parser)]
 #[command(name = "pigeon-sim", version)]

@@ -1,9 +1,11 @@
 //! Status collection and exactly-once accounting: every produced event must end with
 //! exactly one terminal status.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+// foldhash rather than SipHash: every status consumed hashes its event id several times.
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use hdrhistogram::Histogram;
 use pigeon::event::StatusEvent;
 use pigeon_kafka::{KafkaConfig, Outgoing};
@@ -42,7 +44,7 @@ impl Accounting {
 struct Seen {
     produced_at: HashMap<String, Instant>,
     /// Ids with a terminal or an ambiguous status: nothing more is owed by the engine now.
-    settled: std::collections::HashSet<String>,
+    settled: HashSet<String>,
     /// Per event id, the distinct terminal states seen (a bit per state): the same status
     /// published again (after an engine restart) is one outcome, two states are two.
     terminal: HashMap<String, u32>,
@@ -79,7 +81,7 @@ impl Seen {
     fn new() -> Seen {
         Seen {
             produced_at: HashMap::new(),
-            settled: std::collections::HashSet::new(),
+            settled: HashSet::new(),
             terminal: HashMap::new(),
             states: BTreeMap::new(),
             terminal_states: BTreeMap::new(),
