@@ -268,6 +268,7 @@ struct Inner {
     ks: Keyspaces,
     stats: Arc<Counters>,
     staged: Arc<RwLock<StagedMap>>,
+    receipt_ttl_ms: i64,
 }
 
 impl Drop for Inner {
@@ -326,11 +327,12 @@ impl Store {
         let (map, live, next_seq) = staged::replay(&ks.staged, tokio::time::Instant::now())?;
         let staged = Arc::new(RwLock::new(map));
         let stats = Arc::new(Counters::default());
+        let receipt_ttl_ms = i64::try_from(options.receipt_ttl_ms).unwrap_or(i64::MAX);
         let writer = Writer {
             ks: ks.clone(),
             stats: Arc::clone(&stats),
             fsync: options.fsync,
-            receipt_ttl_ms: i64::try_from(options.receipt_ttl_ms).unwrap_or(i64::MAX),
+            receipt_ttl_ms,
             cache: writer::RecordCache::default(),
             claims: writer::Claims::default(),
             staged: Arc::clone(&staged),
@@ -354,6 +356,7 @@ impl Store {
                 ks,
                 stats,
                 staged,
+                receipt_ttl_ms,
             }),
         })
     }
@@ -573,13 +576,34 @@ impl Store {
         Ok(out)
     }
 
-    /// The event a carrier's message id belongs to, unless its key expired by `now`.
+    /// The event a carrier's message id belongs to, unless its key expired by `now`. A
+    /// record still staged has no receipt key yet (it gets them if it is indexed open): its
+    /// acceptances are looked at in the staged records (seconds of traffic) first.
     pub fn receipt_owner(
         &self,
         carrier: &str,
         message_id: &str,
         now: OffsetDateTime,
     ) -> Result<Option<String>, StoreError> {
+        let now_ms = keys::unix_ms(now);
+        let ttl = self.inner.receipt_ttl_ms;
+        let staged = self.staged();
+        let newest = (staged.values())
+            .filter_map(|s| match &s.kind {
+                StagedKind::Record(r) => Some(r),
+                StagedKind::Held => None,
+            })
+            .flat_map(|r| {
+                (r.acceptances())
+                    .filter(|&(c, id, _)| c == carrier && id == message_id)
+                    .map(move |(_, _, at)| (keys::unix_ms(at).saturating_add(ttl), &r.event_id))
+            })
+            .filter(|&(expires_ms, _)| !ttl::is_expired(expires_ms, now_ms))
+            .max_by_key(|&(expires_ms, _)| expires_ms);
+        if let Some((_, event_id)) = newest {
+            return Ok(Some(event_id.clone()));
+        }
+        drop(staged);
         let key = keys::receipt_key(carrier, message_id);
         let Some(v) = self.inner.ks.receipts.get(&key)? else {
             return Ok(None);

@@ -143,6 +143,15 @@ impl NotificationRecord {
         }
     }
 
+    /// Every acceptance in its timeline as (carrier, message id, when): what its receipts
+    /// will name.
+    pub(super) fn acceptances(&self) -> impl Iterator<Item = (&str, &str, OffsetDateTime)> {
+        (self.timeline.iter())
+            .filter(|e| e.state == State::Accepted)
+            .filter_map(|e| e.carrier.as_deref().map(|c| (c, e)))
+            .flat_map(|(c, e)| (e.message_ids.iter()).map(move |id| (c, id.as_str(), e.at)))
+    }
+
     /// Whether recovery after a crash must look at it (its state is not terminal).
     pub fn is_open(&self) -> bool {
         !self.state.is_terminal()

@@ -26,7 +26,6 @@ use super::codec::{self, StagedEntry};
 use super::keys::{self, ReceiptValue};
 use super::staged::{self, Live, Staged, StagedKind, StagedMap, STAGE_FOR, STAGE_SLACK};
 use super::{Change, Claim, ClaimRequest, Keyspaces, NotificationRecord, StoreError, StoreStats};
-use crate::event::State;
 
 /// Most requests folded into one group.
 const MAX_GROUP_REQUESTS: usize = 1_024;
@@ -279,15 +278,12 @@ impl Writer {
                         let _ = reply.send(Err(e));
                     }
                 },
-                Op::Commit(changes, reply) => {
-                    let ttl = self.receipt_ttl_ms;
-                    match overlay.commit(&self.ks, &mut known, changes, ttl) {
-                        Ok(()) => answers.push(reply),
-                        Err(e) => {
-                            let _ = reply.send(Err(e));
-                        }
+                Op::Commit(changes, reply) => match overlay.commit(&self.ks, &mut known, changes) {
+                    Ok(()) => answers.push(reply),
+                    Err(e) => {
+                        let _ = reply.send(Err(e));
                     }
-                }
+                },
             }
         }
         let folded = started.elapsed();
@@ -431,6 +427,11 @@ impl Writer {
             }
             if due && open {
                 indexed_open += 1;
+                // Still waiting after `STAGE_FOR`: its receipt keys now (a notification that
+                // ends before, most of them, never needs them).
+                for acceptance in rec.acceptances() {
+                    register(&mut overlay.receipts, acceptance, id, self.receipt_ttl_ms);
+                }
             }
             if slot.dirty || open {
                 codec::encode_record(rec, &mut self.buf);
@@ -798,7 +799,6 @@ impl Overlay {
         ks: &Keyspaces,
         known: &mut Known<'_>,
         changes: Vec<Change>,
-        receipt_ttl_ms: i64,
     ) -> Result<(), StoreError> {
         for c in &changes {
             if matches!(c, Change::Published { .. }) {
@@ -810,12 +810,6 @@ impl Overlay {
             let held = matches!(c, Change::Held(_));
             match c {
                 Change::Status(s) | Change::Held(s) => {
-                    if let (State::Accepted, Some(carrier)) = (s.state, &s.carrier) {
-                        let expires_ms = keys::unix_ms(s.at).saturating_add(receipt_ttl_ms);
-                        for id in &s.message_ids {
-                            self.register(carrier, id, &s.event_id, expires_ms);
-                        }
-                    }
                     let slot = self.slot(&s.event_id);
                     slot.record
                         .get_or_insert_with(|| NotificationRecord::blank(&s.event_id))
@@ -860,17 +854,31 @@ impl Overlay {
         }
         Ok(())
     }
+}
 
-    /// Points (carrier, message id) at an event until `expires_ms`. The stored value is not
-    /// read first (message ids are new almost always): a reused id is overwritten, and its
-    /// new expiry counts.
-    fn register(&mut self, carrier: &str, message_id: &str, event_id: &str, expires_ms: i64) {
-        let value = ReceiptValue {
-            expires_ms,
-            event_id: event_id.to_owned(),
-        };
-        self.receipts
-            .insert(keys::receipt_key(carrier, message_id), value);
+/// Points (carrier, message id) at an event until `expires_ms`, unless the group already
+/// points it at a later acceptance. The stored value is not read first (message ids are new
+/// almost always): a reused id is overwritten, and its new expiry counts.
+fn register(
+    receipts: &mut HashMap<Vec<u8>, ReceiptValue>,
+    (carrier, message_id, at): (&str, &str, OffsetDateTime),
+    event_id: &str,
+    ttl_ms: i64,
+) {
+    let key = keys::receipt_key(carrier, message_id);
+    let expires_ms = keys::unix_ms(at).saturating_add(ttl_ms);
+    if receipts
+        .get(&key)
+        .is_none_or(|v| v.expires_ms <= expires_ms)
+    {
+        let event_id = event_id.to_owned();
+        receipts.insert(
+            key,
+            ReceiptValue {
+                expires_ms,
+                event_id,
+            },
+        );
     }
 }
 
