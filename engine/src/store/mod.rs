@@ -154,8 +154,9 @@ pub enum Claim {
 pub enum Change {
     /// A published status: appended to the timeline, and the record takes its state and
     /// details. Creates the record if the id was never claimed (a rejected event).
-    /// `accepted` with a carrier registers its message ids in the receipt table until
-    /// `at` + the receipt TTL; a terminal state ends the record's open life.
+    /// An `accepted` with a carrier gives the record receipt keys (its message ids, until
+    /// `at` + the receipt TTL), written to the receipt table if it is still open when it is
+    /// indexed (staged for `STAGE_FOR`); a terminal state ends the record's open life.
     Status(StatusEvent),
     /// About to be written to `carrier` (record-only state `submitting`).
     Submitting {
