@@ -526,8 +526,9 @@ impl RecordCache {
         self.young.insert(id, rec);
     }
 
-    fn remove(&mut self, id: &str) -> Option<NotificationRecord> {
-        self.young.remove(id).or_else(|| self.old.remove(id))
+    /// Takes a record out, with its key.
+    fn remove(&mut self, id: &str) -> Option<(String, NotificationRecord)> {
+        (self.young.remove_entry(id)).or_else(|| self.old.remove_entry(id))
     }
 }
 
@@ -545,8 +546,9 @@ impl Claims {
         self.records.insert(id, (rec, now));
     }
 
-    fn take(&mut self, id: &str) -> Option<(NotificationRecord, tokio::time::Instant)> {
-        self.records.remove(id)
+    /// Takes a claim out, with its key.
+    fn take(&mut self, id: &str) -> Option<(String, NotificationRecord)> {
+        (self.records.remove_entry(id)).map(|(id, (rec, _))| (id, rec))
     }
 
     /// Takes the claims made before `bound`.
@@ -653,16 +655,18 @@ impl Overlay {
         if self.records.contains_key(event_id) {
             return Ok(());
         }
-        if let Some((record, _)) = known.claims.take(event_id) {
+        // The maps a record comes from give their key back with it: the overlay takes it
+        // rather than a new copy of the id.
+        if let Some((id, record)) = known.claims.take(event_id) {
             let slot = Slot {
                 record: Some(record),
                 claimed: true,
                 ..Slot::default()
             };
-            self.records.insert(event_id.to_owned(), slot);
+            self.records.insert(id, slot);
             return Ok(());
         }
-        if let Some(s) = known.staged.remove(event_id) {
+        if let Some((id, s)) = known.staged.remove_entry(event_id) {
             let slot = match s.kind {
                 StagedKind::Record(record) => Slot {
                     open_before: s.open_indexed,
@@ -680,17 +684,17 @@ impl Overlay {
                         ..Slot::default()
                     },
                     Err(e) => {
-                        known.staged.insert(event_id.to_owned(), s);
+                        known.staged.insert(id, s);
                         return Err(e);
                     }
                 },
             };
-            self.records.insert(event_id.to_owned(), slot);
+            self.records.insert(id, slot);
             return Ok(());
         }
-        let record = match known.cache.remove(event_id) {
-            Some(r) => Some(r),
-            None => ks.record(event_id)?,
+        let (id, record) = match known.cache.remove(event_id) {
+            Some((id, r)) => (id, Some(r)),
+            None => (event_id.to_owned(), ks.record(event_id)?),
         };
         let slot = Slot {
             open_before: record.as_ref().is_some_and(NotificationRecord::is_open),
@@ -698,7 +702,7 @@ impl Overlay {
             record,
             ..Slot::default()
         };
-        self.records.insert(event_id.to_owned(), slot);
+        self.records.insert(id, slot);
         Ok(())
     }
 
@@ -901,7 +905,7 @@ mod cache_tests {
         // The oldest turned out, the newest and the previous generation kept.
         assert!(c.remove(&id(0)).is_none());
         assert!(c.remove(&id(CACHE_GENERATION - 1)).is_none());
-        let kept = c.remove(&id(CACHE_GENERATION + 1)).map(|r| r.event_id);
+        let kept = c.remove(&id(CACHE_GENERATION + 1)).map(|(_, r)| r.event_id);
         assert_eq!(kept.as_deref(), Some(id(CACHE_GENERATION + 1).as_str()));
         assert!(c.remove(&id(n - 1)).is_some());
         // Taken out means gone: the writer puts it back after the group.
@@ -920,7 +924,7 @@ mod cache_tests {
         assert!(c.take(&id(1)).is_some());
         // Read by a group (a repeated claim) and kept again: it waits again from then, and its
         // first place in line is skipped.
-        let (r2, _) = c.take(&id(2)).unwrap();
+        let (_, r2) = c.take(&id(2)).unwrap();
         c.keep(id(2), r2, t0 + sec * 5);
         let ids = |v: Vec<(String, NotificationRecord)>| -> Vec<String> {
             v.into_iter().map(|(i, _)| i).collect()
