@@ -293,7 +293,7 @@ impl Store {
         };
         let db = Database::builder(&options.path)
             .manual_journal_persist(true)
-            // Not compressed: lz4 of each group's staged entry took ~9 % of the writer's
+            // Not compressed: lz4 of each group's staged entry took ~6 % of the writer's
             // instructions, for journal bytes the disk takes easily (ADR 0004).
             .journal_compression(CompressionType::None)
             .max_journaling_size(JOURNAL)
