@@ -34,6 +34,11 @@ pub(super) fn unix_ms(t: OffsetDateTime) -> i64 {
     i64::try_from(ms).unwrap_or(if ms < 0 { i64::MIN } else { i64::MAX })
 }
 
+/// When a receipt key for a message accepted at `at` expires.
+pub(super) fn receipt_expiry(at: OffsetDateTime, ttl_ms: i64) -> i64 {
+    unix_ms(at).saturating_add(ttl_ms)
+}
+
 fn joined(a: &[u8], b: &[u8]) -> Vec<u8> {
     let mut k = Vec::with_capacity(a.len() + 1 + b.len());
     k.extend_from_slice(a);

@@ -597,7 +597,7 @@ impl Store {
             .flat_map(|r| {
                 (r.acceptances())
                     .filter(|&(c, id, _)| c == carrier && id == message_id)
-                    .map(move |(_, _, at)| (keys::unix_ms(at).saturating_add(ttl), &r.event_id))
+                    .map(move |(_, _, at)| (keys::receipt_expiry(at, ttl), &r.event_id))
             })
             .filter(|&(expires_ms, _)| !ttl::is_expired(expires_ms, now_ms))
             .max_by_key(|&(expires_ms, _)| expires_ms);

@@ -870,7 +870,7 @@ fn register(
     ttl_ms: i64,
 ) {
     let key = keys::receipt_key(carrier, message_id);
-    let expires_ms = keys::unix_ms(at).saturating_add(ttl_ms);
+    let expires_ms = keys::receipt_expiry(at, ttl_ms);
     if receipts
         .get(&key)
         .is_none_or(|v| v.expires_ms <= expires_ms)
