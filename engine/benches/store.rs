@@ -128,10 +128,13 @@ fn report(name: &str, store: &Store, notifications: u64, dir: &std::path::Path) 
     let n = notifications.max(1) as f64;
     // The writer thread and its sync thread ("pigeon-store-sync", cut to 15 bytes).
     let writer_us = thread_cpu_ms("pigeon-store").map_or(f64::NAN, |ms| ms * 1e3 / n);
+    // fjall's flushes and compactions.
+    let fjall_us = thread_cpu_ms("fjall:worker").map_or(f64::NAN, |ms| ms * 1e3 / n);
     eprintln!(
         "store_life/{name}: {notifications} notifications; per notification: {:.2} requests, \
          {:.1} keys written, {:.0} bytes, {:.4} batches, {:.4} fsyncs, {writer_us:.1} µs of \
-         store-thread cpu (writer and sync); on disk {} KiB",
+         store-thread cpu (writer and sync), {fjall_us:.1} µs of fjall's workers; on disk {} \
+         KiB",
         s.requests as f64 / n,
         s.records_written as f64 / n,
         s.bytes_written as f64 / n,

@@ -73,6 +73,14 @@ const MEMTABLE: u64 = 16 << 20;
 const STAGED_MEMTABLE: u64 = 4 << 20;
 const JOURNAL: u64 = 64 << 20;
 const BLOCK_CACHE: u64 = 16 << 20;
+/// fjall's flush and compaction threads. Its default, one per core (two here), spins: after
+/// each flush it queues a compaction request per worker, and worker 0 hands any compaction
+/// request back to the queue (to stay free for flushes) and takes it again at once, for as
+/// long as the other worker is busy compacting. A third worker takes the request instead:
+/// over 1.5 million notifications the workers' CPU fell from 11.5–12.8 µs to 6.6–6.8 µs per
+/// notification. One worker would not spin, but it can block forever queueing a flush on
+/// the queue it alone empties (ADR 0004).
+const WORKERS: usize = 3;
 
 /// `[store]` in the engine configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -298,6 +306,7 @@ impl Store {
             .journal_compression(CompressionType::None)
             .max_journaling_size(JOURNAL)
             .cache_size(BLOCK_CACHE)
+            .worker_threads(WORKERS)
             .with_compaction_filter_factories(Arc::new(ttl::assign))
             .open()
             .map_err(open_err)?;
