@@ -14,7 +14,9 @@ pub const PDUS_TOTAL: &str = "pigeon_smpp_pdus_total";
 pub const SUBMIT_OUTCOMES_TOTAL: &str = "pigeon_smpp_submit_outcomes_total";
 /// Histogram: seconds from writing a `submit_sm` to reading its response.
 pub const SUBMIT_RESPONSE_SECONDS: &str = "pigeon_smpp_submit_response_seconds";
-/// Counter: receipts seen, label `result` (`forwarded`, `unparsed`, `not_forwarded`).
+/// Counter: receipts seen, label `result` (`forwarded`, `unparsed`, `not_forwarded`,
+/// `refused_busy`: more than `max_unanswered_receipts` awaited their ack; `not_acknowledged`,
+/// `ack_timeout`).
 pub const RECEIPTS_TOTAL: &str = "pigeon_smpp_receipts_total";
 /// Counter: responses whose request had already timed out or was never sent.
 pub const UNMATCHED_RESPONSES_TOTAL: &str = "pigeon_smpp_unmatched_responses_total";

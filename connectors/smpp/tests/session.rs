@@ -115,6 +115,44 @@ async fn a_receipt_is_answered_only_when_its_receiver_acknowledges_it() {
 }
 
 #[tokio::test]
+async fn a_receipt_beyond_the_unanswered_bound_is_refused_for_redelivery() {
+    let smsc = start(Script {
+        send_receipts: true,
+        ..Script::default()
+    })
+    .await;
+    let (tx, mut rx) = mpsc::channel(16);
+    let mut cfg = config(&smsc.addr);
+    cfg.max_unanswered_receipts = 1;
+    let session = connect(cfg, tx).await.unwrap();
+    let SubmitOutcome::Accepted { message_id } = session.submit(submit(1)).await else {
+        panic!("not accepted")
+    };
+    let Inbound::Receipt(first, ack) = next_inbound(&mut rx).await else {
+        panic!("not a receipt")
+    };
+    assert_eq!(first.message_id, message_id);
+    // The second receipt comes while the first waits for its ack: refused at once, not
+    // handed on; the unparseable third is acknowledged as always.
+    let seen = smsc
+        .wait_for("two deliver_sm_resp", |o| o.deliver_sm_resps.len() == 2)
+        .await;
+    let mut statuses = seen.deliver_sm_resps.clone();
+    statuses.sort_unstable();
+    assert_eq!(statuses, vec![0, 0x64], "ESME_RX_T_APPN for the second");
+    ack.ack();
+    let seen = smsc
+        .wait_for("three deliver_sm_resp", |o| o.deliver_sm_resps.len() == 3)
+        .await;
+    assert_eq!(seen.deliver_sm_resps[2], 0, "the first, once acknowledged");
+    assert!(
+        rx.try_recv().is_err(),
+        "the refused receipt was handed on as well"
+    );
+    session.unbind().await;
+}
+
+#[tokio::test]
 async fn receipts_are_forwarded_and_acknowledged() {
     let smsc = start(Script {
         send_receipts: true,

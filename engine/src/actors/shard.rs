@@ -266,6 +266,7 @@ impl Shard {
             response_timeout: Duration::from_millis(c.response_timeout_ms),
             enquire_link_interval: Duration::from_millis(c.enquire_link_interval_ms),
             bind_timeout: Duration::from_millis(c.bind_timeout_ms),
+            max_unanswered_receipts: session::DEFAULT_MAX_UNANSWERED_RECEIPTS,
         }
     }
 }

@@ -107,6 +107,10 @@ impl TlsConfig {
     }
 }
 
+/// Receipts awaiting their receiver's ack per session, by default: far above what SMSCs
+/// send unanswered (their windows are tens to hundreds), about 1 MB at most.
+pub const DEFAULT_MAX_UNANSWERED_RECEIPTS: usize = 1_024;
+
 /// Everything one session needs; validated by [`super::connect`].
 #[derive(Debug, Clone)]
 pub struct SessionConfig {
@@ -133,12 +137,17 @@ pub struct SessionConfig {
     pub enquire_link_interval: Duration,
     /// Bound on TCP connect, TLS handshake and bind together.
     pub bind_timeout: Duration,
+    /// Most receipts handed on whose `deliver_sm_resp` waits for the receiver's ack (at least
+    /// 1). A receipt beyond them is answered at once with `ESME_RX_T_APPN`, without being
+    /// handed on, and the SMSC delivers it again later: an SMSC that sends receipts faster
+    /// than the receiver makes them durable cannot grow the session's memory.
+    pub max_unanswered_receipts: usize,
 }
 
 impl SessionConfig {
     /// A transceiver config with common defaults: SMPP 3.4, plain TCP, window 10, response
     /// timeout 10 s, enquire_link every 30 s, bind timeout 10 s, empty system_type and
-    /// address_range.
+    /// address_range, [`DEFAULT_MAX_UNANSWERED_RECEIPTS`].
     pub fn new(
         addr: impl Into<String>,
         system_id: impl Into<String>,
@@ -157,6 +166,7 @@ impl SessionConfig {
             response_timeout: Duration::from_secs(10),
             enquire_link_interval: Duration::from_secs(30),
             bind_timeout: Duration::from_secs(10),
+            max_unanswered_receipts: DEFAULT_MAX_UNANSWERED_RECEIPTS,
         }
     }
 
@@ -167,6 +177,9 @@ impl SessionConfig {
         }
         if self.window > Semaphore::MAX_PERMITS {
             return bad("window is too large");
+        }
+        if self.max_unanswered_receipts == 0 {
+            return bad("max_unanswered_receipts must be at least 1");
         }
         if self.response_timeout.is_zero() || self.bind_timeout.is_zero() {
             return bad("timeouts must be positive");

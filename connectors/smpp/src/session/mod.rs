@@ -51,7 +51,9 @@ use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 use tracing::{info, warn, Instrument};
 
 use bind::{bind, dial, Conn, BIND_SEQUENCE};
-pub use config::{BindKind, InterfaceVersion, Password, SessionConfig, TlsConfig};
+pub use config::{
+    BindKind, InterfaceVersion, Password, SessionConfig, TlsConfig, DEFAULT_MAX_UNANSWERED_RECEIPTS,
+};
 pub use error::{SessionError, ESME_RALYBND, ESME_RBINDFAIL, ESME_RINVPASWD, ESME_RINVSYSID};
 pub use pdu::mask_number;
 pub use status::{classify, StatusClass};

@@ -240,6 +240,11 @@ where
                 debug!("mobile-originated deliver_sm acknowledged and ignored");
                 Answer::Now(0)
             }
+            Some(Ok(receipt)) if self.acks.len() >= self.cfg.max_unanswered_receipts => {
+                metrics::receipt("refused_busy");
+                debug!(message_id = %receipt.message_id, "receipt refused: too many unanswered");
+                Answer::Now(pdu::ESME_RX_T_APPN)
+            }
             Some(Ok(receipt)) => {
                 debug!(message_id = %receipt.message_id, state = ?receipt.state, "receipt");
                 let (ack, acked) = ReceiptAck::new();
