@@ -39,13 +39,13 @@ enum Command {
     CheckConfig { file: PathBuf },
 }
 
-/// mimalloc gives emptied pages back to the system only 1 s after they empty (its default
-/// `purge_delay`); with the store's memtable churn that keeps ~55 MB more resident with
-/// 360,000 notifications awaiting receipts. 10 ms gives most of it back for ~1 µs of CPU per
-/// notification (0 ms: ~10 MB more for ~3 µs; ADR 0006). mimalloc reads
-/// its options from the environment before `main` runs, and setting one from Rust takes
-/// unsafe code (forbidden here), so `run` starts itself again with the variable set, in the
-/// same process (`exec`), unless the operator has set it.
+/// mimalloc (v3) gives emptied pages back to the system only 1 s after they empty (its
+/// default `purge_delay`); with the store's memtable churn that keeps ~55 MB more resident
+/// with 360,000 notifications awaiting receipts. 10 ms gives most of it back for ~1 µs of
+/// CPU per notification (0 ms: ~10 MB more for ~3 µs; ADR 0006). mimalloc reads its options
+/// from the environment before `main` runs, and setting one from Rust takes unsafe code
+/// (forbidden here), so `run` starts itself again with the variable set, in the same
+/// process (`exec`), unless the operator has set it.
 const PURGE_DELAY_VAR: &str = "MIMALLOC_PURGE_DELAY";
 const PURGE_DELAY_MS: &str = "10";
 
