@@ -45,10 +45,15 @@ pub async fn broker_consume_rate(
     Ok(n as f64 / started.elapsed().as_secs_f64().max(1e-9))
 }
 
+/// The payload of the hop's warm-up records.
+const WARM_UP: u64 = u64::MAX;
+
 /// p50 and p99 in ms of one record's trip through the broker: `count` small records keyed
 /// `pigeon-load-hop`, produced to `topic` at `rate` a second by one client and consumed by
-/// another that joined at the end of the topic; the first tenth is not counted. Meant for a local run's own broker, after
-/// the engine stopped (the records stay in the topic).
+/// another that joined at the end of the topic, once a first record went through (so that
+/// neither the producer's start, which waits for its idempotent producer id, nor the
+/// consumer's first fetch is timed). Meant for a local run's own broker, after the engine
+/// stopped (the records stay in the topic).
 pub async fn broker_hop(
     brokers: &str,
     topic: &str,
@@ -77,6 +82,10 @@ pub async fn broker_hop(
                     .payload()
                     .and_then(|p| <[u8; 8]>::try_from(p).ok())
                     .map(u64::from_be_bytes);
+                if i == Some(WARM_UP) {
+                    let _ = tx.send((WARM_UP, Duration::ZERO));
+                    continue;
+                }
                 let at = i.and_then(|i| {
                     let sent = sent.lock().unwrap_or_else(|p| p.into_inner());
                     sent.get(i as usize).copied().flatten()
@@ -95,18 +104,34 @@ pub async fn broker_hop(
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    // Joined is not yet positioned: give the first fetch a moment before timing anything.
-    tokio::time::sleep(Duration::from_millis(500)).await;
     let publisher = pigeon_kafka::Publisher::new(&KafkaConfig::new(brokers))?;
+    // Until one record went through: the producer has its id and the consumer is positioned.
+    let hop = |i: u64| pigeon_kafka::Outgoing {
+        key: Some(b"pigeon-load-hop".to_vec()),
+        payload: i.to_be_bytes().to_vec(),
+        headers: Vec::new(),
+    };
+    let warm_by = Instant::now() + Duration::from_secs(30);
+    'warm: loop {
+        anyhow::ensure!(
+            Instant::now() < warm_by,
+            "no record came back through the broker within 30 s"
+        );
+        for r in publisher.publish(topic, &[hop(WARM_UP)]).await {
+            r?;
+        }
+        let again = Instant::now() + Duration::from_millis(500);
+        while let Ok(Some((i, _))) = tokio::time::timeout_at(again, rx.recv()).await {
+            if i == WARM_UP {
+                break 'warm;
+            }
+        }
+    }
     let start = Instant::now();
     let mut pending = Vec::new();
     for i in 0..count {
         tokio::time::sleep_until(start + Duration::from_secs_f64(i as f64 / rate.max(1.0))).await;
-        let record = pigeon_kafka::Outgoing {
-            key: Some(b"pigeon-load-hop".to_vec()),
-            payload: (i as u64).to_be_bytes().to_vec(),
-            headers: Vec::new(),
-        };
+        let record = hop(i as u64);
         if let Some(slot) = sent.lock().unwrap_or_else(|p| p.into_inner()).get_mut(i) {
             *slot = Some(Instant::now());
         }
@@ -121,17 +146,14 @@ pub async fn broker_hop(
     for d in pending {
         d.acked().await?;
     }
-    // The first tenth warms the path up (the consumer's first fetches): not counted.
-    let warm = (count / 10) as u64;
     let mut h = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
     let (mut seen, deadline) = (0usize, Instant::now() + Duration::from_secs(30));
     while seen < count {
         match tokio::time::timeout_at(deadline, rx.recv()).await {
-            Ok(Some((i, d))) => {
+            Ok(Some((WARM_UP, _))) => {}
+            Ok(Some((_, d))) => {
                 seen += 1;
-                if i >= warm {
-                    h.saturating_record((d.as_micros() as u64).max(1));
-                }
+                h.saturating_record((d.as_micros() as u64).max(1));
             }
             _ => break,
         }
