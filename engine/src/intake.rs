@@ -166,6 +166,8 @@ impl Intake {
             route,
             route_pos,
             deadline: Instant::now() + left,
+            // Now unless the caller knows when the record was consumed.
+            consumed_at: Instant::now(),
             urgent: !self.limits.priority_lanes || ev.is_debit(),
             receipt_failover: self.router.receipt_failover(&resolved),
             resent_unanswered: false,

@@ -76,6 +76,19 @@ pub fn carrier_binds(carrier: &str, up: usize) {
     gauge!("pigeon_carrier_binds_up", "carrier" => carrier.to_owned()).set(up as f64);
 }
 
+/// Seconds from a record's Kafka timestamp (set by its producer) to the engine taking it from
+/// the consumer: the producer's linger, the broker and the fetch. Across machines it includes
+/// their clock difference.
+pub fn broker_hop(seconds: f64) {
+    histogram!("pigeon_broker_hop_seconds").record(seconds);
+}
+
+/// Seconds from the engine taking a record from the consumer to a submit of its notification
+/// going to a bind (after its `submitting` mark): the engine's own share of the latency.
+pub fn consumed_to_submit(seconds: f64) {
+    histogram!("pigeon_consumed_to_submit_seconds").record(seconds);
+}
+
 /// Seconds from the debit's occurred_at to a carrier accepting its notification.
 pub fn debit_to_accept(seconds: f64) {
     histogram!("pigeon_debit_to_accept_seconds").record(seconds);

@@ -71,6 +71,8 @@ pub struct Notification {
     pub route_pos: usize,
     /// Not accepted by then: it ends `expired`, never sent late.
     pub deadline: Instant,
+    /// When the engine took its record from the broker.
+    pub consumed_at: Instant,
     /// Served in the urgent lane (debits, or everything when lanes are off).
     pub urgent: bool,
     /// Accepted but no receipt within this long: go again through the next carrier of the
@@ -116,6 +118,7 @@ pub(crate) fn sample(event_id: &str) -> Notification {
         route: Arc::from([0, 1]),
         route_pos: 0,
         deadline: Instant::now() + std::time::Duration::from_secs(600),
+        consumed_at: Instant::now(),
         urgent: true,
         receipt_failover: Some(std::time::Duration::from_secs(30)),
         resent_unanswered: false,

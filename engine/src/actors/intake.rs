@@ -120,7 +120,11 @@ impl Handler<Records> for IntakeActor {
 
     /// Decides every record, then hands the batches on and waits until each stage took its
     /// share, so that a slow stage slows the source.
-    fn handle(&mut self, Records(records): Records, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, batch: Records, _: &mut Context<Self>) -> Self::Result {
+        let Records {
+            records,
+            consumed_at,
+        } = batch;
         metrics::events_consumed(records.len() as u64);
         let mut publish = Publish::default();
         let mut decided = Vec::with_capacity(records.len());
@@ -130,7 +134,10 @@ impl Handler<Records> for IntakeActor {
                 offset: r.offset,
             };
             match self.intake.decide(&r.payload, origin) {
-                Decision::Send(n) => decided.push(Decided::Send(n)),
+                Decision::Send(mut n) => {
+                    n.consumed_at = consumed_at;
+                    decided.push(Decided::Send(n));
+                }
                 Decision::Skip { meta, reason } => {
                     metrics::notification_skipped(reason);
                     let mut s = meta.status(State::Skipped);

@@ -24,6 +24,7 @@ use actix::Message;
 use pigeon_kafka::Record;
 use pigeon_smpp::receipt::Receipt;
 use pigeon_smpp::session::ReceiptAck;
+use tokio::time::Instant;
 
 use crate::event::StatusEvent;
 use crate::matcher::Accepted;
@@ -33,7 +34,12 @@ use crate::routing::CarrierId;
 /// Consumed records, source -> intake.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Records(pub Vec<Record>);
+pub struct Records {
+    pub records: Vec<Record>,
+    /// When the source took them from the consumer: the engine's share of a debit's latency
+    /// starts here.
+    pub consumed_at: Instant,
+}
 
 /// Notifications for one carrier, intake -> shard.
 #[derive(Message)]

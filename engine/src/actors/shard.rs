@@ -437,6 +437,7 @@ async fn submit(shared: Arc<Shared>, n: Notification, permit: OwnedSemaphorePerm
             return;
         }
     }
+    metrics::consumed_to_submit(n.consumed_at.elapsed().as_secs_f64());
     let part = |i: usize| Submit {
         source_addr: shared.source_addr.clone(),
         destination_addr: n.destination.clone(),

@@ -37,7 +37,15 @@ pub async fn run(
             }
         };
         let started = tokio::time::Instant::now();
-        if let Err(e) = intake.send(Records(batch)).await {
+        let now_ms = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
+        for ms in batch.iter().filter_map(|r| r.timestamp_ms) {
+            metrics::broker_hop((now_ms - i128::from(ms)).max(0) as f64 / 1e3);
+        }
+        let records = Records {
+            records: batch,
+            consumed_at: started,
+        };
+        if let Err(e) = intake.send(records).await {
             error!(error = %e, "intake is gone; stopping consumption");
             return;
         }

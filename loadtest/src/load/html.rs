@@ -367,7 +367,21 @@ fn engine(s: &RunSummary) -> String {
             ("peak RSS", format!("{} MB", fmt_dec1(e.peak_rss_mb))),
             ("restarts", fmt_int(u64::from(e.restarts))),
         ];
-        for (name, value) in rows {
+        let latency = e.latency.iter().flat_map(|l| {
+            let p =
+                |p50: f64, p99: f64| format!("p50 {} ms, p99 {} ms", fmt_dec1(p50), fmt_dec1(p99));
+            [
+                (
+                    "produced → taken from the broker (as the engine measured it, last minute)",
+                    p(l.broker_hop_p50_ms, l.broker_hop_p99_ms),
+                ),
+                (
+                    "taken → handed to a carrier (the engine's own share, last minute)",
+                    p(l.engine_p50_ms, l.engine_p99_ms),
+                ),
+            ]
+        });
+        for (name, value) in rows.into_iter().chain(latency) {
             let _ = writeln!(
                 out,
                 "<tr><td>{name}</td><td class=\"n\">{}</td></tr>",
@@ -860,7 +874,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::load::summary::{Baselines, EngineUsage, Offered};
+    use crate::load::summary::{Baselines, EngineLatency, EngineUsage, Offered};
 
     fn stage(name: &str, label: &str, p50: f64) -> Stage {
         Stage {
@@ -929,6 +943,12 @@ mod tests {
                 cpu_us_per_notification: 56.7,
                 peak_rss_mb: 123.4,
                 restarts: 1,
+                latency: Some(EngineLatency {
+                    broker_hop_p50_ms: 43.25,
+                    broker_hop_p99_ms: 105.0,
+                    engine_p50_ms: 8.5,
+                    engine_p99_ms: 31.0,
+                }),
             }),
             baselines: Some(Baselines {
                 broker_consume_rate: 250_000.0,
@@ -987,6 +1007,10 @@ mod tests {
         assert!(page.contains("12.3 ms"), "latency with one decimal");
         assert!(page.contains("debit to status seen"));
         assert!(page.contains("250,000/s"), "broker baseline");
+        assert!(
+            page.contains("p50 8.5 ms, p99 31 ms"),
+            "the engine's own share"
+        );
         assert!(page.contains("<td class=\"n bad\">3</td>"), "lost in red");
         assert!(page.contains("<tr class=\"pass\">") && page.contains("<tr class=\"fail\">"));
         assert!(!page.contains("no data"));

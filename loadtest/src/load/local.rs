@@ -68,9 +68,9 @@ impl Broker {
 }
 
 /// The engine configuration for a run: `base` (the local demo's) with the scenario's
-/// overrides, the run's broker, consumer group and store, the API and metrics listeners
-/// off unless the overrides set them, and each carrier pointed at the simulated carrier
-/// of the same name.
+/// overrides, the run's broker, consumer group and store, the API listener off and the
+/// metrics listener on `metrics` (off when `None`) unless the overrides set them, and each
+/// carrier pointed at the simulated carrier of the same name.
 pub fn engine_config(
     base: &str,
     overrides: &toml::Table,
@@ -78,6 +78,7 @@ pub fn engine_config(
     run_id: &str,
     store: &Path,
     carriers: &[(String, SocketAddr)],
+    metrics: Option<SocketAddr>,
 ) -> anyhow::Result<String> {
     let mut cfg: toml::Table = base.parse().context("the base engine configuration")?;
     let mut run = toml::Table::new();
@@ -97,7 +98,11 @@ pub fn engine_config(
     );
     set("store", "path", store.display().to_string().into());
     set("api", "listen", "".into());
-    set("metrics", "listen", "".into());
+    set(
+        "metrics",
+        "listen",
+        metrics.map(|a| a.to_string()).unwrap_or_default().into(),
+    );
     super::scenario::merge_into(&mut cfg, &run);
     super::scenario::merge_into(&mut cfg, overrides);
     let Some(toml::Value::Array(list)) = cfg.get_mut("carriers") else {
@@ -313,6 +318,7 @@ address = "127.0.0.1:2776"
             "r1",
             Path::new("/tmp/x/store"),
             &addrs(),
+            Some(SocketAddr::from(([127, 0, 0, 1], 9464))),
         )
         .unwrap();
         let cfg: toml::Table = text.parse().unwrap();
@@ -323,6 +329,7 @@ address = "127.0.0.1:2776"
         );
         assert_eq!(cfg["store"]["path"].as_str(), Some("/tmp/x/store"));
         assert_eq!(cfg["api"]["listen"].as_str(), Some(""));
+        assert_eq!(cfg["metrics"]["listen"].as_str(), Some("127.0.0.1:9464"));
         assert_eq!(cfg["api"]["token"].as_str(), Some("demo-token-0123456789"));
         assert_eq!(cfg["engine"]["ambiguous_wait_ms"].as_integer(), Some(2000));
         let carriers = cfg["carriers"].as_array().unwrap();
@@ -340,6 +347,7 @@ address = "127.0.0.1:2776"
             "r",
             Path::new("s"),
             &addrs()[..1],
+            None,
         )
         .unwrap_err();
         assert!(err.to_string().contains("carrier-b"), "{err}");

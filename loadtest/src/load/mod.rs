@@ -11,6 +11,7 @@ pub mod html;
 pub mod local;
 pub mod run;
 pub mod scenario;
+pub mod scrape;
 pub mod summary;
 pub mod verify;
 

@@ -3,6 +3,7 @@
 //! the scenario's chaos on schedule, show progress, wait for the last statuses, account
 //! for every debit, measure the parts alone, and write `summary.json` and `report.html`.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -60,6 +61,8 @@ struct Engine {
     cpu_before: f64,
     peak_rss_mb: f64,
     restarts: u32,
+    /// Its Prometheus endpoint, if the configuration has one.
+    metrics: Option<SocketAddr>,
 }
 
 impl Engine {
@@ -176,7 +179,13 @@ async fn set_up_local(
         run_id,
         &store,
         &sim.addrs(),
+        Some(super::scrape::free_local_addr()?),
     )?;
+    // What the engine will listen on (the scenario's overrides may have set another address).
+    let metrics = text
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|t| t.get("metrics")?.get("listen")?.as_str()?.parse().ok());
     let config = opts.out.join("engine.toml");
     let log = opts.out.join("engine.log");
     std::fs::write(&config, text).context("writing engine.toml")?;
@@ -199,6 +208,7 @@ async fn set_up_local(
         cpu_before: 0.0,
         peak_rss_mb: 0.0,
         restarts: 0,
+        metrics,
     };
     Ok((
         brokers,
@@ -301,6 +311,16 @@ async fn drive(
         Some(e) => {
             let mut e = e.lock().await;
             e.sample();
+            let latency = match e.metrics {
+                Some(addr) => match super::scrape::metrics_text(addr).await {
+                    Ok(text) => super::scrape::engine_latency(&text),
+                    Err(err) => {
+                        tracing::warn!(error = %err, "cannot read the engine's metrics");
+                        None
+                    }
+                },
+                None => None,
+            };
             let cpu = e.cpu_seconds();
             let clean = e.process.stop(Duration::from_secs(20)).await;
             if !clean {
@@ -311,6 +331,7 @@ async fn drive(
                 cpu_us_per_notification: cpu * 1e6 / (produced.max(1) as f64),
                 peak_rss_mb: e.peak_rss_mb,
                 restarts: e.restarts,
+                latency,
             })
         }
         None => None,
@@ -668,6 +689,13 @@ pub fn text_summary(s: &RunSummary) -> String {
             "engine: {:.2} s CPU, {:.1} µs per notification, peak RSS {:.0} MB, {} restart(s)",
             e.cpu_seconds, e.cpu_us_per_notification, e.peak_rss_mb, e.restarts
         );
+        if let Some(l) = &e.latency {
+            let _ = writeln!(
+                t,
+                "as the engine measured it (its last minute): produced → taken from the broker p50 {:.1} ms p99 {:.1} ms; taken → handed to a carrier (its own share) p50 {:.1} ms p99 {:.1} ms",
+                l.broker_hop_p50_ms, l.broker_hop_p99_ms, l.engine_p50_ms, l.engine_p99_ms
+            );
+        }
     }
     if let Some(b) = &s.baselines {
         let _ = writeln!(

@@ -124,6 +124,22 @@ pub struct EngineUsage {
     /// Highest resident memory seen, MB.
     pub peak_rss_mb: f64,
     pub restarts: u32,
+    /// The engine's own latency measurements at the end of the run.
+    #[serde(default)]
+    pub latency: Option<EngineLatency>,
+}
+
+/// Latency as the engine measured it (its metrics' rolling window: the last minute of the
+/// last engine process), ms.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct EngineLatency {
+    /// A debit's Kafka timestamp (its producer's clock) to the engine taking it from the
+    /// consumer: the producer's linger, the broker and the fetch.
+    pub broker_hop_p50_ms: f64,
+    pub broker_hop_p99_ms: f64,
+    /// Taken from the consumer to a submit handed to a bind: the engine's own share.
+    pub engine_p50_ms: f64,
+    pub engine_p99_ms: f64,
 }
 
 /// Rates of the parts alone, measured on the same machine right after the run.
