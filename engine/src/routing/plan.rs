@@ -81,6 +81,14 @@ fn national_number_parses(national: &str) -> bool {
     rest.parse::<u64>().is_ok_and(|v| v < 1 << 56)
 }
 
+/// Compiles the patterns of country code `code` now without matching anything: the regex
+/// crate gives each pattern's match cache to the first thread that matches with it, and
+/// every other thread takes a slower shared path (a lock per match), so the intake's thread,
+/// not the one that starts the engine, should be the first to match.
+pub(crate) fn compile(code: u16) {
+    let _ = regions_of(code);
+}
+
 fn regions_of(code: u16) -> Option<Arc<[Region]>> {
     let slot = PLAN.get(&code)?;
     Some(
