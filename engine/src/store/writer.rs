@@ -34,7 +34,9 @@ const MAX_GROUP_ITEMS: usize = 16_384;
 /// Most open records the writer keeps decoded between groups, per generation (about 1 KiB
 /// each, two generations). Enough for the seconds between a claim, its submit, its acceptance
 /// and a prompt receipt at the peak rate; a record whose receipt comes later is read again.
-const CACHE_GENERATION: usize = 16_384;
+/// 7/8 of a power of two: the most a hash table of 16,384 buckets holds (one more entry
+/// would double it).
+const CACHE_GENERATION: usize = 14_336;
 
 /// How long a claim may stay unwritten: a claim writes nothing, the first change of its
 /// notification (its `submitting` mark, or a terminal status) writes the record with its
@@ -521,7 +523,10 @@ pub(super) struct RecordCache {
 impl RecordCache {
     fn insert(&mut self, id: String, rec: NotificationRecord) {
         if self.young.len() >= CACHE_GENERATION {
-            self.old = std::mem::take(&mut self.young);
+            // The old generation's table, emptied, is the young one's: no table grows
+            // again from nothing.
+            std::mem::swap(&mut self.old, &mut self.young);
+            self.young.clear();
         }
         self.young.insert(id, rec);
     }
@@ -902,6 +907,14 @@ mod cache_tests {
             c.insert(id(i), NotificationRecord::blank(&id(i)));
         }
         assert!(c.young.len() + c.old.len() <= 2 * CACHE_GENERATION);
+        // A generation fills its table without doubling it (std's tables hold 7/8 of their
+        // power-of-two buckets), and a turn reuses the old table.
+        assert!(
+            c.young.capacity() <= CACHE_GENERATION && c.old.capacity() <= CACHE_GENERATION,
+            "{} and {}",
+            c.young.capacity(),
+            c.old.capacity()
+        );
         // The oldest turned out, the newest and the previous generation kept.
         assert!(c.remove(&id(0)).is_none());
         assert!(c.remove(&id(CACHE_GENERATION - 1)).is_none());
