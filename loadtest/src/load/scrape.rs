@@ -51,17 +51,19 @@ pub fn quantile(text: &str, metric: &str, quantile: &str) -> Option<f64> {
 }
 
 /// The engine's broker hop and own share, ms, from its metrics text; `None` when it has
-/// recorded neither yet.
+/// not recorded both within its window (an empty summary's quantiles read 0: a run whose
+/// last minute only awaited receipts).
 pub fn engine_latency(text: &str) -> Option<EngineLatency> {
     let ms = |m: &str, q: &str| quantile(text, m, q).map(|s| s * 1e3);
     const HOP: &str = "pigeon_broker_hop_seconds";
     const OWN: &str = "pigeon_consumed_to_submit_seconds";
-    Some(EngineLatency {
+    let l = EngineLatency {
         broker_hop_p50_ms: ms(HOP, "0.5")?,
         broker_hop_p99_ms: ms(HOP, "0.99")?,
         engine_p50_ms: ms(OWN, "0.5")?,
         engine_p99_ms: ms(OWN, "0.99")?,
-    })
+    };
+    (l.broker_hop_p99_ms > 0.0 && l.engine_p99_ms > 0.0).then_some(l)
 }
 
 #[cfg(test)]
@@ -99,6 +101,20 @@ pigeon_consumed_to_submit_seconds_count 176000
     fn nothing_recorded_yet_is_none() {
         let text = "pigeon_broker_hop_seconds{quantile=\"0.5\"} 0.04\n";
         assert_eq!(engine_latency(text), None);
+    }
+
+    #[test]
+    fn a_window_that_saw_nothing_is_none() {
+        let empty = TEXT
+            .lines()
+            .map(|l| match l.split_once("\"} ") {
+                Some((k, _)) if k.starts_with("pigeon_consumed") => format!("{k}\"}} 0"),
+                _ => l.to_owned(),
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert_eq!(engine_latency(&empty), None);
+        assert!(engine_latency(TEXT).is_some());
     }
 
     #[tokio::test]
