@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # One end-to-end measurement on this machine: broker, two simulated carriers (uncapped, a
 # receipt 100 ms after each submit), the release engine with deploy/local/pigeon.toml and
-# carriers uncapped, and pigeon-load. Prints pigeon-load's summary and the engine's CPU per
-# notification and resident memory.
+# carriers uncapped, and pigeon-load. Prints pigeon-load's summary, the engine's CPU per
+# notification and resident memory, and its own latency split (broker hop, its own share;
+# from its metrics on 127.0.0.1:${METRICS_PORT:-19899}).
 #
 #   [WINDOW=N] loadtest/scripts/e2e-bench.sh COUNT RATE [VAR=VALUE ...]
 #
@@ -42,7 +43,8 @@ pids+=($!)
 sed -e 's/^max_segments_per_second = .*/max_segments_per_second = 100000/' \
   -e "s/^window = .*/window = ${WINDOW:-64}/" \
   deploy/local/pigeon.toml >"$out/pigeon.toml"
-env PIGEON_STORE__PATH="$out/store" PIGEON_API__LISTEN="" PIGEON_METRICS__LISTEN="" "$@" \
+metrics="127.0.0.1:${METRICS_PORT:-19899}"
+env PIGEON_STORE__PATH="$out/store" PIGEON_API__LISTEN="" PIGEON_METRICS__LISTEN="$metrics" "$@" \
   RUST_LOG=warn,pigeon_kafka=info,pigeon::store=info target/release/pigeon run --config "$out/pigeon.toml" 2>"$out/engine.log" &
 engine=$!
 pids=("$engine" "${pids[@]}")
@@ -68,6 +70,7 @@ mbefore=$(machine)
 threads >"$out/threads.before"
 target/release/pigeon-load --brokers "127.0.0.1:$port" --count "$count" --rate "$rate" \
   --report "$out/report.json"
+curl -sf "http://$metrics/metrics" >"$out/metrics.txt" || : >"$out/metrics.txt"
 after=$(cpu)
 mafter=$(machine)
 threads >"$out/threads.after"
@@ -81,3 +84,9 @@ echo "$mbefore $mafter" | awk '{printf "machine busy during the run: %.0f%% of a
 echo "engine CPU by thread (s):"
 join -a 2 "$out/threads.before" "$out/threads.after" | awk -v t="$ticks" \
   'NF == 3 {d = $3 - $2} NF == 2 {d = $2} d > 0 {printf "  %-20s %.2f\n", $1, d / t}' | sort -k2 -rn
+# The engine's own view (its metrics' last minute): produced -> taken, taken -> to a carrier.
+awk -F'[{}"]' '/^pigeon_(broker_hop|consumed_to_submit)_seconds\{quantile="0\.(5|99)"\}/ {
+  v[$1 " p" ($3 == "0.5" ? "50" : "99")] = $NF * 1000 }
+  END { if (length(v)) printf "engine measured: broker hop p50 %.1f p99 %.1f ms; its own share p50 %.1f p99 %.1f ms\n",
+    v["pigeon_broker_hop_seconds p50"], v["pigeon_broker_hop_seconds p99"],
+    v["pigeon_consumed_to_submit_seconds p50"], v["pigeon_consumed_to_submit_seconds p99"] }' "$out/metrics.txt"
