@@ -26,6 +26,13 @@ use super::summary::{Second, Stage};
 use super::verify::Accounting;
 
 /// The stages, in report order: (name, label).
+/// Where the generator's own producer is in that: its records acknowledged by the broker
+/// (awaited in order, so a record acknowledged before an earlier one counts when that one is).
+pub const ACKED: (&str, &str) = (
+    "produced_to_acked",
+    "debit due → acknowledged by the broker (pigeon-load's producer)",
+);
+
 pub const STAGES: [(&str, &str); 4] = [
     (
         "produced_to_submit",
@@ -73,6 +80,8 @@ struct Observed {
     terminal_count: u64,
     timeline: Vec<Second>,
     stages: [Histogram<u64>; 4],
+    /// Debit due -> its record acknowledged by the broker.
+    acked: Histogram<u64>,
     states: BTreeMap<String, u64>,
     terminal_states: BTreeMap<String, u64>,
     /// First terminal status of each debit, by `state(reason)`.
@@ -121,6 +130,7 @@ impl RunCollector {
             terminal_count: 0,
             timeline: Vec::new(),
             stages: [histogram(), histogram(), histogram(), histogram()],
+            acked: histogram(),
             states: BTreeMap::new(),
             terminal_states: BTreeMap::new(),
             reasons: BTreeMap::new(),
@@ -252,6 +262,19 @@ impl RunCollector {
         o.stages[3].saturating_record(seen.saturating_sub(due_us).max(1));
     }
 
+    /// The broker acknowledged debit `i`'s record now.
+    pub fn acked(&self, i: u64) {
+        let now = Instant::now();
+        let mut o = self.lock();
+        let Some(&due) = (i as usize).checked_sub(1).and_then(|x| o.due_us.get(x)) else {
+            return;
+        };
+        if due >= o.warmup_us {
+            let late = now.saturating_duration_since(self.start).as_micros() as u64;
+            o.acked.saturating_record(late.saturating_sub(due).max(1));
+        }
+    }
+
     pub fn progress(&self) -> Progress {
         let o = self.lock();
         Progress {
@@ -300,11 +323,14 @@ impl RunCollector {
                 }
             }
         }
-        let stages = STAGES
+        let mut stages: Vec<Stage> = STAGES
             .iter()
             .zip(&o.stages)
             .map(|((name, label), h)| stage(name, label, h))
             .collect();
+        if !o.acked.is_empty() {
+            stages.push(stage(ACKED.0, ACKED.1, &o.acked));
+        }
         (a, o.timeline.clone(), stages)
     }
 }
@@ -396,6 +422,31 @@ mod tests {
             at,
             possible_duplicate: false,
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn acknowledgements_count_from_the_intended_time_after_the_warm_up() {
+        let start = Instant::now();
+        let due: Vec<Duration> = (0..3).map(|i| Duration::from_millis(i * 500)).collect();
+        let c = RunCollector::new("r", &due, start, Duration::from_millis(400));
+        c.produced(3);
+        tokio::time::advance(Duration::from_millis(1_200)).await;
+        c.acked(1); // due at 0: in the warm-up
+        c.acked(2); // due at 0.5 s: 0.7 s
+        c.acked(3); // due at 1.0 s: 0.2 s
+        c.acked(9); // no such debit
+        let (_, _, stages) = c.finish("r", 3);
+        let acked = stages
+            .iter()
+            .find(|s| s.name == ACKED.0)
+            .expect("acked stage");
+        assert_eq!(acked.count, 2);
+        assert!((acked.max - 700.0).abs() < 1.0, "{acked:?}");
+        assert!((acked.p50 - 200.0).abs() < 1.0, "{acked:?}");
+        // Nothing acknowledged: no such stage.
+        let quiet = RunCollector::new("q", &due, start, Duration::ZERO);
+        let (_, _, stages) = quiet.finish("q", 3);
+        assert!(stages.iter().all(|s| s.name != ACKED.0));
     }
 
     #[tokio::test(start_paused = true)]

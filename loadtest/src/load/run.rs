@@ -440,8 +440,13 @@ async fn generate(
     let mut generator = Generator::new(run_id, opts.scenario.mix());
     let mut chaos = opts.scenario.chaos.iter().peekable();
     let mut pending = Vec::new();
+    // The broker's acknowledgements are awaited beside the generator, never by it: waiting
+    // here would hold back the debits due meanwhile, and their latency would be this
+    // program's.
+    let (acks, unacked) = tokio::sync::mpsc::unbounded_channel();
+    let acker = tokio::spawn(await_acks(unacked, collector.clone()));
     let mut i = 0usize;
-    while i < due.len() || chaos.peek().is_some() {
+    while (i < due.len() || chaos.peek().is_some()) && !acker.is_finished() {
         let next_debit = due.get(i).map(|d| start + *d);
         let next_chaos = chaos
             .peek()
@@ -477,16 +482,28 @@ async fn generate(
         }
         super::enqueue_all(publisher, &opts.debits_topic, &batch, &mut pending).await?;
         collector.produced(batch.len() as u64);
-        if pending.len() >= 20_000 {
-            for d in pending.drain(..) {
-                d.acked().await?;
-            }
+        let first = (i - batch.len() + 1) as u64;
+        for (d, n) in pending.drain(..).zip(first..) {
+            // The acker stops only on a failed delivery, which the loop's test then sees.
+            let _ = acks.send((n, d));
         }
     }
-    for d in pending {
-        d.acked().await?;
-    }
+    drop(acks);
+    acker.await.context("the acknowledgement task failed")??;
     Ok(i as u64)
+}
+
+/// Awaits the broker's acknowledgement of each debit record, in order, telling the collector;
+/// stops at the first failed delivery.
+async fn await_acks(
+    mut unacked: tokio::sync::mpsc::UnboundedReceiver<(u64, pigeon_kafka::Delivery)>,
+    collector: RunCollector,
+) -> anyhow::Result<()> {
+    while let Some((n, d)) = unacked.recv().await {
+        d.acked().await?;
+        collector.acked(n);
+    }
+    Ok(())
 }
 
 /// Does one chaos action; says what was done.
