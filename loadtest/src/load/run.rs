@@ -235,6 +235,10 @@ async fn drive(
 ) -> anyhow::Result<RunSummary> {
     let sc = &opts.scenario;
     let kafka = KafkaConfig::new(brokers);
+    // Made first: an idempotent producer sends nothing until the broker gave it an id
+    // (~0.5 s on tansu), which it asks for at once and has by the time the status consumer
+    // below holds its partitions; made at the start, the first debits waited for it.
+    let publisher = Publisher::new(&kafka).context("creating the producer")?;
     let (consumer, consuming) = consume_statuses(
         &kafka,
         &opts.statuses_topic,
@@ -249,7 +253,6 @@ async fn drive(
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let publisher = Publisher::new(&kafka).context("creating the producer")?;
     let due: Vec<Duration> = sc.profile.offsets(sc.duration_s).collect();
     let start = Instant::now() + Duration::from_millis(100);
     let collector = RunCollector::new(
