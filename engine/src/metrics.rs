@@ -2,7 +2,7 @@
 //! state, reason, outcome, and a bind's slot number, bounded by the carrier's `binds`): never
 //! a phone number, an event id or a message id.
 
-use metrics::{counter, gauge, histogram, Counter, Gauge};
+use metrics::{counter, gauge, histogram, Counter, Gauge, Histogram};
 
 pub fn events_consumed(n: u64) {
     counter!("pigeon_events_consumed_total").increment(n);
@@ -78,15 +78,16 @@ pub fn carrier_binds(carrier: &str, up: usize) {
 
 /// Seconds from a record's Kafka timestamp (set by its producer) to the engine taking it from
 /// the consumer: the producer's linger, the broker and the fetch. Across machines it includes
-/// their clock difference.
-pub fn broker_hop(seconds: f64) {
-    histogram!("pigeon_broker_hop_seconds").record(seconds);
+/// their clock difference. A handle, registered once: a record per debit costs no lookup.
+pub fn broker_hop() -> Histogram {
+    histogram!("pigeon_broker_hop_seconds")
 }
 
 /// Seconds from the engine taking a record from the consumer to a submit of its notification
-/// going to a bind (after its `submitting` mark): the engine's own share of the latency.
-pub fn consumed_to_submit(seconds: f64) {
-    histogram!("pigeon_consumed_to_submit_seconds").record(seconds);
+/// going to a bind (after its `submitting` mark): the engine's own share of the latency. A
+/// handle, registered once.
+pub fn consumed_to_submit() -> Histogram {
+    histogram!("pigeon_consumed_to_submit_seconds")
 }
 
 /// Seconds from the debit's occurred_at to a carrier accepting its notification.

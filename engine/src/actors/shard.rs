@@ -72,6 +72,8 @@ struct Shared {
     results: mpsc::Sender<SubmitResult>,
     /// Records `submitting` marks, many in one store request.
     marks: Option<Batcher>,
+    /// [`metrics::consumed_to_submit`].
+    consumed_to_submit: ::metrics::Histogram,
 }
 
 impl Shared {
@@ -232,6 +234,7 @@ impl Shard {
             lane_ready: Notify::new(),
             flows,
             results: tx,
+            consumed_to_submit: metrics::consumed_to_submit(),
         });
         Shard {
             shared,
@@ -437,7 +440,7 @@ async fn submit(shared: Arc<Shared>, n: Notification, permit: OwnedSemaphorePerm
             return;
         }
     }
-    metrics::consumed_to_submit(n.consumed_at.elapsed().as_secs_f64());
+    (shared.consumed_to_submit).record(n.consumed_at.elapsed().as_secs_f64());
     let part = |i: usize| Submit {
         source_addr: shared.source_addr.clone(),
         destination_addr: n.destination.clone(),

@@ -22,6 +22,7 @@ pub async fn run(
     linger: Duration,
     stop: CancellationToken,
 ) {
+    let hop = metrics::broker_hop();
     loop {
         let batch = tokio::select! {
             biased;
@@ -39,7 +40,7 @@ pub async fn run(
         let started = tokio::time::Instant::now();
         let now_ms = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
         for ms in batch.iter().filter_map(|r| r.timestamp_ms) {
-            metrics::broker_hop((now_ms - i128::from(ms)).max(0) as f64 / 1e3);
+            hop.record((now_ms - i128::from(ms)).max(0) as f64 / 1e3);
         }
         let records = Records {
             records: batch,
