@@ -5,9 +5,10 @@
 # notification and resident memory, and its own latency split (broker hop, its own share;
 # from its metrics on 127.0.0.1:${METRICS_PORT:-19899}).
 #
-#   [WINDOW=N] loadtest/scripts/e2e-bench.sh COUNT RATE [VAR=VALUE ...]
+#   [WINDOW=N] [BINDS=N] loadtest/scripts/e2e-bench.sh COUNT RATE [VAR=VALUE ...]
 #
-# WINDOW sets the carriers' SMPP window (default 64, the demo's).
+# WINDOW sets the carriers' SMPP window (default 64, the demo's), BINDS their binds each
+# (default 1).
 # VAR=VALUE pairs are engine configuration overrides, e.g. PIGEON_STORE__ENABLED=false or
 # PIGEON_STORE__FSYNC=false. Build first: cargo build --release --bin pigeon --bin pigeon-sim
 # --bin pigeon-load.
@@ -38,10 +39,10 @@ target/release/pigeon-sim --listen carrier-a=127.0.0.1:2775 --listen carrier-b=1
   --account pigeon:secret --dlr-delay-ms 100 >"$out/sim.out" 2>"$out/sim.log" &
 pids+=($!)
 
-# The demo's configuration with the carriers' caps lifted (and their window set, with
-# WINDOW=N in the environment).
+# The demo's configuration with the carriers' caps lifted (and their window and binds set,
+# with WINDOW=N and BINDS=N in the environment).
 sed -e 's/^max_segments_per_second = .*/max_segments_per_second = 100000/' \
-  -e "s/^window = .*/window = ${WINDOW:-64}/" \
+  -e "s/^window = .*/window = ${WINDOW:-64}/" -e "s/^binds = .*/binds = ${BINDS:-1}/" \
   deploy/local/pigeon.toml >"$out/pigeon.toml"
 metrics="127.0.0.1:${METRICS_PORT:-19899}"
 env PIGEON_STORE__PATH="$out/store" PIGEON_API__LISTEN="" PIGEON_METRICS__LISTEN="$metrics" "$@" \

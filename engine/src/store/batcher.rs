@@ -4,7 +4,8 @@
 //! request, and the runtime one wake-up from the store, per batch instead of per change.
 
 use futures::future::BoxFuture;
-use futures::FutureExt;
+use futures::stream::FuturesUnordered;
+use futures::{FutureExt, StreamExt};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{Change, Store, StoreError};
@@ -13,6 +14,9 @@ use super::{Change, Store, StoreError};
 const MOST: usize = 1_024;
 
 type Item = (Change, oneshot::Sender<Result<(), StoreError>>);
+
+/// Completes once a queued batch is durable.
+type Durable = BoxFuture<'static, Result<(), StoreError>>;
 
 /// Hands changes to a batching task (see [`Batcher::new`]).
 #[derive(Clone)]
@@ -24,8 +28,20 @@ impl Batcher {
     /// A batcher, and the task that commits its batches: spawn that on the thread whose
     /// tasks use the batcher. The task ends once every batcher handle is gone.
     pub fn new(store: Store) -> (Batcher, BoxFuture<'static, ()>) {
+        Self::queueing_with(move |changes| {
+            let store = store.clone();
+            async move { Ok(store.commit_queued(changes).await?.boxed()) }.boxed()
+        })
+    }
+
+    /// A batcher whose batches go to `queue`, which returns once a batch is queued, with
+    /// the future of its durability.
+    fn queueing_with<Q>(queue: Q) -> (Batcher, BoxFuture<'static, ()>)
+    where
+        Q: FnMut(Vec<Change>) -> BoxFuture<'static, Result<Durable, StoreError>> + Send + 'static,
+    {
         let (tx, rx) = mpsc::channel(MOST);
-        (Batcher { tx }, run(store, rx).boxed())
+        (Batcher { tx }, run(queue, rx).boxed())
     }
 
     /// Commits `change` with whatever else is waiting; returns once it is durable.
@@ -39,20 +55,44 @@ impl Batcher {
     }
 }
 
-async fn run(store: Store, mut rx: mpsc::Receiver<Item>) {
+async fn run<Q>(mut queue: Q, mut rx: mpsc::Receiver<Item>)
+where
+    Q: FnMut(Vec<Change>) -> BoxFuture<'static, Result<Durable, StoreError>>,
+{
     let mut items = Vec::with_capacity(MOST);
-    while rx.recv_many(&mut items, MOST).await > 0 {
-        let (changes, replies): (Vec<_>, Vec<_>) = items.drain(..).unzip();
-        let done = store.commit(changes).await;
-        for reply in replies {
-            // A caller that gave up waiting is not an error: its change was applied anyway.
-            let _ = reply.send(done.clone());
+    // Batches queued with the writer, waiting to be durable: the next batch goes to the
+    // writer as soon as it gathers, not after the previous one reached the disk, so that a
+    // change waits for its own group commit only.
+    let mut durable = FuturesUnordered::new();
+    loop {
+        tokio::select! {
+            got = rx.recv_many(&mut items, MOST) => {
+                if got == 0 {
+                    break;
+                }
+                let (changes, replies): (Vec<_>, Vec<_>) = items.drain(..).unzip();
+                match queue(changes).await {
+                    Ok(done) => durable.push(async move { answer(replies, done.await) }),
+                    Err(e) => answer(replies, Err(e)),
+                }
+            }
+            Some(()) = durable.next(), if !durable.is_empty() => {}
         }
+    }
+    while durable.next().await.is_some() {}
+}
+
+fn answer(replies: Vec<oneshot::Sender<Result<(), StoreError>>>, done: Result<(), StoreError>) {
+    for reply in replies {
+        // A caller that gave up waiting is not an error: its change was applied anyway.
+        let _ = reply.send(done.clone());
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
     use crate::event::State;
     use crate::notification::Origin;
@@ -99,6 +139,55 @@ mod tests {
         for id in &ids {
             assert_eq!(store.get(id).unwrap().unwrap().state, State::Submitting);
         }
+        drop(batcher);
+        running.await.unwrap();
+    }
+
+    fn mark(id: &str) -> Change {
+        Change::Submitting {
+            event_id: id.into(),
+            carrier: "alpha".into(),
+            at: time::OffsetDateTime::UNIX_EPOCH,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_batch_goes_to_the_writer_while_the_previous_one_waits_for_the_disk() {
+        // Each batch the batcher queues, with the sender that makes it durable.
+        let (queued_tx, mut queued) = mpsc::unbounded_channel();
+        let (batcher, task) = Batcher::queueing_with(move |changes| {
+            let (disk, durable) = oneshot::channel::<()>();
+            queued_tx.send((changes.len(), disk)).unwrap();
+            let durable: Durable =
+                async move { durable.await.map_err(|_| StoreError::Closed) }.boxed();
+            async move { Ok(durable) }.boxed()
+        });
+        let running = tokio::spawn(task);
+        let first = tokio::spawn({
+            let b = batcher.clone();
+            async move { b.commit(mark("e1")).await }
+        });
+        let (n, first_disk) = queued.recv().await.unwrap();
+        assert_eq!(n, 1);
+        let second = tokio::spawn({
+            let b = batcher.clone();
+            async move { b.commit(mark("e2")).await }
+        });
+        // The first batch is not durable yet; the second is queued all the same (with paused
+        // time, a batcher waiting for the first would make this time out at once).
+        let (n, second_disk) = tokio::time::timeout(Duration::from_secs(5), queued.recv())
+            .await
+            .expect("the second batch waited for the first one's sync")
+            .unwrap();
+        assert_eq!(n, 1);
+        second_disk.send(()).unwrap();
+        second.await.unwrap().unwrap();
+        assert!(
+            !first.is_finished(),
+            "answered before its batch was durable"
+        );
+        first_disk.send(()).unwrap();
+        first.await.unwrap().unwrap();
         drop(batcher);
         running.await.unwrap();
     }
