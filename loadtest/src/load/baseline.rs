@@ -45,22 +45,50 @@ pub async fn broker_consume_rate(
     Ok(n as f64 / started.elapsed().as_secs_f64().max(1e-9))
 }
 
+/// How many records [`broker_hop`] times, and how fast.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HopRate {
+    pub count: usize,
+    pub per_second: f64,
+}
+
+impl HopRate {
+    /// Five seconds at `rate` (at least 100/s, at most 50,000/s): enough records for a p99
+    /// at any rate, and a rate the broker takes alone.
+    pub fn of(rate: f64) -> HopRate {
+        let per_second = if rate.is_finite() {
+            rate.clamp(100.0, 50_000.0)
+        } else {
+            1_000.0
+        };
+        HopRate {
+            count: (per_second * 5.0).round() as usize,
+            per_second,
+        }
+    }
+}
+
 /// The payload of the hop's warm-up records.
 const WARM_UP: u64 = u64::MAX;
 
-/// p50 and p99 in ms of one record's trip through the broker: `count` small records keyed
-/// `pigeon-load-hop`, produced to `topic` at `rate` a second by one client and consumed by
-/// another that joined at the end of the topic, once a first record went through (so that
+/// p50 and p99 in ms of one record's trip through the broker: `rate.count` small records keyed
+/// `pigeon-load-hop`, produced to `topic` at `rate.per_second` by one client and consumed by
+/// another (with `fetch_wait_ms` as its `fetch.wait.max.ms`) that joined at the end of the topic, once a first record went through (so that
 /// neither the producer's start, which waits for its idempotent producer id, nor the
 /// consumer's first fetch is timed). Meant for a local run's own broker, after the engine
 /// stopped (the records stay in the topic).
 pub async fn broker_hop(
     brokers: &str,
     topic: &str,
-    count: usize,
-    rate: f64,
+    fetch_wait_ms: u32,
+    rate: HopRate,
 ) -> anyhow::Result<(f64, f64)> {
+    let HopRate {
+        count,
+        per_second: rate,
+    } = rate;
     let mut cfg = KafkaConfig::new(brokers);
+    cfg.fetch_wait_max_ms = fetch_wait_ms;
     cfg.group_id = format!("pigeon-load-hop-{}", uuid::Uuid::new_v4().simple());
     cfg.properties
         .insert("auto.offset.reset".into(), "latest".into());
@@ -229,4 +257,24 @@ pub async fn sim_submit_rate(count: usize) -> anyhow::Result<f64> {
     drain.abort();
     sim.stop().await;
     Ok(rate)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_hop_runs_five_seconds_at_the_rate_within_bounds() {
+        assert_eq!(
+            HopRate::of(9_500.0),
+            HopRate {
+                count: 47_500,
+                per_second: 9_500.0
+            }
+        );
+        assert_eq!(HopRate::of(1e6).per_second, 50_000.0);
+        assert_eq!(HopRate::of(1e6).count, 250_000);
+        assert_eq!(HopRate::of(0.0).per_second, 100.0);
+        assert_eq!(HopRate::of(f64::NAN).per_second, 1_000.0);
+    }
 }

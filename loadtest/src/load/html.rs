@@ -409,8 +409,11 @@ fn engine(s: &RunSummary) -> String {
         out.push_str(&bar_chart(&[group], Scale::Linear, "per second"));
         let _ = writeln!(
             out,
-            "<p>One record through the broker alone (1,000 a second): p50 {} ms, p99 {} ms: \
-             the hop every debit makes before the engine sees it.</p>",
+            "<p>One record through the broker alone ({}, the engine's fetch wait of {} ms): \
+             p50 {} ms, p99 {} ms: the hop every debit makes before the engine sees it, with \
+             nothing else loading the machine.</p>",
+            fmt_rate(b.broker_hop_rate),
+            b.broker_hop_fetch_wait_ms,
             fmt_dec1(b.broker_hop_p50_ms),
             fmt_dec1(b.broker_hop_p99_ms)
         );
@@ -955,6 +958,8 @@ mod tests {
                 sim_submit_rate: 40_000.0,
                 broker_hop_p50_ms: 41.5,
                 broker_hop_p99_ms: 97.25,
+                broker_hop_fetch_wait_ms: 10,
+                broker_hop_rate: 25_000.0,
             }),
             events: vec![Mark {
                 t: 1.5,
@@ -1007,6 +1012,10 @@ mod tests {
         assert!(page.contains("12.3 ms"), "latency with one decimal");
         assert!(page.contains("debit to status seen"));
         assert!(page.contains("250,000/s"), "broker baseline");
+        assert!(
+            page.contains("alone (25,000/s, the engine's fetch wait of 10 ms): p50 41.5 ms"),
+            "the hop alone, with the fetch wait it was measured with"
+        );
         assert!(
             page.contains("p50 8.5 ms, p99 31 ms"),
             "the engine's own share"

@@ -14,6 +14,7 @@ use rdkafka::consumer::Consumer;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
+use super::baseline::HopRate;
 use super::collect::{self, consume_statuses, RunCollector};
 use super::local::{self, Broker, EngineProcess};
 use super::scenario::{ChaosAction, Scenario};
@@ -63,6 +64,8 @@ struct Engine {
     restarts: u32,
     /// Its Prometheus endpoint, if the configuration has one.
     metrics: Option<SocketAddr>,
+    /// Its consumer's `fetch.wait.max.ms`.
+    fetch_wait_ms: u32,
 }
 
 impl Engine {
@@ -182,10 +185,13 @@ async fn set_up_local(
         Some(super::scrape::free_local_addr()?),
     )?;
     // What the engine will listen on (the scenario's overrides may have set another address).
-    let metrics = text
-        .parse::<toml::Table>()
-        .ok()
-        .and_then(|t| t.get("metrics")?.get("listen")?.as_str()?.parse().ok());
+    let parsed = text.parse::<toml::Table>().ok();
+    let metrics =
+        (parsed.as_ref()).and_then(|t| t.get("metrics")?.get("listen")?.as_str()?.parse().ok());
+    let fetch_wait_ms = (parsed.as_ref())
+        .and_then(|t| t.get("kafka")?.get("fetch_wait_max_ms")?.as_integer())
+        .and_then(|ms| u32::try_from(ms).ok())
+        .unwrap_or(KafkaConfig::new(&brokers).fetch_wait_max_ms);
     let config = opts.out.join("engine.toml");
     let log = opts.out.join("engine.log");
     std::fs::write(&config, text).context("writing engine.toml")?;
@@ -209,6 +215,7 @@ async fn set_up_local(
         peak_rss_mb: 0.0,
         restarts: 0,
         metrics,
+        fetch_wait_ms,
     };
     Ok((
         brokers,
@@ -354,8 +361,15 @@ async fn drive(
             let smpp = super::baseline::sim_submit_rate(produced.clamp(1_000, 100_000) as usize)
                 .await
                 .unwrap_or(0.0);
+            // At the run's peak rate, for five seconds: the hop its debits would make with
+            // nothing else on the machine.
+            let hop_rate = HopRate::of(sc.profile.peak());
+            let fetch_wait_ms = match &system.engine {
+                Some(e) => e.lock().await.fetch_wait_ms,
+                None => KafkaConfig::new(brokers).fetch_wait_max_ms,
+            };
             let (hop_p50, hop_p99) =
-                super::baseline::broker_hop(brokers, &opts.debits_topic, 2_000, 1_000.0)
+                super::baseline::broker_hop(brokers, &opts.debits_topic, fetch_wait_ms, hop_rate)
                     .await
                     .unwrap_or((0.0, 0.0));
             Some(Baselines {
@@ -363,6 +377,8 @@ async fn drive(
                 sim_submit_rate: smpp,
                 broker_hop_p50_ms: hop_p50,
                 broker_hop_p99_ms: hop_p99,
+                broker_hop_fetch_wait_ms: fetch_wait_ms,
+                broker_hop_rate: hop_rate.per_second,
             })
         }
         _ => None,
@@ -720,8 +736,8 @@ pub fn text_summary(s: &RunSummary) -> String {
     if let Some(b) = &s.baselines {
         let _ = writeln!(
             t,
-            "alone on this machine: broker consume {:.0}/s, simulated carrier submit {:.0}/s (engine end to end {:.0}/s); one record through the broker p50 {:.1} ms p99 {:.1} ms",
-            b.broker_consume_rate, b.sim_submit_rate, s.end_to_end_rate, b.broker_hop_p50_ms, b.broker_hop_p99_ms
+            "alone on this machine: broker consume {:.0}/s, simulated carrier submit {:.0}/s (engine end to end {:.0}/s); one record through the broker at {:.0}/s p50 {:.1} ms p99 {:.1} ms (fetch wait {} ms)",
+            b.broker_consume_rate, b.sim_submit_rate, s.end_to_end_rate, b.broker_hop_rate, b.broker_hop_p50_ms, b.broker_hop_p99_ms, b.broker_hop_fetch_wait_ms
         );
     }
     for m in &s.events {

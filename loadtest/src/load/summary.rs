@@ -150,11 +150,19 @@ pub struct Baselines {
     /// One SMPP client submitting to a fault-free simulated carrier, submits per second.
     pub sim_submit_rate: f64,
     /// One record's trip through the broker alone (produced by one client, consumed by
-    /// another, 1,000 a second), ms: the hop every debit makes before the engine sees it.
+    /// another, at `broker_hop_rate`), ms: the hop every debit makes before the engine sees
+    /// it, with nothing else loading the machine.
     #[serde(default)]
     pub broker_hop_p50_ms: f64,
     #[serde(default)]
     pub broker_hop_p99_ms: f64,
+    /// The hop consumer's `fetch.wait.max.ms`: the engine's, so that the hop is the one its
+    /// debits make (a broker that holds every fetch for the whole wait adds up to it).
+    #[serde(default)]
+    pub broker_hop_fetch_wait_ms: u32,
+    /// Records a second the hop was measured at (the run's peak rate, within bounds).
+    #[serde(default)]
+    pub broker_hop_rate: f64,
 }
 
 /// Something that happened to the system under test.
