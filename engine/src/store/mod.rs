@@ -38,6 +38,7 @@ use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use fjall::compaction::Leveled;
 use fjall::{CompressionType, Database, Keyspace, KeyspaceCreateOptions};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -72,6 +73,14 @@ const MEMTABLE: u64 = 16 << 20;
 /// awaiting receipts, at the same CPU end to end).
 const STAGED_MEMTABLE: u64 = 4 << 20;
 const JOURNAL: u64 = 64 << 20;
+/// Tables in level 0 before they are merged into level 1 (fjall's default is 4), for every
+/// keyspace but the staged entries'. Their keys are random (event ids, transaction ids,
+/// message ids), so each merge rewrites all of level 1: twice the tables per merge, half
+/// the merges. Over 1.2 million notifications at 25,000/s, fjall's workers took 4.1 s of
+/// CPU instead of 5.5–5.9 s, the engine 48.5–48.9 µs per notification instead of
+/// 50.6–51.8 µs (ADR 0004). A read that misses checks up to this many tables' filters.
+/// Like the memtable sizes, it is set when a keyspace is created.
+const L0_TABLES: u8 = 8;
 const BLOCK_CACHE: u64 = 16 << 20;
 /// fjall's flush and compaction threads. Its default, one per core (two here), spins: after
 /// each flush it queues a compaction request per worker, and worker 0 hands any compaction
@@ -317,7 +326,13 @@ impl Store {
                 MEMTABLE
             };
             db.keyspace(name, || {
-                KeyspaceCreateOptions::default().max_memtable_size(memtable)
+                let options = KeyspaceCreateOptions::default().max_memtable_size(memtable);
+                if name == keys::STAGED {
+                    options
+                } else {
+                    let leveled = Leveled::default().with_l0_threshold(L0_TABLES);
+                    options.compaction_strategy(Arc::new(leveled))
+                }
             })
             .map_err(open_err)
         };
