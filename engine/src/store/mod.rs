@@ -497,7 +497,7 @@ impl Store {
         event_id: &str,
     ) -> Result<Option<NotificationRecord>, StoreError> {
         if let Some(StagedKind::Record(r)) = staged.get(event_id).map(|s| &s.kind) {
-            return Ok(Some(r.clone()));
+            return Ok(Some(NotificationRecord::clone(r)));
         }
         self.inner.ks.record(event_id)
     }
@@ -531,7 +531,7 @@ impl Store {
         for s in staged.values() {
             if let StagedKind::Record(r) = &s.kind {
                 if r.transaction_id.as_deref() == Some(transaction_id) {
-                    out.insert(r.event_id.clone(), r.clone());
+                    out.insert(r.event_id.clone(), NotificationRecord::clone(r));
                 }
             }
         }
@@ -570,7 +570,7 @@ impl Store {
         let mut all = self.indexed_open(&staged)?;
         for s in staged.values() {
             if let StagedKind::Record(r) = &s.kind {
-                all.insert(r.event_id.clone(), r.clone());
+                all.insert(r.event_id.clone(), NotificationRecord::clone(r));
             }
         }
         Ok(all

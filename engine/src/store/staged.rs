@@ -47,13 +47,10 @@ pub(super) struct Staged {
 }
 
 #[derive(Debug, Clone)]
-#[expect(
-    clippy::large_enum_variant,
-    reason = "nearly every staged event is a record: a box would only add an allocation"
-)]
 pub(super) enum StagedKind {
-    /// An open record, newer than anything the index has.
-    Record(NotificationRecord),
+    /// An open record, newer than anything the index has (boxed, as the writer holds it:
+    /// it moves between the writer's maps).
+    Record(Box<NotificationRecord>),
     /// Terminal and in the index; its status waits for the broker (see
     /// [`super::Change::Held`]).
     Held,
@@ -100,7 +97,7 @@ pub(super) fn replay(
                         transaction_indexed && record.transaction_id.is_some();
                     let id = record.event_id.clone();
                     let staged = Staged {
-                        kind: StagedKind::Record(record),
+                        kind: StagedKind::Record(Box::new(record)),
                         seq,
                         open_indexed,
                         transaction_indexed,

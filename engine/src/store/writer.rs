@@ -514,14 +514,19 @@ struct Written {
 /// Recently written open records, in two generations: inserts go to the young one, and when
 /// it is full it becomes the old one and the previous old one is dropped. Bounded, and
 /// never empty right after a turn, unlike a map cleared when full.
+/// A record as the writer's maps hold it: boxed, so that moving it between them (a claim to
+/// a group's overlay, the overlay to the cache or the staged map and back) moves a pointer,
+/// and their tables stay small enough for the processor's caches.
+pub(super) type Boxed = Box<NotificationRecord>;
+
 #[derive(Default)]
 pub(super) struct RecordCache {
-    young: HashMap<String, NotificationRecord>,
-    old: HashMap<String, NotificationRecord>,
+    young: HashMap<String, Boxed>,
+    old: HashMap<String, Boxed>,
 }
 
 impl RecordCache {
-    fn insert(&mut self, id: String, rec: NotificationRecord) {
+    fn insert(&mut self, id: String, rec: Boxed) {
         if self.young.len() >= CACHE_GENERATION {
             // The old generation's table, emptied, is the young one's: no table grows
             // again from nothing.
@@ -532,7 +537,7 @@ impl RecordCache {
     }
 
     /// Takes a record out, with its key.
-    fn remove(&mut self, id: &str) -> Option<(String, NotificationRecord)> {
+    fn remove(&mut self, id: &str) -> Option<(String, Boxed)> {
         (self.young.remove_entry(id)).or_else(|| self.old.remove_entry(id))
     }
 }
@@ -540,24 +545,24 @@ impl RecordCache {
 /// Claims not written yet, in claim order.
 #[derive(Default)]
 pub(super) struct Claims {
-    records: HashMap<String, (NotificationRecord, tokio::time::Instant)>,
+    records: HashMap<String, (Boxed, tokio::time::Instant)>,
     order: std::collections::VecDeque<(tokio::time::Instant, String)>,
 }
 
 impl Claims {
     /// Keeps a claim unwritten (again, from `now`, when a group only read it).
-    fn keep(&mut self, id: String, rec: NotificationRecord, now: tokio::time::Instant) {
+    fn keep(&mut self, id: String, rec: Boxed, now: tokio::time::Instant) {
         self.order.push_back((now, id.clone()));
         self.records.insert(id, (rec, now));
     }
 
     /// Takes a claim out, with its key.
-    fn take(&mut self, id: &str) -> Option<(String, NotificationRecord)> {
+    fn take(&mut self, id: &str) -> Option<(String, Boxed)> {
         (self.records.remove_entry(id)).map(|(id, (rec, _))| (id, rec))
     }
 
     /// Takes the claims made before `bound`.
-    fn take_older(&mut self, bound: tokio::time::Instant) -> Vec<(String, NotificationRecord)> {
+    fn take_older(&mut self, bound: tokio::time::Instant) -> Vec<(String, Boxed)> {
         let mut out = Vec::new();
         while let Some(&(at, _)) = self.order.front() {
             if at > bound {
@@ -612,7 +617,7 @@ struct Slot {
     /// Whether the transaction index has it: its transaction id, once it has one, never
     /// changes (`NotificationRecord::apply_status` only fills it in).
     transaction_indexed: bool,
-    record: Option<NotificationRecord>,
+    record: Option<Boxed>,
     dirty: bool,
     /// The record is a claim that nothing wrote yet (fjall does not have it).
     claimed: bool,
@@ -684,7 +689,7 @@ impl Overlay {
                     Ok(record) => Slot {
                         hold_open: true,
                         transaction_indexed: has_transaction(record.as_ref()),
-                        record,
+                        record: record.map(Box::new),
                         staged_seq: Some(s.seq),
                         ..Slot::default()
                     },
@@ -699,11 +704,11 @@ impl Overlay {
         }
         let (id, record) = match known.cache.remove(event_id) {
             Some((id, r)) => (id, Some(r)),
-            None => (event_id.to_owned(), ks.record(event_id)?),
+            None => (event_id.to_owned(), ks.record(event_id)?.map(Box::new)),
         };
         let slot = Slot {
-            open_before: record.as_ref().is_some_and(NotificationRecord::is_open),
-            transaction_indexed: has_transaction(record.as_ref()),
+            open_before: record.as_deref().is_some_and(NotificationRecord::is_open),
+            transaction_indexed: has_transaction(record.as_deref()),
             record,
             ..Slot::default()
         };
@@ -789,15 +794,15 @@ impl Overlay {
             match &slot.record {
                 None => {
                     // Not written: the notification's first change writes it.
-                    slot.record = Some(NotificationRecord::received(&r, now));
+                    slot.record = Some(Box::new(NotificationRecord::received(&r, now)));
                     slot.claimed = true;
                     created.insert(r.event_id);
                     out.push(Claim::New);
                 }
                 Some(rec) if rec.origin == Some(r.origin) && !created.contains(&r.event_id) => {
-                    out.push(Claim::Redelivered(rec.clone()));
+                    out.push(Claim::Redelivered(NotificationRecord::clone(rec)));
                 }
-                Some(rec) => out.push(Claim::Duplicate(rec.clone())),
+                Some(rec) => out.push(Claim::Duplicate(NotificationRecord::clone(rec))),
             }
         }
         Ok(out)
@@ -821,7 +826,7 @@ impl Overlay {
                 Change::Status(s) | Change::Held(s) => {
                     let slot = self.slot(&s.event_id);
                     slot.record
-                        .get_or_insert_with(|| NotificationRecord::blank(&s.event_id))
+                        .get_or_insert_with(|| Box::new(NotificationRecord::blank(&s.event_id)))
                         .apply_status(&s);
                     slot.dirty = true;
                     if held {
@@ -843,7 +848,7 @@ impl Overlay {
                 } => {
                     let slot = self.slot(&event_id);
                     slot.record
-                        .get_or_insert_with(|| NotificationRecord::blank(&event_id))
+                        .get_or_insert_with(|| Box::new(NotificationRecord::blank(&event_id)))
                         .apply_submitting(&carrier, at);
                     slot.dirty = true;
                 }
@@ -904,7 +909,7 @@ mod cache_tests {
         let mut c = RecordCache::default();
         let n = 2 * CACHE_GENERATION + CACHE_GENERATION / 2;
         for i in 0..n {
-            c.insert(id(i), NotificationRecord::blank(&id(i)));
+            c.insert(id(i), Box::new(NotificationRecord::blank(&id(i))));
         }
         assert!(c.young.len() + c.old.len() <= 2 * CACHE_GENERATION);
         // A generation fills its table without doubling it (std's tables hold 7/8 of their
@@ -931,7 +936,7 @@ mod cache_tests {
         let sec = Duration::from_secs(1);
         let mut c = Claims::default();
         for (i, at) in [(0, t0), (1, t0), (2, t0 + sec), (3, t0 + sec * 2)] {
-            c.keep(id(i), NotificationRecord::blank(&id(i)), at);
+            c.keep(id(i), Box::new(NotificationRecord::blank(&id(i))), at);
         }
         // Written by a change meanwhile: not taken.
         assert!(c.take(&id(1)).is_some());
@@ -939,9 +944,8 @@ mod cache_tests {
         // first place in line is skipped.
         let (_, r2) = c.take(&id(2)).unwrap();
         c.keep(id(2), r2, t0 + sec * 5);
-        let ids = |v: Vec<(String, NotificationRecord)>| -> Vec<String> {
-            v.into_iter().map(|(i, _)| i).collect()
-        };
+        let ids =
+            |v: Vec<(String, Boxed)>| -> Vec<String> { v.into_iter().map(|(i, _)| i).collect() };
         assert_eq!(ids(c.take_older(t0)), [id(0)]);
         assert_eq!(ids(c.take_older(t0 + sec * 2)), [id(3)]);
         assert_eq!(ids(c.take_older(t0 + sec * 5)), [id(2)]);
