@@ -511,14 +511,14 @@ struct Written {
     indexed_open: u64,
 }
 
-/// Recently written open records, in two generations: inserts go to the young one, and when
-/// it is full it becomes the old one and the previous old one is dropped. Bounded, and
-/// never empty right after a turn, unlike a map cleared when full.
 /// A record as the writer's maps hold it: boxed, so that moving it between them (a claim to
 /// a group's overlay, the overlay to the cache or the staged map and back) moves a pointer,
 /// and their tables stay small enough for the processor's caches.
 pub(super) type Boxed = Box<NotificationRecord>;
 
+/// Recently written open records, in two generations: inserts go to the young one, and when
+/// it is full it becomes the old one and the previous old one is dropped. Bounded, and
+/// never empty right after a turn, unlike a map cleared when full.
 #[derive(Default)]
 pub(super) struct RecordCache {
     young: HashMap<String, Boxed>,
