@@ -60,19 +60,66 @@ pub fn describe() {
 }
 
 pub(crate) fn pdu(command: &'static str, direction: &'static str) {
-    metrics::counter!(PDUS_TOTAL, "command" => command, "direction" => direction).increment(1);
+    pdu_counter((command, direction)).increment(1);
+}
+
+fn pdu_counter((command, direction): (&'static str, &'static str)) -> metrics::Counter {
+    metrics::counter!(PDUS_TOTAL, "command" => command, "direction" => direction)
+}
+
+/// Handles of one labelled counter, by label values, each looked up in the recorder's
+/// registry once: a session counts several PDUs per message, and each lookup builds and
+/// hashes a key (70–140 ns; ~10–40 ns through a kept handle). Keep one per session (a
+/// handle belongs to the recorder installed when it was looked up).
+pub(crate) struct Counters<K> {
+    kept: Vec<(K, metrics::Counter)>,
+    look_up: fn(K) -> metrics::Counter,
+}
+
+impl<K: PartialEq + Copy> Counters<K> {
+    /// Adds one to the counter labelled `key`.
+    pub(crate) fn increment(&mut self, key: K) {
+        if let Some((_, counter)) = self.kept.iter().find(|(k, _)| *k == key) {
+            counter.increment(1);
+            return;
+        }
+        let counter = (self.look_up)(key);
+        counter.increment(1);
+        self.kept.push((key, counter));
+    }
+}
+
+/// [`PDUS_TOTAL`] by (command, direction).
+pub(crate) fn pdus() -> Counters<(&'static str, &'static str)> {
+    Counters {
+        kept: Vec::new(),
+        look_up: pdu_counter,
+    }
+}
+
+/// The [`SUBMIT_RESPONSE_SECONDS`] histogram's handle.
+pub(crate) fn submit_response_times() -> metrics::Histogram {
+    metrics::histogram!(SUBMIT_RESPONSE_SECONDS)
 }
 
 pub(crate) fn submit_outcome(outcome: &'static str) {
     metrics::counter!(SUBMIT_OUTCOMES_TOTAL, "outcome" => outcome).increment(1);
 }
 
-pub(crate) fn submit_response_time(d: Duration) {
-    metrics::histogram!(SUBMIT_RESPONSE_SECONDS).record(d.as_secs_f64());
+pub(crate) fn receipt(result: &'static str) {
+    receipt_counter(result).increment(1);
 }
 
-pub(crate) fn receipt(result: &'static str) {
-    metrics::counter!(RECEIPTS_TOTAL, "result" => result).increment(1);
+fn receipt_counter(result: &'static str) -> metrics::Counter {
+    metrics::counter!(RECEIPTS_TOTAL, "result" => result)
+}
+
+/// [`RECEIPTS_TOTAL`] by result.
+pub(crate) fn receipts() -> Counters<&'static str> {
+    Counters {
+        kept: Vec::new(),
+        look_up: receipt_counter,
+    }
 }
 
 pub(crate) fn unmatched_response() {
@@ -98,4 +145,71 @@ pub(crate) fn session_closed(reason: &'static str) {
 pub(crate) fn inbound_blocked(d: Duration) {
     metrics::counter!(INBOUND_BLOCKED_MS_TOTAL)
         .increment(u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    use metrics::{
+        Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit,
+    };
+
+    use super::*;
+
+    /// Counters by their labels, and how many times each was looked up.
+    #[derive(Default)]
+    struct Counting {
+        counters: Mutex<BTreeMap<String, (Arc<AtomicU64>, u32)>>,
+    }
+
+    impl Counting {
+        fn get(&self, labels: &str) -> (u64, u32) {
+            let counters = self.counters.lock().unwrap();
+            counters
+                .get(labels)
+                .map_or((0, 0), |(n, lookups)| (n.load(Ordering::Relaxed), *lookups))
+        }
+    }
+
+    impl Recorder for Counting {
+        fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
+            let labels: Vec<String> = key.labels().map(|l| l.value().to_owned()).collect();
+            let mut counters = self.counters.lock().unwrap();
+            let entry = counters.entry(labels.join("/")).or_default();
+            entry.1 += 1;
+            Counter::from_arc(entry.0.clone())
+        }
+        fn register_gauge(&self, _: &Key, _: &Metadata<'_>) -> Gauge {
+            Gauge::noop()
+        }
+        fn register_histogram(&self, _: &Key, _: &Metadata<'_>) -> Histogram {
+            Histogram::noop()
+        }
+    }
+
+    #[test]
+    fn kept_pdu_counters_count_each_command_and_direction_apart_and_look_each_up_once() {
+        let recorder = Counting::default();
+        metrics::with_local_recorder(&recorder, || {
+            let mut pdus = pdus();
+            for _ in 0..3 {
+                pdus.increment(("submit_sm", "tx"));
+            }
+            pdus.increment(("submit_sm_resp", "rx"));
+            pdus.increment(("deliver_sm", "rx"));
+            pdus.increment(("deliver_sm", "rx"));
+            pdus.increment(("deliver_sm_resp", "tx"));
+        });
+        assert_eq!(recorder.get("submit_sm/tx"), (3, 1));
+        assert_eq!(recorder.get("submit_sm_resp/rx"), (1, 1));
+        assert_eq!(recorder.get("deliver_sm/rx"), (2, 1));
+        assert_eq!(recorder.get("deliver_sm_resp/tx"), (1, 1));
+        assert_eq!(recorder.get("submit_sm/rx"), (0, 0));
+    }
 }

@@ -70,7 +70,7 @@ where
     async fn on_command(&mut self, cmd: Command) -> Result<(), Close> {
         let id = cmd.id();
         let seq = cmd.sequence_number();
-        metrics::pdu(command_name(id), "rx");
+        self.pdus.increment((command_name(id), "rx"));
         if is_response(id) {
             self.on_response(cmd);
             return if self.state == (State::Unbinding { unbind_sent: true })
@@ -115,7 +115,7 @@ where
         let status = u32::from(cmd.status());
         match self.pending.remove(seq) {
             Some(Pending::Submit { reply, sent_at }) => {
-                metrics::submit_response_time(sent_at.elapsed());
+                (self.submit_response_times).record(sent_at.elapsed().as_secs_f64());
                 let outcome = match (id, cmd.pdu()) {
                     (CommandId::SubmitSmResp, Some(Pdu::SubmitSmResp(r))) if status == 0 => {
                         SubmitOutcome::Accepted {
@@ -178,7 +178,7 @@ where
     /// A `deliver_sm` rusmpp refused (typically a receipt TLV without its nul): answered with
     /// status 0 so the SMSC does not resend it forever, and read leniently.
     async fn on_malformed_deliver_sm(&mut self, m: Malformed) -> Result<(), Close> {
-        metrics::pdu("deliver_sm", "rx");
+        self.pdus.increment(("deliver_sm", "rx"));
         metrics::malformed_deliver_sm();
         warn!(
             seq = m.sequence_number,
@@ -191,7 +191,7 @@ where
                     .await
             }
             None => {
-                metrics::receipt("unparsed");
+                self.receipts.increment("unparsed");
                 warn!(
                     seq = m.sequence_number,
                     "deliver_sm unreadable, acknowledged and dropped"
@@ -241,7 +241,7 @@ where
                 Answer::Now(0)
             }
             Some(Ok(receipt)) if self.acks.len() >= self.cfg.max_unanswered_receipts => {
-                metrics::receipt("refused_busy");
+                self.receipts.increment("refused_busy");
                 debug!(message_id = %receipt.message_id, "receipt refused: too many unanswered");
                 Answer::Now(pdu::ESME_RX_T_APPN)
             }
@@ -254,7 +254,7 @@ where
                 }
             }
             Some(Err(e)) => {
-                metrics::receipt("unparsed");
+                self.receipts.increment("unparsed");
                 warn!(reason = %e, "receipt not understood, acknowledged anyway");
                 Answer::Now(0)
             }
@@ -266,11 +266,11 @@ where
     async fn forward(&mut self, item: Inbound) -> u32 {
         let item = match self.inbound.try_send(item) {
             Ok(()) => {
-                metrics::receipt("forwarded");
+                self.receipts.increment("forwarded");
                 return 0;
             }
             Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => {
-                metrics::receipt("not_forwarded");
+                self.receipts.increment("not_forwarded");
                 warn!("inbound receiver is gone, receipt refused for redelivery");
                 return pdu::ESME_RX_T_APPN;
             }
@@ -285,16 +285,16 @@ where
         metrics::inbound_blocked(started.elapsed());
         match result {
             Ok(Ok(())) => {
-                metrics::receipt("forwarded");
+                self.receipts.increment("forwarded");
                 0
             }
             Ok(Err(_)) => {
-                metrics::receipt("not_forwarded");
+                self.receipts.increment("not_forwarded");
                 warn!("inbound receiver is gone, receipt refused for redelivery");
                 pdu::ESME_RX_T_APPN
             }
             Err(_) => {
-                metrics::receipt("not_forwarded");
+                self.receipts.increment("not_forwarded");
                 warn!("inbound mailbox full, receipt refused for redelivery");
                 pdu::ESME_RX_T_APPN
             }

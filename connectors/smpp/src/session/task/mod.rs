@@ -153,6 +153,11 @@ pub(super) struct SocketTask<S> {
     /// Receipts handed on whose `deliver_sm_resp` waits for the receiver's ack: each
     /// resolves to (sequence number, status).
     acks: futures::stream::FuturesUnordered<futures::future::BoxFuture<'static, (u32, u32)>>,
+    /// PDUs read and written, counted through kept handles.
+    pdus: metrics::Counters<(&'static str, &'static str)>,
+    /// Receipts by result, counted through kept handles.
+    receipts: metrics::Counters<&'static str>,
+    submit_response_times: ::metrics::Histogram,
 }
 
 impl<S> SocketTask<S>
@@ -178,6 +183,9 @@ where
             pending: Pendings::new(),
             state: State::Bound,
             last_rx: Instant::now(),
+            pdus: metrics::pdus(),
+            receipts: metrics::receipts(),
+            submit_response_times: metrics::submit_response_times(),
             acks: futures::stream::FuturesUnordered::new(),
         }
     }
@@ -296,7 +304,7 @@ where
         // Below the backpressure boundary `feed` only encodes into the buffer.
         match self.conn.feed(cmd).await {
             Ok(()) => {
-                metrics::pdu(name, "tx");
+                self.pdus.increment((name, "tx"));
                 Ok(())
             }
             Err(e) => Err(Close::new("io_error", format!("write failed: {e}"))),
