@@ -16,8 +16,9 @@ pub fn notification_skipped(reason: &'static str) {
     counter!("pigeon_notifications_skipped_total", "reason" => reason).increment(1);
 }
 
-pub fn status_published(state: &'static str) {
-    counter!("pigeon_statuses_published_total", "state" => state).increment(1);
+/// `n` statuses in `state` acknowledged by the broker.
+pub fn statuses_published(state: &'static str, n: u64) {
+    counter!("pigeon_statuses_published_total", "state" => state).increment(n);
 }
 
 pub fn status_publish_failed() {
@@ -25,8 +26,13 @@ pub fn status_publish_failed() {
 }
 
 pub fn submit(carrier: &str, outcome: &'static str, segments: u64) {
+    submitted(carrier, outcome).increment(segments);
+}
+
+/// The handle of `carrier`'s segments counter for `outcome` (kept by a shard for the usual
+/// outcome: a lookup by name allocates the carrier's label).
+pub fn submitted(carrier: &str, outcome: &'static str) -> Counter {
     counter!("pigeon_segments_submitted_total", "carrier" => carrier.to_owned(), "outcome" => outcome)
-        .increment(segments);
 }
 
 /// A segment submitted again after `outcome` (`not_sent`, `rejected`).
@@ -41,14 +47,19 @@ pub fn handed_over(carrier: &str, reason: &'static str) {
         .increment(1);
 }
 
-/// The carrier's circuit breaker: 0 closed, 1 half-open, 2 open.
-pub fn breaker_state(carrier: &str, state: &'static str) {
+/// The handle of `carrier`'s circuit breaker state gauge (see [`set_breaker_state`]).
+pub fn breaker_gauge(carrier: &str) -> Gauge {
+    gauge!("pigeon_carrier_breaker_state", "carrier" => carrier.to_owned())
+}
+
+/// Sets a breaker state gauge: 0 closed, 1 half-open, 2 open.
+pub fn set_breaker_state(gauge: &Gauge, state: &'static str) {
     let v = match state {
         "closed" => 0.0,
         "half_open" => 1.0,
         _ => 2.0,
     };
-    gauge!("pigeon_carrier_breaker_state", "carrier" => carrier.to_owned()).set(v);
+    gauge.set(v);
 }
 
 /// `n` receipts of `carrier` with this outcome (counted per batch, not per receipt).
@@ -91,8 +102,9 @@ pub fn consumed_to_submit() -> Histogram {
 }
 
 /// Seconds from the debit's occurred_at to a carrier accepting its notification.
-pub fn debit_to_accept(seconds: f64) {
-    histogram!("pigeon_debit_to_accept_seconds").record(seconds);
+/// The handle of the histogram of seconds from a debit's `occurred_at` to its acceptance.
+pub fn debit_to_accept() -> Histogram {
+    histogram!("pigeon_debit_to_accept_seconds")
 }
 
 /// The AIMD rate allowed to bind slot `bind` of `carrier`, in segments/s: a handle, registered
@@ -148,7 +160,13 @@ pub fn store_sync(took: std::time::Duration, fsync: bool) {
 /// How long a claim or a commit waited for the store, from asking to the answer (queue,
 /// group commit, and the caller's thread picking the answer up).
 pub fn store_wait(op: &'static str, waited: std::time::Duration) {
-    histogram!("pigeon_store_wait_seconds", "op" => op).record(waited.as_secs_f64());
+    store_waits(op).record(waited.as_secs_f64());
+}
+
+/// The handle of the store wait histogram of `op` (kept where it is recorded per
+/// notification).
+pub fn store_waits(op: &'static str) -> Histogram {
+    histogram!("pigeon_store_wait_seconds", "op" => op)
 }
 
 /// The store's staged records (open, not indexed yet) after a group commit, and how many

@@ -24,6 +24,8 @@ pub struct MatcherActor {
     /// Carrier names by id, for metrics.
     carriers: Vec<String>,
     mailbox: usize,
+    /// [`metrics::debit_to_accept`].
+    debit_to_accept: ::metrics::Histogram,
 }
 
 impl MatcherActor {
@@ -40,6 +42,7 @@ impl MatcherActor {
             shards,
             carriers,
             mailbox,
+            debit_to_accept: metrics::debit_to_accept(),
         }
     }
 
@@ -121,7 +124,7 @@ impl Handler<Submitted> for MatcherActor {
                     s.carrier = Some(accepted.carrier_name.to_string());
                     s.message_ids = accepted.message_ids.clone();
                     if let Ok(age) = (s.at - accepted.meta.occurred_at).try_into() {
-                        metrics::debit_to_accept(Duration::as_secs_f64(&age));
+                        (self.debit_to_accept).record(Duration::as_secs_f64(&age));
                     }
                     publish.statuses.push((s, Some(origin)));
                     self.matcher.accept(accepted, now, &mut decided);

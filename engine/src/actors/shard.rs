@@ -74,6 +74,10 @@ struct Shared {
     marks: Option<Batcher>,
     /// [`metrics::consumed_to_submit`].
     consumed_to_submit: ::metrics::Histogram,
+    /// Segments accepted by this carrier (`pigeon_segments_submitted_total`).
+    accepted_segments: ::metrics::Counter,
+    /// How long `submitting` marks waited for the store (`pigeon_store_wait_seconds`).
+    mark_waits: ::metrics::Histogram,
 }
 
 impl Shared {
@@ -235,6 +239,8 @@ impl Shard {
             flows,
             results: tx,
             consumed_to_submit: metrics::consumed_to_submit(),
+            accepted_segments: metrics::submitted(&cfg.name, "accepted"),
+            mark_waits: metrics::store_waits("mark"),
         });
         Shard {
             shared,
@@ -426,7 +432,7 @@ async fn submit(shared: Arc<Shared>, n: Notification, permit: OwnedSemaphorePerm
         };
         let asked = Instant::now();
         let marked = marks.commit(mark).await;
-        metrics::store_wait("mark", asked.elapsed());
+        (shared.mark_waits).record(asked.elapsed().as_secs_f64());
         if let Err(e) = marked {
             tracing::error!(error = %e, "cannot record a submit; not sending");
             let mut status = n.meta.status(State::Failed);
@@ -472,7 +478,7 @@ async fn submit(shared: Arc<Shared>, n: Notification, permit: OwnedSemaphorePerm
     let segments = u64::from(n.meta.segments);
     let result = match outcome::conclude(outcomes, can_hand_over, expired) {
         Verdict::Accepted(message_ids) => {
-            metrics::submit(&shared.name, "accepted", segments);
+            shared.accepted_segments.increment(segments);
             let origin = n.origin;
             // The notification is kept only when it may have to go again (receipt failover).
             let (meta, resubmit) = match n.receipt_failover.filter(|_| can_hand_over) {

@@ -136,10 +136,15 @@ async fn publish_when_durable(
                 .unzip();
             let mut done = Vec::new();
             let mut published = Vec::new();
+            // Counted per batch: a few states, each counter looked up once.
+            let mut by_state: Vec<(&'static str, u64)> = Vec::new();
             for (r, (label, origin, outboxed)) in join_all(futs).await.into_iter().zip(meta) {
                 match r {
                     Ok(()) => {
-                        metrics::status_published(label);
+                        match by_state.iter_mut().find(|(l, _)| *l == label) {
+                            Some((_, n)) => *n += 1,
+                            None => by_state.push((label, 1)),
+                        }
                         done.extend(origin);
                         published.extend(
                             outboxed.map(|(event_id, state)| Change::Published { event_id, state }),
@@ -150,6 +155,9 @@ async fn publish_when_durable(
                         error!(error = %e, "record not acknowledged; its offset stays uncommitted");
                     }
                 }
+            }
+            for (label, n) in by_state {
+                metrics::statuses_published(label, n);
             }
             if !done.is_empty() && checkpoint.send(Done(done)).await.is_err() {
                 error!("checkpoint is gone");
