@@ -101,8 +101,8 @@ pub fn consumed_to_submit() -> Histogram {
     histogram!("pigeon_consumed_to_submit_seconds")
 }
 
-/// Seconds from the debit's occurred_at to a carrier accepting its notification.
-/// The handle of the histogram of seconds from a debit's `occurred_at` to its acceptance.
+/// The handle of the histogram of seconds from a debit's `occurred_at` to a carrier
+/// accepting its notification.
 pub fn debit_to_accept() -> Histogram {
     histogram!("pigeon_debit_to_accept_seconds")
 }
