@@ -97,10 +97,20 @@ impl std::fmt::Display for Percentiles {
     }
 }
 
+/// Client settings for producing debits: a payment processor sends each debit as soon as
+/// it can, so the producer lingers librdkafka's default 5 ms, not the engine's longer wait
+/// for statuses.
+pub(crate) fn debit_producer(brokers: &str) -> KafkaConfig {
+    KafkaConfig {
+        linger_ms: 5,
+        ..KafkaConfig::new(brokers)
+    }
+}
+
 /// Produces `opts.count` debits at `opts.rate` while collecting statuses, then waits for the
 /// stragglers and accounts for every event.
 pub async fn run(opts: &LoadOptions) -> anyhow::Result<LoadReport> {
-    let kafka = KafkaConfig::new(&opts.brokers);
+    let kafka = debit_producer(&opts.brokers);
     let collector = StatusCollector::start(&kafka, &opts.statuses_topic, &opts.run_id)
         .context("subscribing to statuses")?;
     let publisher = Publisher::new(&kafka).context("creating the producer")?;
@@ -231,7 +241,7 @@ pub async fn replay(
 ) -> anyhow::Result<Replay> {
     let text =
         std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
-    let kafka = KafkaConfig::new(brokers);
+    let kafka = debit_producer(brokers);
     let collector = StatusCollector::start(&kafka, statuses_topic, prefix)?;
     collector.wait_assigned(Instant::now() + timeout).await;
     let publisher = Publisher::new(&kafka)?;

@@ -241,7 +241,7 @@ async fn drive(
     cell: &Arc<OnceLock<RunCollector>>,
 ) -> anyhow::Result<RunSummary> {
     let sc = &opts.scenario;
-    let kafka = KafkaConfig::new(brokers);
+    let kafka = super::debit_producer(brokers);
     // Made first: an idempotent producer sends nothing until the broker gave it an id
     // (~0.5 s on tansu), which it asks for at once and has by the time the status consumer
     // below holds its partitions; made at the start, the first debits waited for it.
