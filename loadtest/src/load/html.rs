@@ -50,6 +50,7 @@ pub fn render(summary: &RunSummary) -> String {
         latency(&summary.stages),
         outcomes(summary),
         engine(summary),
+        machine(summary),
         checks(&summary.checks),
         accounting(&summary.accounting),
     ] {
@@ -419,6 +420,49 @@ fn engine(s: &RunSummary) -> String {
         );
     }
     out.push_str("</section>\n");
+    out
+}
+
+/// The machine's CPU while the debits flowed, part by part; empty when not measured.
+fn machine(s: &RunSummary) -> String {
+    let Some(m) = &s.machine else {
+        return String::new();
+    };
+    let mut out = String::from("<section>\n<h2>The machine</h2>\n");
+    let _ = writeln!(
+        out,
+        "<p>While the debits flowed ({} s on {} cores): {} % busy, {} CPU seconds. \
+         Everything here shares the cores, so what the broker and pigeon-load take, the \
+         engine cannot have.</p>",
+        fmt_dec1(m.seconds),
+        fmt_dec1(m.cores),
+        fmt_dec1(m.busy_share * 100.0),
+        fmt_dec1(m.busy_cpu_seconds)
+    );
+    let bar = |label: &str, value: f64, color: &'static str| Bar {
+        label: label.to_owned(),
+        value,
+        text: format!("{} s", fmt_dec1(value)),
+        color,
+    };
+    let mut bars = Vec::new();
+    if let Some(v) = m.engine_cpu_seconds {
+        bars.push(bar("engine", v, "#188038"));
+    }
+    if let Some(v) = m.broker_cpu_seconds {
+        bars.push(bar("broker", v, "#9aa0a6"));
+    }
+    bars.push(bar("pigeon-load", m.harness_cpu_seconds, "#e37400"));
+    bars.push(bar("the rest", m.rest_cpu_seconds(), "#dadce0"));
+    let group = BarGroup {
+        title: "CPU seconds while the debits flowed".to_owned(),
+        bars,
+    };
+    out.push_str(&bar_chart(&[group], Scale::Linear, "CPU seconds"));
+    out.push_str(
+        "<p class=\"meta\">pigeon-load is the generator, the simulated carriers and the \
+         status consumer; the rest is every other process of the machine.</p>\n</section>\n",
+    );
     out
 }
 
@@ -877,7 +921,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::load::summary::{Baselines, EngineLatency, EngineUsage, Offered};
+    use crate::load::summary::{Baselines, EngineLatency, EngineUsage, MachineUsage, Offered};
 
     fn stage(name: &str, label: &str, p50: f64) -> Stage {
         Stage {
@@ -961,6 +1005,15 @@ mod tests {
                 broker_hop_fetch_wait_ms: 10,
                 broker_hop_rate: 25_000.0,
             }),
+            machine: Some(MachineUsage {
+                seconds: 61.5,
+                cores: 2.0,
+                busy_share: 0.93,
+                busy_cpu_seconds: 114.4,
+                engine_cpu_seconds: Some(57.3),
+                broker_cpu_seconds: Some(26.5),
+                harness_cpu_seconds: 28.0,
+            }),
             events: vec![Mark {
                 t: 1.5,
                 what: "engine restarted".to_owned(),
@@ -1020,6 +1073,15 @@ mod tests {
             page.contains("p50 8.5 ms, p99 31 ms"),
             "the engine's own share"
         );
+        assert!(
+            page.contains("(61.5 s on 2 cores): 93 % busy, 114.4 CPU seconds"),
+            "the machine"
+        );
+        assert!(page.contains(">57.3 s<") && page.contains(">26.5 s<") && page.contains(">28 s<"));
+        assert!(
+            page.contains(">2.6 s<"),
+            "the rest: 114.4 - 57.3 - 26.5 - 28"
+        );
         assert!(page.contains("<td class=\"n bad\">3</td>"), "lost in red");
         assert!(page.contains("<tr class=\"pass\">") && page.contains("<tr class=\"fail\">"));
         assert!(!page.contains("no data"));
@@ -1031,6 +1093,7 @@ mod tests {
             "<h2>Outcomes",
             "<h2>Counts",
             "<h2>Engine",
+            "<h2>The machine",
             "<h2>Checks",
             "<h2>Accounting",
         ];
@@ -1076,6 +1139,7 @@ mod tests {
             !page.contains("<h2>Engine"),
             "no engine section without measurements"
         );
+        assert!(!page.contains("<h2>The machine"));
         assert!(!page.contains("NaN"));
     }
 

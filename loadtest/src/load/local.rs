@@ -46,6 +46,13 @@ impl Broker {
         let _ = self.script_run(&["stop"]);
     }
 
+    /// The running broker's process id, from the script's pid file.
+    pub fn pid(&self) -> Option<u32> {
+        std::fs::read_to_string(self.state.join("broker.pid"))
+            .ok()
+            .and_then(|p| p.trim().parse().ok())
+    }
+
     fn script_run(&self, args: &[&str]) -> anyhow::Result<()> {
         std::fs::create_dir_all(&self.state)
             .with_context(|| format!("creating {}", self.state.display()))?;
@@ -130,8 +137,6 @@ pub fn engine_config(
 /// One engine process.
 pub struct EngineProcess {
     child: Child,
-    /// CPU ticks per second of `/proc/PID/stat`.
-    ticks: f64,
 }
 
 impl EngineProcess {
@@ -164,10 +169,7 @@ impl EngineProcess {
             .stderr(file)
             .spawn()
             .with_context(|| format!("starting {}", bin.display()))?;
-        Ok(EngineProcess {
-            child,
-            ticks: clock_ticks(),
-        })
+        Ok(EngineProcess { child })
     }
 
     pub fn pid(&self) -> u32 {
@@ -176,17 +178,7 @@ impl EngineProcess {
 
     /// User + system CPU seconds so far (0 once it has exited).
     pub fn cpu_seconds(&self) -> f64 {
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())) else {
-            return 0.0;
-        };
-        // Fields after the command name (which may hold spaces) start at `state`.
-        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
-            return 0.0;
-        };
-        let f: Vec<&str> = rest.split_whitespace().collect();
-        let tick = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-        // utime and stime are fields 14 and 15 of the whole line: 11 and 12 after `)`.
-        (tick(11) + tick(12)) / self.ticks
+        super::cpu::process_seconds(self.pid()).unwrap_or(0.0)
     }
 
     /// Resident memory in MB (0 once it has exited).
@@ -239,17 +231,6 @@ impl Drop for EngineProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn clock_ticks() -> f64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse::<f64>().ok())
-        .filter(|t| *t > 0.0)
-        .unwrap_or(100.0)
 }
 
 /// Waits until `log` has a line containing `needle` after byte `from`, or `deadline`.

@@ -6,6 +6,7 @@
 
 pub mod baseline;
 pub mod collect;
+pub mod cpu;
 pub mod debits;
 pub mod html;
 pub mod local;

@@ -16,9 +16,12 @@ use tokio::time::Instant;
 
 use super::baseline::HopRate;
 use super::collect::{self, consume_statuses, RunCollector};
+use super::cpu::CpuSnapshot;
 use super::local::{self, Broker, EngineProcess};
 use super::scenario::{ChaosAction, Scenario};
-use super::summary::{Baselines, Check, Counts, EngineUsage, Mark, Offered, RunSummary};
+use super::summary::{
+    Baselines, Check, Counts, EngineUsage, MachineUsage, Mark, Offered, RunSummary,
+};
 use super::Generator;
 use crate::sim::{self, SimHandle, SubmitObserver};
 
@@ -92,6 +95,14 @@ struct System {
     broker: Option<Broker>,
     sim: Option<SimHandle>,
     engine: Option<Arc<Mutex<Engine>>>,
+}
+
+/// CPU seconds of the run's engine processes so far (`None`: the run did not start one).
+async fn engine_cpu(system: &System) -> Option<f64> {
+    match &system.engine {
+        Some(e) => Some(e.lock().await.cpu_seconds()),
+        None => None,
+    }
 }
 
 /// Runs the scenario and writes its report into `opts.out`.
@@ -297,6 +308,8 @@ async fn drive(
         })
     });
 
+    let broker_pid = system.broker.as_ref().and_then(Broker::pid);
+    let cpu_at_start = CpuSnapshot::take(engine_cpu(system).await, broker_pid);
     let mut marks = Vec::new();
     let produced = generate(
         opts, run_id, &publisher, &collector, &due, start, system, &mut marks,
@@ -309,6 +322,7 @@ async fn drive(
     while collector.progress().terminal < produced && Instant::now() < settle_by {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let machine = CpuSnapshot::take(engine_cpu(system).await, broker_pid).since(&cpu_at_start);
     if let Some(t) = ticker {
         t.abort();
     }
@@ -433,6 +447,7 @@ async fn drive(
         accounting,
         engine,
         baselines,
+        machine,
         events: marks,
         checks: Vec::new(),
         passed: false,
@@ -740,6 +755,9 @@ pub fn text_summary(s: &RunSummary) -> String {
             b.broker_consume_rate, b.sim_submit_rate, s.end_to_end_rate, b.broker_hop_rate, b.broker_hop_p50_ms, b.broker_hop_p99_ms, b.broker_hop_fetch_wait_ms
         );
     }
+    if let Some(m) = &s.machine {
+        let _ = writeln!(t, "{}", machine_line(m));
+    }
     for m in &s.events {
         let _ = writeln!(t, "t={:.1}s {}", m.t, m.what);
     }
@@ -754,6 +772,25 @@ pub fn text_summary(s: &RunSummary) -> String {
         );
     }
     t
+}
+
+/// The machine's CPU while the debits flowed, and each part's share of it.
+fn machine_line(m: &MachineUsage) -> String {
+    let part = |name: &str, secs: Option<f64>| secs.map(|v| format!("{name} {v:.1} s, "));
+    let parts = [
+        part("engine", m.engine_cpu_seconds),
+        part("broker", m.broker_cpu_seconds),
+    ];
+    format!(
+        "machine while the debits flowed ({:.1} s, {:.0} cores): {:.0} % busy, {:.1} CPU s: {}pigeon-load {:.1} s (generator, simulated carriers, status consumer), the rest {:.1} s",
+        m.seconds,
+        m.cores,
+        m.busy_share * 100.0,
+        m.busy_cpu_seconds,
+        parts.into_iter().flatten().collect::<String>(),
+        m.harness_cpu_seconds,
+        m.rest_cpu_seconds()
+    )
 }
 
 #[cfg(test)]
@@ -846,5 +883,40 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("[pass] exactly once"), "{text}");
+    }
+
+    #[test]
+    fn the_text_summary_splits_the_machines_cpu_between_the_parts() {
+        let mut s = summary();
+        assert!(!text_summary(&s).contains("machine while"));
+        s.machine = Some(MachineUsage {
+            seconds: 62.0,
+            cores: 2.0,
+            busy_share: 0.93,
+            busy_cpu_seconds: 115.3,
+            engine_cpu_seconds: Some(58.0),
+            broker_cpu_seconds: Some(27.5),
+            harness_cpu_seconds: 28.0,
+        });
+        let text = text_summary(&s);
+        assert!(
+            text.contains(
+                "machine while the debits flowed (62.0 s, 2 cores): 93 % busy, 115.3 CPU s: \
+                 engine 58.0 s, broker 27.5 s, pigeon-load 28.0 s (generator, simulated \
+                 carriers, status consumer), the rest 1.8 s"
+            ),
+            "{text}"
+        );
+        // Against given addresses the run starts neither the engine nor the broker.
+        s.machine = Some(MachineUsage {
+            engine_cpu_seconds: None,
+            broker_cpu_seconds: None,
+            ..s.machine.clone().unwrap()
+        });
+        let text = text_summary(&s);
+        assert!(
+            text.contains("115.3 CPU s: pigeon-load 28.0 s (generator, simulated carriers, status consumer), the rest 87.3 s"),
+            "{text}"
+        );
     }
 }

@@ -46,6 +46,9 @@ pub struct RunSummary {
     pub engine: Option<EngineUsage>,
     /// What the broker and the simulator do alone on this machine, for comparison.
     pub baselines: Option<Baselines>,
+    /// Where the machine's CPU went while the debits flowed.
+    #[serde(default)]
+    pub machine: Option<MachineUsage>,
     /// Injected events (engine restarts, carrier outages), in time order.
     pub events: Vec<Mark>,
     /// The scenario's expectations and whether each held.
@@ -127,6 +130,37 @@ pub struct EngineUsage {
     /// The engine's own latency measurements at the end of the run.
     #[serde(default)]
     pub latency: Option<EngineLatency>,
+}
+
+/// The machine's CPU from the first debit due until the last terminal status came (or the
+/// run stopped waiting), and each part's share of it, CPU seconds.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct MachineUsage {
+    /// Wall-clock seconds of that span.
+    pub seconds: f64,
+    /// Cores the machine has (its CPU ticks over the span).
+    pub cores: f64,
+    /// Busy share of all the cores' time (user, system, interrupts, steal).
+    pub busy_share: f64,
+    /// Busy CPU seconds of the whole machine.
+    pub busy_cpu_seconds: f64,
+    /// The engine (`None`: the run did not start it).
+    pub engine_cpu_seconds: Option<f64>,
+    /// The broker (`None`: the run did not start it).
+    pub broker_cpu_seconds: Option<f64>,
+    /// pigeon-load itself: the generator, the simulated carriers, the status consumer.
+    pub harness_cpu_seconds: f64,
+}
+
+impl MachineUsage {
+    /// Busy CPU seconds of every other process of the machine.
+    pub fn rest_cpu_seconds(&self) -> f64 {
+        let parts = (self.engine_cpu_seconds.into_iter())
+            .chain(self.broker_cpu_seconds)
+            .sum::<f64>()
+            + self.harness_cpu_seconds;
+        (self.busy_cpu_seconds - parts).max(0.0)
+    }
 }
 
 /// Latency as the engine measured it (its metrics' rolling window: the last minute of the
