@@ -83,7 +83,10 @@ impl CpuSnapshot {
     pub fn since(&self, before: &CpuSnapshot) -> Option<MachineUsage> {
         let ((busy1, all1), (busy0, all0)) = (self.machine?, before.machine?);
         let seconds = self.at.duration_since(before.at).as_secs_f64();
-        let all = all1.saturating_sub(all0) as f64;
+        let (busy, all) = (
+            busy1.saturating_sub(busy0) as f64,
+            all1.saturating_sub(all0) as f64,
+        );
         let diff = |a: Option<f64>, b: Option<f64>| Some((a? - b?).max(0.0));
         Some(MachineUsage {
             seconds,
@@ -92,12 +95,8 @@ impl CpuSnapshot {
             } else {
                 0.0
             },
-            busy_share: if all > 0.0 {
-                busy1.saturating_sub(busy0) as f64 / all
-            } else {
-                0.0
-            },
-            busy_cpu_seconds: busy1.saturating_sub(busy0) as f64 / ticks_per_second(),
+            busy_share: if all > 0.0 { busy / all } else { 0.0 },
+            busy_cpu_seconds: busy / ticks_per_second(),
             engine_cpu_seconds: diff(self.engine, before.engine),
             broker_cpu_seconds: diff(self.broker, before.broker),
             harness_cpu_seconds: diff(self.harness, before.harness).unwrap_or(0.0),
