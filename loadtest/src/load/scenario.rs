@@ -754,10 +754,11 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    const NAMES: [&str; 8] = [
+    const NAMES: [&str; 9] = [
         "burst",
         "carrier-outage",
         "chaos",
+        "half-peak",
         "million-awaiting",
         "slow-receipts",
         "smoke",
@@ -824,6 +825,13 @@ mod tests {
         assert_eq!(peak.profile.count(peak.duration_s), 25_000 * 60);
         assert_eq!(peak.expect.min_end_to_end_rate, Some(25_000.0));
         assert_eq!(peak.expect.max_cpu_us_per_notification, Some(20.0));
+        let half = load("half-peak");
+        assert_eq!(half.profile.peak() * 2.0, peak.profile.peak());
+        assert_eq!(
+            half.expect.max_p99_ms,
+            [("produced_to_submit".to_owned(), 50.0)].into()
+        );
+        assert_eq!(half.engine, peak.engine, "the same engine and carriers");
         let outage = load("carrier-outage");
         assert_eq!(
             outage.chaos,
