@@ -134,7 +134,7 @@ pub async fn broker_hop(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let publisher = pigeon_kafka::Publisher::new(&super::debit_producer(brokers))?;
-    // Until one record went through: the producer has its id and the consumer is positioned.
+    // Until one record went through: the producer is connected and the consumer positioned.
     let hop = |i: u64| pigeon_kafka::Outgoing {
         key: Some(b"pigeon-load-hop".to_vec()),
         payload: i.to_be_bytes().to_vec(),

@@ -98,23 +98,44 @@ impl std::fmt::Display for Percentiles {
     }
 }
 
-/// Client settings for producing debits: a payment processor sends each debit as soon as
-/// it can, so the producer lingers librdkafka's default 5 ms, not the engine's longer wait
-/// for statuses.
+/// Client settings for producing debits, a payment processor's: records gathered for
+/// 10 ms, at most two requests awaiting the broker, not idempotent.
+///
+/// Both limits keep the broker's work small, which is most of a debit's trip under load on
+/// the local broker: tansu stores each produced batch as an object and lists every object of
+/// a partition on each fetch, so its CPU grows with the batches a run has stored (one per
+/// partition per linger), and it answers a connection's requests one after another. Two
+/// requests in flight let batches grow while the broker is slow instead of adding requests.
+/// librdkafka's idempotent producer allows five per partition, but once a partition's
+/// linger has passed with five out it polls its socket without sleeping until an answer
+/// comes (~17 % of a core at 25,000 debits/s); so no idempotence. A debit the producer
+/// retried would come twice, as a second record of the same event id, and the accounting
+/// shows it. Measurements: `docs/benchmarks.md`, "The load generator's producer".
 pub(crate) fn debit_producer(brokers: &str) -> KafkaConfig {
-    KafkaConfig {
-        linger_ms: 5,
+    let mut c = KafkaConfig {
+        linger_ms: 10,
         ..KafkaConfig::new(brokers)
+    };
+    for (k, v) in [
+        ("enable.idempotence", "false"),
+        ("max.in.flight.requests.per.connection", "2"),
+    ] {
+        c.properties.insert(k.to_owned(), v.to_owned());
     }
+    c
 }
 
 /// Produces `opts.count` debits at `opts.rate` while collecting statuses, then waits for the
 /// stragglers and accounts for every event.
 pub async fn run(opts: &LoadOptions) -> anyhow::Result<LoadReport> {
-    let kafka = debit_producer(&opts.brokers);
-    let collector = StatusCollector::start(&kafka, &opts.statuses_topic, &opts.run_id)
-        .context("subscribing to statuses")?;
-    let publisher = Publisher::new(&kafka).context("creating the producer")?;
+    let collector = StatusCollector::start(
+        &KafkaConfig::new(&opts.brokers),
+        &opts.statuses_topic,
+        &opts.run_id,
+    )
+    .context("subscribing to statuses")?;
+    let publisher =
+        Publisher::new(&debit_producer(&opts.brokers)).context("creating the producer")?;
     let mut generator = Generator::new(&opts.run_id, opts.mix.clone());
     if !collector
         .wait_assigned(Instant::now() + Duration::from_secs(60))
@@ -242,10 +263,9 @@ pub async fn replay(
 ) -> anyhow::Result<Replay> {
     let text =
         std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
-    let kafka = debit_producer(brokers);
-    let collector = StatusCollector::start(&kafka, statuses_topic, prefix)?;
+    let collector = StatusCollector::start(&KafkaConfig::new(brokers), statuses_topic, prefix)?;
     collector.wait_assigned(Instant::now() + timeout).await;
-    let publisher = Publisher::new(&kafka)?;
+    let publisher = Publisher::new(&debit_producer(brokers))?;
     let mut ids = Vec::new();
     let mut keys = Vec::new();
     let mut batch = Vec::new();
@@ -345,4 +365,20 @@ pub async fn dead_letters(
         found.push((key, reason));
     }
     Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debits_are_produced_in_few_requests_without_idempotence() {
+        let producer = debit_producer("127.0.0.1:9092").producer();
+        assert_eq!(producer.get("enable.idempotence"), Some("false"));
+        assert_eq!(
+            producer.get("max.in.flight.requests.per.connection"),
+            Some("2")
+        );
+        assert_eq!(producer.get("linger.ms"), Some("10"));
+    }
 }

@@ -252,13 +252,12 @@ async fn drive(
     cell: &Arc<OnceLock<RunCollector>>,
 ) -> anyhow::Result<RunSummary> {
     let sc = &opts.scenario;
-    let kafka = super::debit_producer(brokers);
-    // Made first: an idempotent producer sends nothing until the broker gave it an id
-    // (~0.5 s on tansu), which it asks for at once and has by the time the status consumer
-    // below holds its partitions; made at the start, the first debits waited for it.
-    let publisher = Publisher::new(&kafka).context("creating the producer")?;
+    // Made first, so that it has the cluster's metadata and its connection by the time the
+    // status consumer below holds its partitions.
+    let publisher =
+        Publisher::new(&super::debit_producer(brokers)).context("creating the producer")?;
     let (consumer, consuming) = consume_statuses(
-        &kafka,
+        &KafkaConfig::new(brokers),
         &opts.statuses_topic,
         &format!("pigeon-load-{run_id}"),
         cell.clone(),
