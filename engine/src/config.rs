@@ -81,7 +81,9 @@ pub struct EngineConfig {
     /// Records taken from Kafka per batch at most.
     #[serde(default = "d_batch_max")]
     pub batch_max: usize,
-    /// How long the source waits to fill a batch after its first record.
+    /// How long the source waits to fill a batch after its first record. 0 takes what the
+    /// consumer already holds (a fetch's records arrive together); batches still grow by
+    /// themselves while the intake works on the one before.
     #[serde(default = "d_batch_linger_ms")]
     pub batch_linger_ms: u64,
     /// Capacity of each actor's mailbox, in batches.
@@ -126,7 +128,7 @@ fn d_batch_max() -> usize {
     512
 }
 fn d_batch_linger_ms() -> u64 {
-    5
+    0
 }
 fn d_mailbox() -> usize {
     16
