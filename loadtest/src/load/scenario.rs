@@ -822,11 +822,13 @@ mod tests {
             (Some(0), Some(0))
         );
         let peak = load("steady-peak");
-        assert_eq!(peak.profile.count(peak.duration_s), 25_000 * 60);
+        // Offered above the target, as the rate counts the last receipts' delay.
+        assert_eq!(peak.profile.count(peak.duration_s), 25_500 * 60);
         assert_eq!(peak.expect.min_end_to_end_rate, Some(25_000.0));
         assert_eq!(peak.expect.max_cpu_us_per_notification, Some(20.0));
         let half = load("half-peak");
-        assert_eq!(half.profile.peak() * 2.0, peak.profile.peak());
+        // Half the highest rate reached, which is above the target.
+        assert!(half.profile.peak() * 2.0 > peak.profile.peak());
         assert_eq!(
             half.expect.max_p99_ms,
             [("produced_to_submit".to_owned(), 50.0)].into()
