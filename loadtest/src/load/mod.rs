@@ -110,7 +110,8 @@ impl std::fmt::Display for Percentiles {
 /// linger has passed with five out it polls its socket without sleeping until an answer
 /// comes (~17 % of a core at 25,000 debits/s); so no idempotence. A debit the producer
 /// retried would come twice, as a second record of the same event id, and the accounting
-/// shows it. Measurements: `docs/benchmarks.md`, "The load generator's producer".
+/// shows it. Measurements: `docs/benchmarks.md`, "The broker's work and the generator's
+/// producer".
 pub(crate) fn debit_producer(brokers: &str) -> KafkaConfig {
     let mut c = KafkaConfig {
         linger_ms: 10,
