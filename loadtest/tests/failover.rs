@@ -120,13 +120,27 @@ async fn with_no_carrier_able_to_take_it_a_notification_expires_and_is_never_sen
         "{trail:?}"
     );
 
-    // Carriers back: nothing old is sent late.
+    // Carriers back: nothing old is sent late. The engine's reconnect backoff has grown
+    // while both were down (up to its cap), so wait for the bind before the fresh debits,
+    // which would otherwise expire too.
+    let a_binds = sim.carrier_stats("carrier-a").expect("a").binds;
     sim.restart_carrier("carrier-a").await.expect("restart");
     sim.restart_carrier("carrier-b").await.expect("restart");
+    let deadline = Instant::now() + DEADLINE;
+    while sim.carrier_stats("carrier-a").expect("a").binds == a_binds {
+        assert!(
+            Instant::now() < deadline,
+            "the engine did not bind carrier-a again"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     send(&mut g, &topics.debits, 5).await;
     assert!(statuses.wait_terminal(25, Instant::now() + DEADLINE).await);
     engine.stop().await;
     let s = sim.shutdown().await;
+    let (acc, _, _) = statuses.finish(&g.ids());
+    assert_eq!(acc.by_state.get("expired"), Some(&20), "{acc:?}");
+    assert_eq!(acc.by_state.get("delivered"), Some(&5), "{acc:?}");
     assert_eq!(s.messages, 5, "only the 5 fresh debits were sent: {s:?}");
 }
 
