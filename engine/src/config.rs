@@ -241,6 +241,11 @@ pub struct CarrierConfig {
     /// How long a bind may take.
     #[serde(default = "d_bind_timeout_ms")]
     pub bind_timeout_ms: u64,
+    /// Longest wait between two attempts to bind again after a bind was lost or refused
+    /// (the first is 100 ms, doubling): at most this long passes between a carrier coming
+    /// back and its binds being up again.
+    #[serde(default = "d_reconnect_backoff_max_ms")]
+    pub reconnect_backoff_max_ms: u64,
     /// Consecutive carrier failures (transient errors, submits without answer) that open
     /// the carrier's circuit breaker; losing every bind opens it too.
     #[serde(default = "d_breaker_failures")]
@@ -473,6 +478,9 @@ fn d_enquire_link_ms() -> u64 {
     30_000
 }
 fn d_bind_timeout_ms() -> u64 {
+    10_000
+}
+fn d_reconnect_backoff_max_ms() -> u64 {
     10_000
 }
 fn d_breaker_failures() -> u32 {
@@ -788,6 +796,12 @@ impl Config {
             if c.response_timeout_ms == 0 {
                 errs.push(format!("{at}.response_timeout_ms: must be above 0"));
             }
+            if !(100..=3_600_000).contains(&c.reconnect_backoff_max_ms) {
+                errs.push(format!(
+                    "{at}.reconnect_backoff_max_ms: must be 100..=3600000, got {}",
+                    c.reconnect_backoff_max_ms
+                ));
+            }
             errs.extend(c.flow_tuning.errors(&at));
         }
         if let Err(e) = self.routing.router(&self.carriers) {
@@ -930,6 +944,27 @@ mod tests {
             errs.contains("tls.server_name") && errs.contains("tls.ca_file"),
             "{errs}"
         );
+    }
+
+    #[test]
+    fn the_reconnect_backoff_is_capped_as_configured_and_checked() {
+        let c = Config::from_toml(GOOD).expect("valid");
+        assert_eq!(c.carriers[0].reconnect_backoff_max_ms, 10_000);
+        let with = |ms: u64| {
+            GOOD.replace(
+                r#"password = "secret""#,
+                &format!("password = \"secret\"\nreconnect_backoff_max_ms = {ms}"),
+            )
+        };
+        let c = Config::from_toml(&with(2_500)).expect("valid");
+        assert_eq!(c.carriers[0].reconnect_backoff_max_ms, 2_500);
+        for bad in [99, 3_600_001] {
+            let errs = Config::from_toml(&with(bad))
+                .expect_err("invalid")
+                .0
+                .join("\n");
+            assert!(errs.contains("reconnect_backoff_max_ms"), "{errs}");
+        }
     }
 
     #[test]

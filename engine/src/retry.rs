@@ -56,15 +56,19 @@ impl RetryPolicy {
 
     /// `base * 2^attempt`, capped, then drawn uniformly from its upper half.
     pub fn backoff(&self, attempt: u32, rng: &mut impl Rng) -> Duration {
-        let full = self
-            .base
-            .saturating_mul(1u32 << attempt.min(16))
-            .min(self.cap);
-        if full.is_zero() {
-            return full;
-        }
-        rng.random_range(full / 2..=full)
+        backoff(self.base, self.cap, attempt, rng)
     }
+}
+
+/// `base * 2^attempt`, capped, then drawn uniformly from its upper half (so that many
+/// waiting on the same thing do not all try again at once): the backoff of retries and of
+/// reconnects.
+pub fn backoff(base: Duration, cap: Duration, attempt: u32, rng: &mut impl Rng) -> Duration {
+    let full = base.saturating_mul(1u32 << attempt.min(16)).min(cap);
+    if full.is_zero() {
+        return full;
+    }
+    rng.random_range(full / 2..=full)
 }
 
 #[cfg(test)]

@@ -10,7 +10,6 @@ use std::sync::{Arc, Mutex, RwLock, RwLockWriteGuard};
 use std::time::Duration;
 
 use pigeon_smpp::session::{self, Inbound, Session, SessionConfig};
-use rand::Rng;
 use tokio::sync::{mpsc, Notify};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -19,6 +18,7 @@ use tracing::{info, warn};
 use crate::breaker::Breaker;
 use crate::health::CarrierHealth;
 use crate::metrics;
+use crate::retry;
 use crate::routing::CarrierId;
 
 /// What a kept session is for.
@@ -144,20 +144,24 @@ impl Binds {
     }
 }
 
-/// Keeps session `i` of `role` up until `stop`: connect, wait until it closes, back off with
-/// full jitter (100 ms doubling to 30 s; longer when the carrier says its bind quota is used
-/// up or the account is refused), again.
+/// The first wait before a reconnect; it doubles after each failed attempt, up to the
+/// carrier's `reconnect_backoff_max_ms`.
+pub const RECONNECT_FIRST: Duration = Duration::from_millis(100);
+
+/// Keeps session `i` of `role` up until `stop`: connect, wait until it closes, back off
+/// ([`RECONNECT_FIRST`] doubling to `max_backoff`, each wait drawn from the upper half of
+/// its step; longer when the carrier says its bind quota is used up or the account is
+/// refused), again.
 pub async fn keep(
     binds: Arc<Binds>,
     role: Role,
     i: usize,
     cfg: SessionConfig,
+    max_backoff: Duration,
     inbound: mpsc::Sender<Inbound>,
     stop: CancellationToken,
 ) {
-    let first = Duration::from_millis(100);
-    let max = Duration::from_secs(30);
-    let mut backoff = first;
+    let mut attempt = 0;
     while !stop.is_cancelled() {
         let connected = tokio::select! {
             _ = stop.cancelled() => break,
@@ -167,7 +171,7 @@ pub async fn keep(
         match connected {
             Ok(s) => {
                 info!(carrier = %binds.name, bind = i, ?role, "bound");
-                backoff = first;
+                attempt = 0;
                 binds.set(role, i, Some(s.clone()));
                 tokio::select! {
                     _ = stop.cancelled() => break,
@@ -181,12 +185,11 @@ pub async fn keep(
                 warn!(carrier = %binds.name, bind = i, ?role, error = %e, "bind failed");
             }
         }
-        // Anywhere in [backoff/2, backoff], so that binds do not reconnect in lock step.
-        let wait = rand::rng().random_range(backoff / 2..=backoff).max(floor);
+        let wait = retry::backoff(RECONNECT_FIRST, max_backoff, attempt, &mut rand::rng());
         tokio::select! {
             _ = stop.cancelled() => break,
-            _ = tokio::time::sleep(wait) => {}
+            _ = tokio::time::sleep(wait.max(floor)) => {}
         }
-        backoff = (backoff * 2).min(max);
+        attempt = attempt.saturating_add(1);
     }
 }

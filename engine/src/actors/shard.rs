@@ -295,6 +295,7 @@ impl Actor for Shard {
             BindType::Transmitter => (BindKind::Transmitter, false),
             BindType::TransmitterReceiver => (BindKind::Transmitter, true),
         };
+        let reconnect_max = Duration::from_millis(self.cfg.reconnect_backoff_max_ms);
         for i in 0..self.cfg.binds {
             let mut cfg = self.session_config();
             cfg.bind = submit_kind;
@@ -304,6 +305,7 @@ impl Actor for Shard {
                 Role::Submit,
                 i,
                 cfg,
+                reconnect_max,
                 inbound_tx.clone(),
                 self.stop.clone(),
             );
@@ -317,6 +319,7 @@ impl Actor for Shard {
                     Role::Receive,
                     i,
                     cfg,
+                    reconnect_max,
                     inbound_tx.clone(),
                     self.stop.clone(),
                 );
