@@ -15,6 +15,9 @@ use crate::notification::Origin;
 
 /// Format byte of a record value.
 const RECORD_V1: u8 = 1;
+/// As [`RECORD_V1`], but only the record's first time is absolute: each later one is its
+/// difference from the first ([`Times`]).
+const RECORD_V2: u8 = 2;
 /// Format byte of an outbox value.
 const STATUS_V1: u8 = 1;
 
@@ -70,6 +73,14 @@ impl Out<'_> {
 
     fn ivar(&mut self, v: i64) {
         self.uvar(((v << 1) ^ (v >> 63)) as u64);
+    }
+
+    fn uvar128(&mut self, mut v: u128) {
+        while v >= 0x80 {
+            self.0.push((v as u8) | 0x80);
+            v >>= 7;
+        }
+        self.0.push(v as u8);
     }
 
     fn str(&mut self, s: &str) {
@@ -139,6 +150,18 @@ impl<'a> In<'a> {
     fn ivar(&mut self) -> Result<i64, StoreError> {
         let u = self.uvar()?;
         Ok(((u >> 1) as i64) ^ -((u & 1) as i64))
+    }
+
+    fn uvar128(&mut self) -> Result<u128, StoreError> {
+        let mut v = 0u128;
+        for shift in (0..128).step_by(7) {
+            let b = self.u8()?;
+            v |= u128::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        Err(self.corrupt("varint too long"))
     }
 
     fn int<T: TryFrom<i64>>(&mut self) -> Result<T, StoreError> {
@@ -221,10 +244,64 @@ fn has(flags: u8, bit: u8) -> bool {
 }
 
 /// Encodes a record (without its event id, the key) into `buf`, which it clears first.
+/// The times of one record ([`RECORD_V2`]): the first absolute (eleven bytes or so), each
+/// later one as its difference from the first in nanoseconds, zigzag, shifted left by one
+/// bit that says whether its UTC offset follows (otherwise it is the first's). A
+/// notification's times lie within seconds of each other: four or five bytes each.
+#[derive(Default)]
+struct Times {
+    base: Option<OffsetDateTime>,
+}
+
+impl Times {
+    fn put(&mut self, o: &mut Out<'_>, t: OffsetDateTime) {
+        let Some(base) = self.base else {
+            o.time(t);
+            self.base = Some(t);
+            return;
+        };
+        let d = (t - base).whole_nanoseconds();
+        let zigzag = ((d << 1) ^ (d >> 127)) as u128;
+        let other_offset = t.offset() != base.offset();
+        o.uvar128((zigzag << 1) | u128::from(other_offset));
+        if other_offset {
+            o.ivar(i64::from(t.offset().whole_seconds()));
+        }
+    }
+
+    fn get(&mut self, i: &mut In<'_>) -> Result<OffsetDateTime, StoreError> {
+        let Some(base) = self.base else {
+            let t = i.time()?;
+            self.base = Some(t);
+            return Ok(t);
+        };
+        let v = i.uvar128()?;
+        let zigzag = v >> 1;
+        let d = ((zigzag >> 1) as i128) ^ -((zigzag & 1) as i128);
+        let offset = if v & 1 == 1 {
+            let secs = i.int()?;
+            UtcOffset::from_whole_seconds(secs).map_err(|_| i.corrupt("bad utc offset"))?
+        } else {
+            base.offset()
+        };
+        const NANOS: i128 = 1_000_000_000;
+        i64::try_from(d.div_euclid(NANOS))
+            .ok()
+            .and_then(|secs| {
+                // In 0..1e9: fits.
+                let nanos = d.rem_euclid(NANOS) as i32;
+                base.checked_add(time::Duration::new(secs, nanos))
+            })
+            .and_then(|t| t.checked_to_offset(offset))
+            .ok_or_else(|| i.corrupt("time out of range"))
+    }
+}
+
 pub(super) fn encode_record(r: &NotificationRecord, buf: &mut Vec<u8>) {
     buf.clear();
     let mut o = Out(buf);
-    o.u8(RECORD_V1);
+    let mut times = Times::default();
+    o.u8(RECORD_V2);
     o.u8(flag(0, r.transaction_id.is_some())
         | flag(1, r.destination.is_some())
         | flag(2, r.origin.is_some())
@@ -248,7 +325,7 @@ pub(super) fn encode_record(r: &NotificationRecord, buf: &mut Vec<u8>) {
     }
     o.uvar(u64::from(r.segments));
     if let Some(t) = r.submitted_at {
-        o.time(t);
+        times.put(&mut o, t);
     }
     o.uvar(r.timeline.len() as u64);
     for e in &r.timeline {
@@ -259,7 +336,7 @@ pub(super) fn encode_record(r: &NotificationRecord, buf: &mut Vec<u8>) {
             | flag(3, e.command_status.is_some())
             | flag(4, e.possible_duplicate)
             | flag(5, !e.message_ids.is_empty()));
-        o.time(e.at);
+        times.put(&mut o, e.at);
         o.opt_str(&e.carrier);
         o.opt_str(&e.reason);
         o.opt_str(&e.detail);
@@ -281,9 +358,16 @@ pub(super) fn decode_record(
         key: event_id.as_bytes(),
         at: value,
     };
-    if i.u8()? != RECORD_V1 {
-        return Err(i.corrupt("unknown record format"));
-    }
+    let mut times = match i.u8()? {
+        // Every time absolute: read as if each were the first.
+        RECORD_V1 => None,
+        RECORD_V2 => Some(Times::default()),
+        _ => return Err(i.corrupt("unknown record format")),
+    };
+    let mut time = |i: &mut In<'_>| match times.as_mut() {
+        Some(times) => times.get(i),
+        None => i.time(),
+    };
     let f = i.u8()?;
     let state = i.state()?;
     let transaction_id = i.opt_str(has(f, 0))?;
@@ -301,7 +385,7 @@ pub(super) fn decode_record(
     let reason = i.opt_str(has(f, 4))?;
     let command_status = if has(f, 5) { Some(i.uint()?) } else { None };
     let segments = i.uint()?;
-    let submitted_at = if has(f, 7) { Some(i.time()?) } else { None };
+    let submitted_at = if has(f, 7) { Some(time(&mut i)?) } else { None };
     let n: usize = i.uint()?;
     if n > i.at.len() {
         return Err(i.corrupt("timeline longer than the value"));
@@ -310,7 +394,7 @@ pub(super) fn decode_record(
     for _ in 0..n {
         let state = i.state()?;
         let ef = i.u8()?;
-        let at = i.time()?;
+        let at = time(&mut i)?;
         timeline.push(TimelineEntry {
             state,
             at,
@@ -545,8 +629,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn records_round_trip_with_every_field_set_or_empty() {
+    /// A record with every field set, and a status of every state.
+    fn full_record() -> NotificationRecord {
         let at = datetime!(2026-11-25 19:00:00.5 +2);
         let mut full = NotificationRecord::blank("e");
         full.transaction_id = Some("t".into());
@@ -563,8 +647,13 @@ mod tests {
             s.event_id = "e".into();
             full.apply_status(&s);
         }
+        full
+    }
+
+    #[test]
+    fn records_round_trip_with_every_field_set_or_empty() {
         let mut buf = Vec::new();
-        for r in [NotificationRecord::blank("e"), full] {
+        for r in [NotificationRecord::blank("e"), full_record()] {
             encode_record(&r, &mut buf);
             let back = decode_record("e", &buf).unwrap();
             assert_eq!(back, r);
@@ -577,6 +666,82 @@ mod tests {
                 assert!(decode_record("e", &buf[..cut]).is_err(), "cut at {cut}");
             }
         }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn times_round_trip_whatever_their_distance_and_offset(
+            times in proptest::collection::vec(
+                (
+                    -377_705_116_800i64..=253_402_300_799,
+                    0u32..1_000_000_000,
+                    -93_599i32..=93_599,
+                ),
+                1..6,
+            ),
+            submitted in proptest::bool::ANY,
+        ) {
+            let mut r = NotificationRecord::blank("e");
+            for (secs, nanos, offset) in times {
+                let at = OffsetDateTime::from_unix_timestamp(secs)
+                    .unwrap()
+                    .replace_nanosecond(nanos)
+                    .unwrap()
+                    .checked_to_offset(UtcOffset::from_whole_seconds(offset).unwrap());
+                proptest::prop_assume!(at.is_some());
+                let at = at.unwrap();
+                if submitted && r.submitted_at.is_none() {
+                    r.submitted_at = Some(at);
+                }
+                r.timeline.push(TimelineEntry::bare(State::Accepted, at));
+            }
+            let mut buf = Vec::new();
+            encode_record(&r, &mut buf);
+            let back = decode_record("e", &buf).unwrap();
+            let exact = |r: &NotificationRecord| -> Vec<(i128, UtcOffset)> {
+                (r.submitted_at.iter().chain(r.timeline.iter().map(|e| &e.at)))
+                    .map(|t| (t.unix_timestamp_nanos(), t.offset()))
+                    .collect()
+            };
+            proptest::prop_assert_eq!(exact(&back), exact(&r));
+            proptest::prop_assert_eq!(back, r);
+        }
+    }
+
+    /// [`full_record`] as the first format wrote it, every time absolute.
+    const FULL_RECORD_V1: &[&str] = &[
+        "01ff0b0174052b2a2a2a3101feffffffffffffffff0105616c70686102023166000172ffffffff0f",
+        "02a0d0b8b00d80cab5ee01c0700d0101a0d0b8b00d80cab5ee01c0700163003fe0c0b9b00d959aef",
+        "3a0005616c70686101720164ffffffff0f0202316600013fe0c0b9b00d959aef3a0005616c706861",
+        "01720164ffffffff0f0202316600023fe0c0b9b00d959aef3a0005616c70686101720164ffffffff",
+        "0f0202316600033fe0c0b9b00d959aef3a0005616c70686101720164ffffffff0f0202316600043f",
+        "e0c0b9b00d959aef3a0005616c70686101720164ffffffff0f0202316600053fe0c0b9b00d959aef",
+        "3a0005616c70686101720164ffffffff0f0202316600063fe0c0b9b00d959aef3a0005616c706861",
+        "01720164ffffffff0f0202316600073fe0c0b9b00d959aef3a0005616c70686101720164ffffffff",
+        "0f0202316600083fe0c0b9b00d959aef3a0005616c70686101720164ffffffff0f0202316600093f",
+        "e0c0b9b00d959aef3a0005616c70686101720164ffffffff0f02023166000a3fe0c0b9b00d959aef",
+        "3a0005616c70686101720164ffffffff0f02023166000b3fe0c0b9b00d959aef3a0005616c706861",
+        "01720164ffffffff0f0202316600",
+    ];
+
+    #[test]
+    fn records_of_the_first_format_are_still_read() {
+        let hex: String = FULL_RECORD_V1.concat();
+        let bytes: Vec<u8> = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+            .collect();
+        let back = decode_record("e", &bytes).unwrap();
+        let want = full_record();
+        assert_eq!(back, want);
+        let offsets = |r: &NotificationRecord| -> Vec<UtcOffset> {
+            r.timeline.iter().map(|e| e.at.offset()).collect()
+        };
+        assert_eq!(offsets(&back), offsets(&want));
+        // The current format says the same in fewer bytes.
+        let mut buf = Vec::new();
+        encode_record(&want, &mut buf);
+        assert!(buf.len() < bytes.len(), "{} >= {}", buf.len(), bytes.len());
     }
 
     #[test]
