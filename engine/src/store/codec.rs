@@ -136,15 +136,8 @@ impl<'a> In<'a> {
     }
 
     fn uvar(&mut self) -> Result<u64, StoreError> {
-        let mut v = 0u64;
-        for shift in (0..64).step_by(7) {
-            let b = self.u8()?;
-            v |= u64::from(b & 0x7f) << shift;
-            if b & 0x80 == 0 {
-                return Ok(v);
-            }
-        }
-        Err(self.corrupt("varint too long"))
+        let v = self.uvar128()?;
+        u64::try_from(v).map_err(|_| self.corrupt("varint too long"))
     }
 
     fn ivar(&mut self) -> Result<i64, StoreError> {
