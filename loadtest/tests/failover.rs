@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use pigeon::config::RouteConfig;
 use pigeon_loadtest::load::{DebitMix, Generator};
+use pigeon_loadtest::sim::SimHandle;
 use support::{engine_config, produce, start_sim, Engine, Topics};
 use tokio::time::Instant;
 
@@ -19,6 +20,18 @@ fn uk_only(run: &str) -> Generator {
 
 async fn send(g: &mut Generator, topic: &str, n: usize) {
     produce(topic, (0..n).map(|_| g.next_event()).collect()).await;
+}
+
+/// Waits until the engine has bound `carrier` since it had `binds` binds in all.
+async fn bound_again(sim: &SimHandle, carrier: &str, binds: u64) {
+    let deadline = Instant::now() + DEADLINE;
+    while sim.carrier_stats(carrier).expect("carrier").binds == binds {
+        assert!(
+            Instant::now() < deadline,
+            "the engine did not bind {carrier} again"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -51,17 +64,10 @@ async fn the_fallback_takes_over_when_the_primary_dies_and_traffic_returns_after
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
+    let a_binds = sim.carrier_stats("carrier-a").expect("a").binds;
     sim.restart_carrier("carrier-a").await.expect("restarted");
     // Wait until carrier-a is bound again, then new traffic goes back to it.
-    let deadline = Instant::now() + DEADLINE;
-    let a_binds = sim.carrier_stats("carrier-a").expect("a").binds;
-    while sim.carrier_stats("carrier-a").expect("a").binds == a_binds {
-        assert!(
-            Instant::now() < deadline,
-            "the engine did not bind carrier-a again"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    bound_again(&sim, "carrier-a", a_binds).await;
     let a_before = sim.carrier_stats("carrier-a").expect("a").messages;
     send(&mut g, &topics.debits, 300).await;
     assert!(
@@ -126,14 +132,7 @@ async fn with_no_carrier_able_to_take_it_a_notification_expires_and_is_never_sen
     let a_binds = sim.carrier_stats("carrier-a").expect("a").binds;
     sim.restart_carrier("carrier-a").await.expect("restart");
     sim.restart_carrier("carrier-b").await.expect("restart");
-    let deadline = Instant::now() + DEADLINE;
-    while sim.carrier_stats("carrier-a").expect("a").binds == a_binds {
-        assert!(
-            Instant::now() < deadline,
-            "the engine did not bind carrier-a again"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    bound_again(&sim, "carrier-a", a_binds).await;
     send(&mut g, &topics.debits, 5).await;
     assert!(statuses.wait_terminal(25, Instant::now() + DEADLINE).await);
     engine.stop().await;

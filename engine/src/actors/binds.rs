@@ -146,7 +146,7 @@ impl Binds {
 
 /// The first wait before a reconnect; it doubles after each failed attempt, up to the
 /// carrier's `reconnect_backoff_max_ms`.
-pub const RECONNECT_FIRST: Duration = Duration::from_millis(100);
+const RECONNECT_FIRST: Duration = Duration::from_millis(100);
 
 /// Keeps session `i` of `role` up until `stop`: connect, wait until it closes, back off
 /// ([`RECONNECT_FIRST`] doubling to `max_backoff`, each wait drawn from the upper half of

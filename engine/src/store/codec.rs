@@ -236,7 +236,6 @@ fn has(flags: u8, bit: u8) -> bool {
     flags & (1 << bit) != 0
 }
 
-/// Encodes a record (without its event id, the key) into `buf`, which it clears first.
 /// The times of one record ([`RECORD_V2`]): the first absolute (eleven bytes or so), each
 /// later one as its difference from the first in nanoseconds, zigzag, shifted left by one
 /// bit that says whether its UTC offset follows (otherwise it is the first's). A
@@ -290,6 +289,7 @@ impl Times {
     }
 }
 
+/// Encodes a record (without its event id, the key) into `buf`, which it clears first.
 pub(super) fn encode_record(r: &NotificationRecord, buf: &mut Vec<u8>) {
     buf.clear();
     let mut o = Out(buf);
