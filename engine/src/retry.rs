@@ -71,6 +71,36 @@ pub fn backoff(base: Duration, cap: Duration, attempt: u32, rng: &mut impl Rng) 
     rng.random_range(full / 2..=full)
 }
 
+/// The waits between a bind's attempts to connect: [`Reconnect::FIRST`] after the bind is
+/// lost or its first attempt fails, doubling after each further failure up to the carrier's
+/// cap, each drawn from the upper half of its step (binds do not reconnect in lock step),
+/// and never shorter than what the carrier's refusal asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reconnect {
+    cap: Duration,
+    failures: u32,
+}
+
+impl Reconnect {
+    pub const FIRST: Duration = Duration::from_millis(100);
+
+    pub fn new(cap: Duration) -> Self {
+        Reconnect { cap, failures: 0 }
+    }
+
+    /// The bind is up: the next wait starts from [`Reconnect::FIRST`] again.
+    pub fn bound(&mut self) {
+        self.failures = 0;
+    }
+
+    /// The wait before the next attempt, at least `floor` (the carrier's hint, if any).
+    pub fn next_wait(&mut self, floor: Duration, rng: &mut impl Rng) -> Duration {
+        let wait = backoff(Self::FIRST, self.cap, self.failures, rng);
+        self.failures = self.failures.saturating_add(1);
+        wait.max(floor)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,5 +172,28 @@ mod tests {
             let full = (P.base * 2u32.pow(attempt.min(16))).min(P.cap);
             prop_assert!(d <= full && d >= full / 2, "{d:?} vs {full:?}");
         }
+    }
+
+    #[test]
+    fn reconnects_double_to_the_cap_and_start_again_once_bound() {
+        let rng = &mut SmallRng::seed_from_u64(7);
+        let cap = Duration::from_secs(2);
+        let mut r = Reconnect::new(cap);
+        let first = r.next_wait(Duration::ZERO, rng);
+        assert!(
+            first >= Reconnect::FIRST / 2 && first <= Reconnect::FIRST,
+            "{first:?}"
+        );
+        let waits: Vec<Duration> = (0..30).map(|_| r.next_wait(Duration::ZERO, rng)).collect();
+        assert!(waits.iter().all(|w| *w <= cap), "{waits:?}");
+        // The sixth wait's step, 100 ms doubled five times (3.2 s), is above the cap: from
+        // there on, the cap's upper half.
+        assert!(waits[4..].iter().all(|w| *w >= cap / 2), "{waits:?}");
+        // A carrier asking for longer is waited for.
+        let hint = Duration::from_secs(60);
+        assert_eq!(r.next_wait(hint, rng), hint);
+        r.bound();
+        let again = r.next_wait(Duration::ZERO, rng);
+        assert!(again <= Reconnect::FIRST, "{again:?}");
     }
 }

@@ -18,7 +18,7 @@ use tracing::{info, warn};
 use crate::breaker::Breaker;
 use crate::health::CarrierHealth;
 use crate::metrics;
-use crate::retry;
+use crate::retry::Reconnect;
 use crate::routing::CarrierId;
 
 /// What a kept session is for.
@@ -144,14 +144,9 @@ impl Binds {
     }
 }
 
-/// The first wait before a reconnect; it doubles after each failed attempt, up to the
-/// carrier's `reconnect_backoff_max_ms`.
-const RECONNECT_FIRST: Duration = Duration::from_millis(100);
-
 /// Keeps session `i` of `role` up until `stop`: connect, wait until it closes, back off
-/// ([`RECONNECT_FIRST`] doubling to `max_backoff`, each wait drawn from the upper half of
-/// its step; longer when the carrier says its bind quota is used up or the account is
-/// refused), again.
+/// ([`Reconnect`], capped at `max_backoff`; longer when the carrier says its bind quota is
+/// used up or the account is refused), again.
 pub async fn keep(
     binds: Arc<Binds>,
     role: Role,
@@ -161,7 +156,7 @@ pub async fn keep(
     inbound: mpsc::Sender<Inbound>,
     stop: CancellationToken,
 ) {
-    let mut attempt = 0;
+    let mut backoff = Reconnect::new(max_backoff);
     while !stop.is_cancelled() {
         let connected = tokio::select! {
             _ = stop.cancelled() => break,
@@ -171,7 +166,7 @@ pub async fn keep(
         match connected {
             Ok(s) => {
                 info!(carrier = %binds.name, bind = i, ?role, "bound");
-                attempt = 0;
+                backoff.bound();
                 binds.set(role, i, Some(s.clone()));
                 tokio::select! {
                     _ = stop.cancelled() => break,
@@ -185,11 +180,10 @@ pub async fn keep(
                 warn!(carrier = %binds.name, bind = i, ?role, error = %e, "bind failed");
             }
         }
-        let wait = retry::backoff(RECONNECT_FIRST, max_backoff, attempt, &mut rand::rng());
+        let wait = backoff.next_wait(floor, &mut rand::rng());
         tokio::select! {
             _ = stop.cancelled() => break,
-            _ = tokio::time::sleep(wait.max(floor)) => {}
+            _ = tokio::time::sleep(wait) => {}
         }
-        attempt = attempt.saturating_add(1);
     }
 }
