@@ -75,8 +75,8 @@ const WARM_UP: u64 = u64::MAX;
 /// keyed `pigeon-load-hop`, produced to `topic` at `rate.per_second` by one client and
 /// consumed by another (with `fetch_wait_ms` as its `fetch.wait.max.ms`) that joined at the
 /// end of the topic, once a first record went through (so that neither the producer's
-/// connection and metadata nor the consumer's first fetch is timed). Meant for a local run's own broker, after the engine stopped (the records stay in
-/// the topic).
+/// connection and metadata nor the consumer's first fetch is timed). Meant for a local run's
+/// own broker, after the engine stopped (the records stay in the topic).
 pub async fn broker_hop(
     brokers: &str,
     topic: &str,
