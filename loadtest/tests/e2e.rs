@@ -36,6 +36,7 @@ async fn two_thousand_debits_become_two_thousand_delivered_sms() {
             chinese: 0.2,
             long: 0.2,
             malformed_every: 0,
+            ..DebitMix::default()
         },
     );
     produce(&topics.debits, records).await;

@@ -413,6 +413,7 @@ async fn long_messages_go_as_each_carrier_wants_them() {
             chinese: 0.0,
             long: 1.0,
             malformed_every: 0,
+            ..DebitMix::default()
         };
         let r = run_mix(name, 50, mix, |_| {}, &format!("long_messages = \"{how}\"")).await;
         assert_eq!(r.state("delivered"), 50, "{how}: {:?}", r.acc);

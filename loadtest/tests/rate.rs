@@ -29,6 +29,7 @@ async fn a_500_tps_carrier_sees_500_segments_per_second_and_is_rarely_throttled(
             chinese: 0.0,
             long: 0.2,
             malformed_every: 0,
+            ..DebitMix::default()
         },
     );
     let n = 14_000;

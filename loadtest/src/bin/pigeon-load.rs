@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use pigeon::event::State;
-use pigeon_loadtest::load::{self, DebitMix, LoadOptions};
+use pigeon_loadtest::load::{self, DebitMix, IdShape, LoadOptions};
 
 /// mimalloc, as the engine (`docs/adr/0006-allocator.md`): the generator and its status
 /// collector allocate per debit and per status, and the harness shares the machine with the
@@ -99,6 +99,7 @@ fn main() -> ExitCode {
             chinese: cli.chinese,
             long: cli.long,
             malformed_every: 0,
+            ids: IdShape::Readable,
         },
         settle_timeout: Duration::from_secs(cli.settle_timeout_s),
         run_id: cli

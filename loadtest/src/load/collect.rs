@@ -1,5 +1,5 @@
-//! What a scenario run observes, indexed by the debit's sequence number (event id
-//! `{run_id}-{i}`, destination from [`super::debits::sequence_of`]): when each debit was due
+//! What a scenario run observes, indexed by the debit's sequence number (from the event id,
+//! [`RunIds::sequence`], or the destination, [`super::debits::sequence_of`]): when each debit was due
 //! (open loop: latency counts from there, so a producer that fell behind does not hide the
 //! wait), when a simulated carrier had its message, and its statuses from the status topic.
 //!
@@ -22,6 +22,7 @@ use rdkafka::Message;
 use time::OffsetDateTime;
 use tokio::time::Instant;
 
+use super::debits::RunIds;
 use super::summary::{Second, Stage};
 use super::verify::Accounting;
 
@@ -58,7 +59,7 @@ pub struct RunCollector {
     inner: Arc<Mutex<Observed>>,
     start: Instant,
     start_wall: OffsetDateTime,
-    prefix: Arc<str>,
+    ids: Arc<RunIds>,
 }
 
 /// Progress so far, for the terminal.
@@ -117,9 +118,9 @@ impl Observed {
 }
 
 impl RunCollector {
-    /// A collector for debits `1..=due.len()` of `run_id`, debit `i` due at `start + due[i-1]`;
+    /// A collector for debits `1..=due.len()` with `ids`, debit `i` due at `start + due[i-1]`;
     /// debits due before `warmup` count everywhere but in the stage latencies.
-    pub fn new(run_id: &str, due: &[Duration], start: Instant, warmup: Duration) -> RunCollector {
+    pub fn new(ids: RunIds, due: &[Duration], start: Instant, warmup: Duration) -> RunCollector {
         let n = due.len();
         let mut observed = Observed {
             due_us: due.iter().map(|d| d.as_micros() as u64).collect(),
@@ -152,7 +153,7 @@ impl RunCollector {
             inner: Arc::new(Mutex::new(observed)),
             start,
             start_wall,
-            prefix: format!("{run_id}-").into(),
+            ids: Arc::new(ids),
         }
     }
 
@@ -201,11 +202,7 @@ impl RunCollector {
 
     /// Takes one status record: its event, its broker timestamp (ms since the epoch).
     pub fn status(&self, status: &StatusEvent, broker_ms: Option<i64>) {
-        let Some(i) = status
-            .event_id
-            .strip_prefix(&*self.prefix)
-            .and_then(|s| s.parse::<u64>().ok())
-        else {
+        let Some(i) = self.ids.sequence(&status.event_id) else {
             return;
         };
         let now = Instant::now();
@@ -300,7 +297,7 @@ impl RunCollector {
     }
 
     /// Accounting over debits `1..=produced`, the timeline and the stage latencies.
-    pub fn finish(&self, run_id: &str, produced: u64) -> (Accounting, Vec<Second>, Vec<Stage>) {
+    pub fn finish(&self, produced: u64) -> (Accounting, Vec<Second>, Vec<Stage>) {
         let o = self.lock();
         let mut a = Accounting {
             expected: produced,
@@ -313,7 +310,7 @@ impl RunCollector {
                 0 => {
                     a.missing += 1;
                     if a.missing_sample.len() < 10 {
-                        a.missing_sample.push(format!("{run_id}-{}", idx + 1));
+                        a.missing_sample.push(self.ids.event_id(idx as u64 + 1));
                     }
                 }
                 1 => a.terminal += 1,
@@ -362,7 +359,7 @@ pub fn consume_statuses(
                 continue;
             };
             // Cheap filter before parsing: other runs' statuses may share the topic.
-            if !contains(payload, me.prefix.as_bytes()) {
+            if !contains(payload, me.ids.prefix().as_bytes()) {
                 continue;
             }
             if let Ok(status) = serde_json::from_slice::<StatusEvent>(payload) {
@@ -403,6 +400,7 @@ pub fn is_failure(state: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::load::IdShape;
     use pigeon::event::State;
 
     fn status(run: &str, i: u64, state: State, at: OffsetDateTime) -> StatusEvent {
@@ -428,14 +426,19 @@ mod tests {
     async fn acknowledgements_count_from_the_intended_time_after_the_warm_up() {
         let start = Instant::now();
         let due: Vec<Duration> = (0..3).map(|i| Duration::from_millis(i * 500)).collect();
-        let c = RunCollector::new("r", &due, start, Duration::from_millis(400));
+        let c = RunCollector::new(
+            RunIds::new("r", IdShape::Readable),
+            &due,
+            start,
+            Duration::from_millis(400),
+        );
         c.produced(3);
         tokio::time::advance(Duration::from_millis(1_200)).await;
         c.acked(1); // due at 0: in the warm-up
         c.acked(2); // due at 0.5 s: 0.7 s
         c.acked(3); // due at 1.0 s: 0.2 s
         c.acked(9); // no such debit
-        let (_, _, stages) = c.finish("r", 3);
+        let (_, _, stages) = c.finish(3);
         let acked = stages
             .iter()
             .find(|s| s.name == ACKED.0)
@@ -444,8 +447,13 @@ mod tests {
         assert!((acked.max - 700.0).abs() < 1.0, "{acked:?}");
         assert!((acked.p50 - 200.0).abs() < 1.0, "{acked:?}");
         // Nothing acknowledged: no such stage.
-        let quiet = RunCollector::new("q", &due, start, Duration::ZERO);
-        let (_, _, stages) = quiet.finish("q", 3);
+        let quiet = RunCollector::new(
+            RunIds::new("q", IdShape::Readable),
+            &due,
+            start,
+            Duration::ZERO,
+        );
+        let (_, _, stages) = quiet.finish(3);
         assert!(stages.iter().all(|s| s.name != ACKED.0));
     }
 
@@ -453,7 +461,12 @@ mod tests {
     async fn stages_count_from_the_intended_time_and_accounting_is_per_debit() {
         let start = Instant::now();
         let due: Vec<Duration> = (0..4).map(|i| Duration::from_millis(i * 500)).collect();
-        let c = RunCollector::new("r", &due, start, Duration::ZERO);
+        let c = RunCollector::new(
+            RunIds::new("r", IdShape::Readable),
+            &due,
+            start,
+            Duration::ZERO,
+        );
         c.produced(4);
         tokio::time::advance(Duration::from_millis(1_700)).await;
         // Debit 2 was due at 0.5 s; its message arrives at 1.7 s: 1.2 s late.
@@ -469,7 +482,7 @@ mod tests {
         c.status(&status("r", 9, State::Delivered, wall), None);
         let p = c.progress();
         assert_eq!((p.produced, p.submitted, p.terminal), (4, 1, 2));
-        let (a, timeline, stages) = c.finish("r", 4);
+        let (a, timeline, stages) = c.finish(4);
         assert_eq!(
             (a.expected, a.terminal, a.missing, a.duplicated),
             (4, 2, 2, 1)

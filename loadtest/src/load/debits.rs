@@ -3,6 +3,8 @@
 //! message leads back to its debit: [`sequence_of`]), UK and Chinese numbers, English and
 //! Chinese locales, some long.
 
+use std::hash::{DefaultHasher, Hash, Hasher};
+
 use pigeon::event::{DebitEvent, SCHEMA_VERSION};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -17,6 +19,8 @@ pub struct DebitMix {
     pub long: f64,
     /// Every how many events a malformed record is produced instead (0: never).
     pub malformed_every: u64,
+    /// How event and transaction ids are spelled.
+    pub ids: IdShape,
 }
 
 impl Default for DebitMix {
@@ -25,6 +29,7 @@ impl Default for DebitMix {
             chinese: 0.1,
             long: 0.1,
             malformed_every: 0,
+            ids: IdShape::Readable,
         }
     }
 }
@@ -36,6 +41,94 @@ impl DebitMix {
             chinese: 0.0,
             long: 0.0,
             malformed_every: 0,
+            ids: IdShape::Readable,
+        }
+    }
+}
+
+/// How a run's event and transaction ids are spelled. Either way each leads back to its
+/// sequence number ([`RunIds::sequence`]) and no two runs share one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IdShape {
+    /// `{run}-{i}` and `txn-{run}-{i}`: easy to read in a test's statuses.
+    #[default]
+    Readable,
+    /// As a payment processor sends them: event ids are UUIDs (version 8: 80 bits naming
+    /// the run, then the sequence number in the last 48), transaction ids twelve digits
+    /// like a retrieval reference number (four naming the run, eight of sequence number).
+    Uuid,
+}
+
+/// The ids of one run's debits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunIds {
+    shape: IdShape,
+    /// What every event id of the run starts with; the sequence number follows.
+    prefix: String,
+    /// `txn-{run}-` or the run's four digits.
+    transaction_prefix: String,
+}
+
+impl RunIds {
+    pub fn new(run_id: &str, shape: IdShape) -> RunIds {
+        match shape {
+            IdShape::Readable => RunIds {
+                shape,
+                prefix: format!("{run_id}-"),
+                transaction_prefix: format!("txn-{run_id}-"),
+            },
+            IdShape::Uuid => {
+                let bits = |salt: u8| {
+                    let mut h = DefaultHasher::new();
+                    (salt, run_id).hash(&mut h);
+                    h.finish().to_be_bytes()
+                };
+                let (a, b) = (bits(0), bits(1));
+                let mut bytes = [0u8; 16];
+                bytes[..8].copy_from_slice(&a);
+                bytes[8..10].copy_from_slice(&b[..2]);
+                bytes[6] = (bytes[6] & 0x0f) | 0x80; // version 8
+                bytes[8] = (bytes[8] & 0x3f) | 0x80; // RFC 9562 variant
+                let uuid = uuid::Uuid::from_bytes(bytes).hyphenated().to_string();
+                RunIds {
+                    shape,
+                    // The first four groups; the fifth (48 bits) is the sequence number.
+                    prefix: uuid[..24].to_owned(),
+                    transaction_prefix: format!("{:04}", u64::from_be_bytes(b) % 10_000),
+                }
+            }
+        }
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The event id of debit `i`.
+    pub fn event_id(&self, i: u64) -> String {
+        match self.shape {
+            IdShape::Readable => format!("{}{i}", self.prefix),
+            IdShape::Uuid => format!("{}{:012x}", self.prefix, i & 0xffff_ffff_ffff),
+        }
+    }
+
+    /// The transaction id of debit `i`.
+    pub fn transaction_id(&self, i: u64) -> String {
+        match self.shape {
+            IdShape::Readable => format!("{}{i}", self.transaction_prefix),
+            IdShape::Uuid => format!("{}{:08}", self.transaction_prefix, i % 100_000_000),
+        }
+    }
+
+    /// The sequence number of one of this run's event ids.
+    pub fn sequence(&self, event_id: &str) -> Option<u64> {
+        let rest = event_id.strip_prefix(&self.prefix)?;
+        match self.shape {
+            IdShape::Readable => rest.parse().ok(),
+            IdShape::Uuid => (rest.len() == 12)
+                .then(|| u64::from_str_radix(rest, 16).ok())
+                .flatten(),
         }
     }
 }
@@ -67,6 +160,7 @@ const LONG_MERCHANT: &str = "The Grand Central Station Bakery and Coffee Roaster
 
 pub struct Generator {
     run_id: String,
+    run_ids: RunIds,
     mix: DebitMix,
     seq: u64,
     rng: SmallRng,
@@ -77,6 +171,7 @@ impl Generator {
     pub fn new(run_id: &str, mix: DebitMix) -> Generator {
         Generator {
             run_id: run_id.to_owned(),
+            run_ids: RunIds::new(run_id, mix.ids),
             mix,
             seq: 0,
             rng: SmallRng::seed_from_u64(7),
@@ -132,8 +227,8 @@ impl Generator {
         };
         DebitEvent {
             schema_version: SCHEMA_VERSION,
-            event_id: format!("{}-{i}", self.run_id),
-            transaction_id: format!("txn-{}-{i}", self.run_id),
+            event_id: self.run_ids.event_id(i),
+            transaction_id: self.run_ids.transaction_id(i),
             occurred_at: OffsetDateTime::now_utc(),
             customer_ref: format!("cust-{}", i % 100_000),
             destination,
@@ -162,6 +257,39 @@ mod tests {
         }
         assert_eq!(sequence_of("+447911123456"), None);
         assert_eq!(sequence_of("+4474001"), None);
+    }
+
+    #[test]
+    fn uuid_ids_are_uuids_that_lead_back_to_their_debit_and_run() {
+        let a = RunIds::new("steady-peak-0a1b2c3d", IdShape::Uuid);
+        let b = RunIds::new("steady-peak-0a1b2c3e", IdShape::Uuid);
+        assert_ne!(a.prefix(), b.prefix());
+        for i in [1, 42, 1_000_000, 0xffff_ffff_ffff] {
+            let id = a.event_id(i);
+            let uuid = uuid::Uuid::parse_str(&id).expect("a UUID");
+            assert_eq!(uuid.hyphenated().to_string(), id, "lower-case, hyphenated");
+            assert_eq!(uuid.get_version_num(), 8);
+            assert_eq!(uuid.get_variant(), uuid::Variant::RFC4122);
+            assert_eq!(a.sequence(&id), Some(i));
+            assert_eq!(b.sequence(&id), None);
+            let txn = a.transaction_id(i);
+            assert_eq!(txn.len(), 12, "{txn}");
+            assert!(txn.bytes().all(|c| c.is_ascii_digit()), "{txn}");
+        }
+        assert_ne!(a.transaction_id(1), a.transaction_id(2));
+        assert_eq!(a.sequence(&format!("{}12345", a.prefix())), None);
+        assert_eq!(RunIds::new("steady-peak-0a1b2c3d", IdShape::Uuid), a);
+    }
+
+    #[test]
+    fn readable_ids_lead_back_to_their_debit() {
+        let ids = RunIds::new("crash", IdShape::Readable);
+        assert_eq!(ids.event_id(7), "crash-7");
+        assert_eq!(ids.transaction_id(7), "txn-crash-7");
+        assert_eq!(ids.sequence("crash-7"), Some(7));
+        assert_eq!(ids.sequence("crashed-7"), None);
+        let mut g = Generator::new("crash", DebitMix::uk_only());
+        assert_eq!(g.event(3).event_id, "crash-3");
     }
 
     #[test]

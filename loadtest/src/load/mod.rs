@@ -23,7 +23,7 @@ use pigeon_kafka::{KafkaConfig, Outgoing, Publisher};
 use serde::Serialize;
 use tokio::time::Instant;
 
-pub use debits::{DebitMix, Generator};
+pub use debits::{DebitMix, Generator, IdShape, RunIds};
 pub use verify::{Accounting, StatusCollector};
 
 /// One load run.

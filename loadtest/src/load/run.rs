@@ -22,7 +22,7 @@ use super::scenario::{ChaosAction, Scenario};
 use super::summary::{
     Baselines, Check, Counts, EngineUsage, MachineUsage, Mark, Offered, RunSummary,
 };
-use super::Generator;
+use super::{Generator, RunIds};
 use crate::sim::{self, SimHandle, SubmitObserver};
 
 /// Where the system under test comes from.
@@ -273,7 +273,7 @@ async fn drive(
     let due: Vec<Duration> = sc.profile.offsets(sc.duration_s).collect();
     let start = Instant::now() + Duration::from_millis(100);
     let collector = RunCollector::new(
-        run_id,
+        RunIds::new(run_id, sc.mix.ids),
         &due,
         start,
         Duration::from_secs_f64(sc.warmup_s.max(0.0)),
@@ -397,7 +397,7 @@ async fn drive(
         _ => None,
     };
 
-    let (accounting, timeline, stages) = collector.finish(run_id, produced);
+    let (accounting, timeline, stages) = collector.finish(produced);
     let end_to_end_seconds = last.map_or(0.0, |t| (t - start).as_secs_f64());
     let outcomes = accounting.by_state.clone();
     let counts = Counts {

@@ -17,6 +17,8 @@
 //! [mix]
 //! chinese = 0.1                  # share to Chinese numbers in zh-CN (UCS-2), default 0.1
 //! long = 0.1                     # share with a long merchant name (2 segments), default 0.1
+//! ids = "uuid"                   # uuid: UUID event ids, 12-digit transaction ids (default);
+//!                                # readable: {run}-{i} and txn-{run}-{i}
 //!
 //! [[carrier]]                    # the simulator's own [[carrier]] format (sim::file), but
 //! name = "carrier-a"             # listen defaults to 127.0.0.1:0 and accounts to
@@ -51,7 +53,7 @@ use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 use toml::Value;
 
-use super::debits::DebitMix;
+use super::debits::{DebitMix, IdShape};
 use crate::sim::config::SimConfig;
 use crate::sim::file::{default_name, FileCarrier, FileConfig};
 
@@ -102,6 +104,13 @@ pub struct Mix {
     /// Share with a long merchant name (two segments).
     #[serde(default = "tenth")]
     pub long: f64,
+    /// How event and transaction ids are spelled: as a payment processor's by default.
+    #[serde(default = "uuid_ids")]
+    pub ids: IdShape,
+}
+
+fn uuid_ids() -> IdShape {
+    IdShape::Uuid
 }
 
 impl Default for Mix {
@@ -109,6 +118,7 @@ impl Default for Mix {
         Mix {
             chinese: tenth(),
             long: tenth(),
+            ids: uuid_ids(),
         }
     }
 }
@@ -351,6 +361,7 @@ impl Scenario {
         DebitMix {
             chinese: self.mix.chinese,
             long: self.mix.long,
+            ids: self.mix.ids,
             ..DebitMix::default()
         }
     }
