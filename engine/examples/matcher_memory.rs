@@ -124,11 +124,12 @@ fn main() {
     let left = ALLOC.allocated() - base;
     println!(
         "after settling all: {left} bytes live, {:.1} bytes per settled entry (ids kept {}s to \
-         tell duplicates)",
+         {}s to tell duplicates)",
         per_entry(left),
-        park.as_secs()
+        park.as_secs(),
+        2 * park.as_secs()
     );
-    m.expire(now + park + Duration::from_secs(1), &mut out);
+    m.expire(now + park * 2 + Duration::from_secs(1), &mut out);
     let left = ALLOC.allocated() - base;
     println!(
         "after the settled ids expire: {left} bytes live, {:.1} bytes per entry",

@@ -4,8 +4,9 @@
 //! response is parked and matched when the acceptance is registered; receipts of a
 //! multi-part message are folded into one outcome; duplicates are counted and ignored;
 //! notifications whose receipts never come end `unconfirmed` after the receipt timeout.
-//! An expiring map: the awaiting notifications in acceptance order, the parked receipts and
-//! settled ids with deadline queues, purged by [`Matcher::expire`].
+//! An expiring map: the awaiting notifications in acceptance order, the parked receipts with
+//! a deadline queue and the settled ids in two generations (`settled`), purged by
+//! [`Matcher::expire`].
 //!
 //! A notification waits up to the receipt timeout (two days by default), so there can be
 //! millions at once: each is held compactly (`entry`) in a slab (`slab`), its message
@@ -14,6 +15,7 @@
 
 mod entry;
 mod index;
+mod settled;
 mod slab;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -21,7 +23,7 @@ use std::hash::BuildHasher;
 
 // foldhash with a per-process random seed rather than SipHash: these maps are hashed on
 // every acceptance and receipt, and SipHash was the largest single cost of the thread.
-use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
+use foldhash::{HashMap, HashMapExt, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,6 +39,7 @@ use crate::routing::CarrierId;
 
 use entry::Entry;
 use index::Index;
+use settled::Settled;
 use slab::Slab;
 
 type Key = (CarrierId, String);
@@ -82,11 +85,10 @@ pub struct Matcher {
     /// Receipts that came before their acceptance.
     parked: HashMap<Key, Receipt>,
     parked_deadlines: VecDeque<(Instant, Key)>,
-    /// Recently settled ids, to tell duplicates from unknown receipts, by a 64-bit
-    /// fingerprint of their key: ~35 bytes each instead of ~144 with the key, and a receipt
-    /// taken for a duplicate by a fingerprint collision is a chance of 2⁻⁶⁴ per pair.
-    settled: HashSet<u64>,
-    settled_deadlines: VecDeque<(Instant, u64)>,
+    /// Recently settled ids (for the park timeout at least), to tell duplicates from
+    /// unknown receipts, by a 64-bit fingerprint of their key: a receipt taken for a
+    /// duplicate by a fingerprint collision is a chance of 2⁻⁶⁴ per pair.
+    settled: Settled,
     /// Receipt failover times of the notifications that have one, soonest first, to slots.
     failovers: BTreeMap<(Instant, u64), u32>,
     receipt_timeout: Duration,
@@ -157,8 +159,7 @@ impl Matcher {
             next: 0,
             parked: HashMap::new(),
             parked_deadlines: VecDeque::new(),
-            settled: HashSet::new(),
-            settled_deadlines: VecDeque::new(),
+            settled: Settled::new(park_timeout, Instant::now()),
             failovers: BTreeMap::new(),
             receipt_timeout,
             park_timeout,
@@ -359,7 +360,7 @@ impl Matcher {
             }
             return ReceiptOutcome::Matched;
         }
-        if self.settled.contains(&self.fingerprint(&key)) || self.parked.contains_key(&key) {
+        if self.settled.contains(self.fingerprint(&key)) || self.parked.contains_key(&key) {
             return ReceiptOutcome::Duplicate;
         }
         // A receipt held back only because its id is ambiguous is no evidence of a base
@@ -502,17 +503,9 @@ impl Matcher {
                 unmatched += usize::from(self.parked.remove(&k).is_some());
             }
         }
-        while let Some((at, _)) = self.settled_deadlines.front() {
-            if *at > now {
-                break;
-            }
-            if let Some((_, k)) = self.settled_deadlines.pop_front() {
-                self.settled.remove(&k);
-            }
-        }
+        self.settled.expire(now);
         // Neither maps nor queues give memory back by themselves: after a peak (a burst of
-        // receipts, a carrier's outage) what they held would stay taken for good.
-        shrink!(self.settled, self.settled_deadlines);
+        // early receipts, a carrier's outage) what they held would stay taken for good.
         shrink!(self.parked, self.parked_deadlines);
         unmatched
     }
@@ -587,12 +580,11 @@ impl Matcher {
         self.by_id_hasher.hash_one((key.0, key.1.as_str()))
     }
 
-    /// Keeps `key` as settled for the park timeout: a receipt for it meanwhile is a duplicate.
+    /// Keeps `key` as settled for the park timeout at least: a receipt for it meanwhile is a
+    /// duplicate.
     fn remember_settled(&mut self, key: &Key, now: Instant) {
         let f = self.fingerprint(key);
-        self.settled_deadlines
-            .push_back((now + self.park_timeout, f));
-        self.settled.insert(f);
+        self.settled.insert(f, now);
     }
 
     fn hash(&self, key: &Key) -> u32 {
