@@ -63,11 +63,11 @@ const QUEUE: usize = 1_024;
 /// 512 MiB of journal, 32 MiB of block cache). A memtable is flushed to disk when it reaches
 /// `MEMTABLE`, or when the journal reaches `JOURNAL` (64 MiB is fjall's least), which then
 /// bounds what the memtables hold; their skip lists take several times the bytes fjall
-/// counts for them. Smaller memtables mean more flushes and compactions. With a million
-/// notifications awaiting receipts the engine held 519 MB with 32 MiB, 445 MB with 16 MiB
-/// at the same CPU, 418 MB with 8 MiB for ~10 µs more CPU per notification in that run;
-/// a 64 MiB journal instead of 128 MiB took 40–80 MB off at no CPU cost (ADR 0004).
-const MEMTABLE: u64 = 16 << 20;
+/// counts for them. Smaller memtables mean more flushes and compactions: with fjall's
+/// workers no longer spinning (`WORKERS`), 8 MiB instead of 16 MiB costs ~0.3 µs per
+/// notification at 25,000/s and holds 18 MB less (ADR 0004); a 64 MiB journal instead of
+/// 128 MiB took 40–80 MB off at no CPU cost.
+const MEMTABLE: u64 = 8 << 20;
 /// The staged entries' memtable: what it holds is deleted within seconds, and a larger one
 /// only kept more of it in memory (589 MB against 536 MB with a million notifications
 /// awaiting receipts, at the same CPU end to end).
