@@ -1,7 +1,8 @@
 //! What a scenario run observes, indexed by the debit's sequence number (from the event id,
-//! [`RunIds::sequence`], or the destination, [`super::debits::sequence_of`]): when each debit was due
-//! (open loop: latency counts from there, so a producer that fell behind does not hide the
-//! wait), when a simulated carrier had its message, and its statuses from the status topic.
+//! [`RunIds::sequence`], or the destination, [`super::debits::sequence_of`]): when each
+//! debit was due (open loop: latency counts from there, so a producer that fell behind does
+//! not hide the wait), when a simulated carrier had its message, and its statuses from the
+//! status topic.
 //!
 //! Stages, each from the debit's intended send time:
 //! - `produced_to_submit`: the simulated carrier has the complete message (local runs);
@@ -403,10 +404,10 @@ mod tests {
     use crate::load::IdShape;
     use pigeon::event::State;
 
-    fn status(run: &str, i: u64, state: State, at: OffsetDateTime) -> StatusEvent {
+    fn status(ids: &RunIds, i: u64, state: State, at: OffsetDateTime) -> StatusEvent {
         StatusEvent {
             schema_version: 1,
-            event_id: format!("{run}-{i}"),
+            event_id: ids.event_id(i),
             transaction_id: None,
             state,
             reason: None,
@@ -459,14 +460,16 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn stages_count_from_the_intended_time_and_accounting_is_per_debit() {
+        for shape in [IdShape::Readable, IdShape::Uuid] {
+            stages_and_accounting(shape).await;
+        }
+    }
+
+    async fn stages_and_accounting(shape: IdShape) {
         let start = Instant::now();
         let due: Vec<Duration> = (0..4).map(|i| Duration::from_millis(i * 500)).collect();
-        let c = RunCollector::new(
-            RunIds::new("r", IdShape::Readable),
-            &due,
-            start,
-            Duration::ZERO,
-        );
+        let ids = RunIds::new("r", shape);
+        let c = RunCollector::new(ids.clone(), &due, start, Duration::ZERO);
         c.produced(4);
         tokio::time::advance(Duration::from_millis(1_700)).await;
         // Debit 2 was due at 0.5 s; its message arrives at 1.7 s: 1.2 s late.
@@ -474,12 +477,13 @@ mod tests {
         c.submitted(&super::super::debits::uk_number(2));
         c.submitted("+447911123456");
         let wall = c.start_wall() + Duration::from_millis(1_700);
-        c.status(&status("r", 2, State::Accepted, wall), None);
-        c.status(&status("r", 2, State::Delivered, wall), Some(0));
-        c.status(&status("r", 3, State::Delivered, wall), None);
-        c.status(&status("r", 3, State::Failed, wall), None);
-        c.status(&status("other", 1, State::Delivered, wall), None);
-        c.status(&status("r", 9, State::Delivered, wall), None);
+        c.status(&status(&ids, 2, State::Accepted, wall), None);
+        c.status(&status(&ids, 2, State::Delivered, wall), Some(0));
+        c.status(&status(&ids, 3, State::Delivered, wall), None);
+        c.status(&status(&ids, 3, State::Failed, wall), None);
+        let other = RunIds::new("other", shape);
+        c.status(&status(&other, 1, State::Delivered, wall), None);
+        c.status(&status(&ids, 9, State::Delivered, wall), None);
         let p = c.progress();
         assert_eq!((p.produced, p.submitted, p.terminal), (4, 1, 2));
         let (a, timeline, stages) = c.finish(4);
@@ -487,7 +491,7 @@ mod tests {
             (a.expected, a.terminal, a.missing, a.duplicated),
             (4, 2, 2, 1)
         );
-        assert_eq!(a.missing_sample, vec!["r-1", "r-4"]);
+        assert_eq!(a.missing_sample, vec![ids.event_id(1), ids.event_id(4)]);
         assert_eq!(timeline.iter().map(|s| s.offered).sum::<u64>(), 4);
         assert_eq!(timeline[1].submitted, 1);
         assert_eq!(timeline[1].terminal, 2);
