@@ -1,9 +1,14 @@
 //! The awaiting notifications, by slot number, in pages of fixed size: growing adds a page
-//! (no copy of what is there, nor twice the memory while it is copied), and at most one page
-//! is unused beyond what was once awaiting. Freed slots are reused before new pages are
-//! added. The entries are also linked in order of acceptance, which is the order of their
-//! receipt deadlines, so that the next one due is the first: settling an entry unlinks it at
-//! once, where a queue of deadlines would hold on to it until its deadline.
+//! (no copy of what is there, nor twice the memory while it is copied), and a page whose
+//! entries are all gone is given back (but the last one), so that the memory a peak took
+//! (a million awaiting their receipts, a backlog after an outage) returns as it settles.
+//! Freed slots are reused before new pages are added, those of the lowest page first, so
+//! that the highest pages empty. The entries are also linked in order of acceptance, which
+//! is the order of their receipt deadlines, so that the next one due is the first: settling
+//! an entry unlinks it at once, where a queue of deadlines would hold on to it until its
+//! deadline.
+
+use std::collections::BTreeSet;
 
 use super::entry::Entry;
 
@@ -28,20 +33,31 @@ struct Node {
 
 #[derive(Debug)]
 pub(super) struct Slab {
-    pages: Vec<Box<[Slot]>>,
-    /// First free slot, each free slot naming the next.
-    free: u32,
+    /// `None`: a page given back, its number free for the next page added.
+    pages: Vec<Option<Box<[Slot]>>>,
+    /// Per page: its first free slot, each free slot naming the next of the same page.
+    free: Vec<u32>,
+    /// Per page: how many entries it holds.
+    used: Vec<u32>,
+    /// The pages that have a free slot, lowest first.
+    open: BTreeSet<u32>,
     len: usize,
     /// Oldest and newest entry.
     head: u32,
     tail: u32,
 }
 
+fn page_of(slot: u32) -> usize {
+    (slot >> PAGE_BITS) as usize
+}
+
 impl Slab {
     pub fn new() -> Slab {
         Slab {
             pages: Vec::new(),
-            free: NIL,
+            free: Vec::new(),
+            used: Vec::new(),
+            open: BTreeSet::new(),
             len: 0,
             head: NIL,
             tail: NIL,
@@ -53,12 +69,12 @@ impl Slab {
     }
 
     fn slot(&self, slot: u32) -> Option<&Slot> {
-        let page = self.pages.get((slot >> PAGE_BITS) as usize)?;
+        let page = self.pages.get(page_of(slot))?.as_ref()?;
         page.get(slot as usize & (PAGE - 1))
     }
 
     fn slot_mut(&mut self, slot: u32) -> Option<&mut Slot> {
-        let page = self.pages.get_mut((slot >> PAGE_BITS) as usize)?;
+        let page = self.pages.get_mut(page_of(slot))?.as_mut()?;
         page.get_mut(slot as usize & (PAGE - 1))
     }
 
@@ -87,10 +103,11 @@ impl Slab {
 
     /// Every entry, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = (u32, &Entry)> {
-        (self.pages.iter().flat_map(|p| p.iter()))
-            .zip(0u32..)
-            .filter_map(|(s, i)| match s {
-                Slot::Full(node) => Some((i, &node.entry)),
+        (self.pages.iter().zip(0u32..))
+            .filter_map(|(page, p)| Some((page.as_ref()?, p << PAGE_BITS)))
+            .flat_map(|(page, first)| page.iter().zip(first..))
+            .filter_map(|(s, slot)| match s {
+                Slot::Full(node) => Some((slot, &node.entry)),
                 Slot::Free { .. } => None,
             })
     }
@@ -110,10 +127,14 @@ impl Slab {
 
     /// Stores `entry` as the newest; `Err` with it when every slot number is taken.
     pub fn push(&mut self, entry: Entry) -> Result<u32, Entry> {
-        if self.free == NIL && !self.grow() {
-            return Err(entry);
-        }
-        let (slot, tail) = (self.free, self.tail);
+        let page = match self.open.first() {
+            Some(&page) => page as usize,
+            None => match self.grow() {
+                Some(page) => page,
+                None => return Err(entry),
+            },
+        };
+        let (slot, tail) = (self.free[page], self.tail);
         let Some(s) = self.slot_mut(slot) else {
             return Err(entry);
         };
@@ -126,7 +147,11 @@ impl Slab {
             next: NIL,
             entry,
         });
-        self.free = next;
+        self.free[page] = next;
+        self.used[page] += 1;
+        if next == NIL {
+            self.open.remove(&(page as u32));
+        }
         match self.node_mut(tail) {
             Some(tail) => tail.next = slot,
             None => self.head = slot,
@@ -137,7 +162,7 @@ impl Slab {
     }
 
     pub fn remove(&mut self, slot: u32) -> Option<Entry> {
-        let free = self.free;
+        let free = *self.free.get(page_of(slot))?;
         let s = self.slot_mut(slot)?;
         let Slot::Full(Node { prev, next, .. }) = *s else {
             return None;
@@ -151,7 +176,9 @@ impl Slab {
 
     /// As [`Slab::remove`], for an entry no longer wanted: dropped where it is.
     pub fn discard(&mut self, slot: u32) -> bool {
-        let free = self.free;
+        let Some(&free) = self.free.get(page_of(slot)) else {
+            return false;
+        };
         let Some(s) = self.slot_mut(slot) else {
             return false;
         };
@@ -163,9 +190,15 @@ impl Slab {
         true
     }
 
-    /// Puts `slot`, just emptied, on the free list and out of the order of acceptance.
+    /// Puts `slot`, just emptied, on its page's free list and out of the order of acceptance;
+    /// gives its page back if that was the page's last entry (and not the slab's last page).
     fn freed(&mut self, slot: u32, prev: u32, next: u32) {
-        self.free = slot;
+        let page = page_of(slot);
+        if self.free[page] == NIL {
+            self.open.insert(page as u32);
+        }
+        self.free[page] = slot;
+        self.used[page] -= 1;
         self.len -= 1;
         match self.node_mut(prev) {
             Some(p) => p.next = next,
@@ -175,41 +208,42 @@ impl Slab {
             Some(n) => n.prev = prev,
             None => self.tail = prev,
         }
-        if self.len == 0 && self.pages.len() > 1 {
-            // Back to one page after a peak.
-            self.pages.truncate(1);
-            self.free = NIL;
-            self.thread_free(0);
-        }
-    }
-
-    /// Adds a page; false when slot numbers would run out.
-    fn grow(&mut self) -> bool {
-        let page = self.pages.len();
-        if ((page + 1) << PAGE_BITS) > NIL as usize {
-            return false;
-        }
-        self.pages
-            .push((0..PAGE).map(|_| Slot::Free { next: NIL }).collect());
-        self.thread_free(page);
-        true
-    }
-
-    /// Puts every slot of page `page`, all free, at the head of the free list.
-    fn thread_free(&mut self, page: usize) {
-        let first = (page << PAGE_BITS) as u32;
-        let rest = self.free;
-        if let Some(p) = self.pages.get_mut(page) {
-            for (i, s) in p.iter_mut().enumerate() {
-                let next = if i + 1 < PAGE {
-                    first + i as u32 + 1
-                } else {
-                    rest
-                };
-                *s = Slot::Free { next };
+        if self.used[page] == 0 && self.pages.iter().flatten().nth(1).is_some() {
+            self.pages[page] = None;
+            self.free[page] = NIL;
+            self.open.remove(&(page as u32));
+            while self.pages.last().is_some_and(Option::is_none) {
+                self.pages.pop();
+                self.free.pop();
+                self.used.pop();
             }
-            self.free = first;
         }
+    }
+
+    /// Adds a page, in the place of the lowest one given back if any, all its slots free;
+    /// `None` when slot numbers would run out.
+    fn grow(&mut self) -> Option<usize> {
+        let page = (self.pages.iter().position(Option::is_none)).unwrap_or(self.pages.len());
+        if ((page + 1) << PAGE_BITS) > NIL as usize {
+            return None;
+        }
+        let first = (page << PAGE_BITS) as u32;
+        let slots = (1..=PAGE as u32)
+            .map(|i| Slot::Free {
+                next: if i < PAGE as u32 { first + i } else { NIL },
+            })
+            .collect();
+        if page == self.pages.len() {
+            self.pages.push(Some(slots));
+            self.free.push(first);
+            self.used.push(0);
+        } else {
+            self.pages[page] = Some(slots);
+            self.free[page] = first;
+            self.used[page] = 0;
+        }
+        self.open.insert(page as u32);
+        Some(page)
     }
 }
 
@@ -238,6 +272,11 @@ mod tests {
     }
 
     impl Slab {
+        /// Pages holding memory.
+        fn allocated(&self) -> usize {
+            self.pages.iter().flatten().count()
+        }
+
         fn node(&self, slot: u32) -> Option<&Node> {
             match self.slot(slot)? {
                 Slot::Full(node) => Some(node),
@@ -285,7 +324,7 @@ mod tests {
         let mut s = Slab::new();
         let n = PAGE as i64 * 2 + 3;
         let slots: Vec<u32> = (0..n).map(|i| s.push(entry(i)).expect("room")).collect();
-        assert_eq!(s.pages.len(), 3);
+        assert_eq!(s.allocated(), 3);
         assert_eq!(s.iter().count(), n as usize);
         for (i, slot) in slots.iter().enumerate() {
             assert_eq!(s.get(*slot).map(|e| e.deadline), Some(i as i64));
@@ -293,7 +332,7 @@ mod tests {
         for slot in slots {
             assert!(s.remove(slot).is_some());
         }
-        assert_eq!((s.len(), s.pages.len()), (0, 1));
+        assert_eq!((s.len(), s.allocated()), (0, 1));
         assert!(s.first().is_none());
         let slots: Vec<u32> = (0..PAGE as i64 + 1)
             .map(|i| s.push(entry(i)).expect("room"))
@@ -301,5 +340,46 @@ mod tests {
         let distinct: std::collections::BTreeSet<u32> = slots.iter().copied().collect();
         assert_eq!(distinct.len(), slots.len());
         assert_eq!(order(&s), (0..PAGE as i64 + 1).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_page_emptied_while_others_wait_is_given_back_and_its_number_used_again() {
+        let mut s = Slab::new();
+        let n = PAGE as i64 * 3;
+        let slots: Vec<u32> = (0..n).map(|i| s.push(entry(i)).expect("room")).collect();
+        assert_eq!(s.allocated(), 3);
+        // The oldest settle first, as receipts come: the first page empties.
+        for slot in &slots[..PAGE] {
+            assert!(s.discard(*slot));
+        }
+        assert_eq!(s.allocated(), 2, "the emptied page is given back");
+        assert!(s.get(slots[0]).is_none());
+        assert!(!s.discard(slots[0]), "nothing left there");
+        // What waits is where it was, in order.
+        for (i, slot) in slots.iter().enumerate().skip(PAGE) {
+            assert_eq!(s.get(*slot).map(|e| e.deadline), Some(i as i64));
+        }
+        assert_eq!(s.iter().count(), 2 * PAGE);
+        assert_eq!(s.first().map(|(_, e)| e.deadline), Some(PAGE as i64));
+        // Free slots in a page still held go first, the lowest page's first.
+        s.remove(slots[2 * PAGE + 5]);
+        s.remove(slots[PAGE + 7]);
+        assert_eq!(s.push(entry(n)).ok(), Some(slots[PAGE + 7]));
+        assert_eq!(s.push(entry(n + 1)).ok(), Some(slots[2 * PAGE + 5]));
+        // Then the page given back, under its old number.
+        let again = s.push(entry(n + 2)).expect("room");
+        assert_eq!(page_of(again), 0);
+        assert_eq!(s.allocated(), 3);
+        assert_eq!(order(&s).last(), Some(&(n + 2)));
+        assert_eq!(s.len(), 2 * PAGE + 1);
+        // The highest page emptied last: the vectors shrink with it.
+        let high: Vec<u32> = (s.iter().map(|(slot, _)| slot))
+            .filter(|&slot| page_of(slot) == 2)
+            .collect();
+        assert_eq!(high.len(), PAGE);
+        for slot in high {
+            assert!(s.discard(slot));
+        }
+        assert_eq!((s.allocated(), s.pages.len()), (2, 2));
     }
 }
