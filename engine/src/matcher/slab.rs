@@ -1,7 +1,8 @@
 //! The awaiting notifications, by slot number, in pages of fixed size: growing adds a page
 //! (no copy of what is there, nor twice the memory while it is copied), and a page whose
-//! entries are all gone is given back (but the last one), so that the memory a peak took
-//! (a million awaiting their receipts, a backlog after an outage) returns as it settles.
+//! entries are all gone is given back (but one such page, kept for what comes next), so
+//! that the memory a peak took (a million awaiting their receipts, a backlog after an
+//! outage) returns as it settles.
 //! Freed slots are reused before new pages are added, those of the lowest page first, so
 //! that the highest pages empty. The entries are also linked in order of acceptance, which
 //! is the order of their receipt deadlines, so that the next one due is the first: settling
@@ -41,6 +42,8 @@ pub(super) struct Slab {
     used: Vec<u32>,
     /// The pages that have a free slot, lowest first.
     open: BTreeSet<u32>,
+    /// The one page kept while empty.
+    spare: Option<usize>,
     len: usize,
     /// Oldest and newest entry.
     head: u32,
@@ -58,6 +61,7 @@ impl Slab {
             free: Vec::new(),
             used: Vec::new(),
             open: BTreeSet::new(),
+            spare: None,
             len: 0,
             head: NIL,
             tail: NIL,
@@ -149,6 +153,9 @@ impl Slab {
         });
         self.free[page] = next;
         self.used[page] += 1;
+        if self.spare == Some(page) {
+            self.spare = None;
+        }
         if next == NIL {
             self.open.remove(&(page as u32));
         }
@@ -191,7 +198,7 @@ impl Slab {
     }
 
     /// Puts `slot`, just emptied, on its page's free list and out of the order of acceptance;
-    /// gives its page back if that was the page's last entry (and not the slab's last page).
+    /// gives a page back if that was the page's last entry and another page is empty.
     fn freed(&mut self, slot: u32, prev: u32, next: u32) {
         let page = page_of(slot);
         if self.free[page] == NIL {
@@ -208,15 +215,28 @@ impl Slab {
             Some(n) => n.prev = prev,
             None => self.tail = prev,
         }
-        if self.used[page] == 0 && self.pages.iter().flatten().nth(1).is_some() {
-            self.pages[page] = None;
-            self.free[page] = NIL;
-            self.open.remove(&(page as u32));
-            while self.pages.last().is_some_and(Option::is_none) {
-                self.pages.pop();
-                self.free.pop();
-                self.used.pop();
+        if self.used[page] == 0 {
+            // One empty page is kept: a load that hovers at a page's edge would otherwise
+            // give a page back and take a new one over and over.
+            match self.spare {
+                None => self.spare = Some(page),
+                Some(spare) if spare != page => {
+                    self.spare = Some(spare.min(page));
+                    self.give_back(spare.max(page));
+                }
+                Some(_) => {}
             }
+        }
+    }
+
+    fn give_back(&mut self, page: usize) {
+        self.pages[page] = None;
+        self.free[page] = NIL;
+        self.open.remove(&(page as u32));
+        while self.pages.last().is_some_and(Option::is_none) {
+            self.pages.pop();
+            self.free.pop();
+            self.used.pop();
         }
     }
 
@@ -343,43 +363,67 @@ mod tests {
     }
 
     #[test]
-    fn a_page_emptied_while_others_wait_is_given_back_and_its_number_used_again() {
+    fn pages_emptied_while_others_wait_are_given_back_but_one() {
         let mut s = Slab::new();
-        let n = PAGE as i64 * 3;
+        let n = PAGE as i64 * 4;
         let slots: Vec<u32> = (0..n).map(|i| s.push(entry(i)).expect("room")).collect();
-        assert_eq!(s.allocated(), 3);
-        // The oldest settle first, as receipts come: the first page empties.
+        assert_eq!(s.allocated(), 4);
+        // The oldest settle first, as receipts come: the first page empties, and is kept
+        // for what comes next.
         for slot in &slots[..PAGE] {
             assert!(s.discard(*slot));
         }
-        assert_eq!(s.allocated(), 2, "the emptied page is given back");
-        assert!(s.get(slots[0]).is_none());
-        assert!(!s.discard(slots[0]), "nothing left there");
+        assert_eq!(s.allocated(), 4, "one empty page is kept");
+        // The second empties too: one of the two is given back.
+        for slot in &slots[PAGE..2 * PAGE] {
+            assert!(s.remove(*slot).is_some());
+        }
+        assert_eq!(s.allocated(), 3);
+        assert!(s.get(slots[0]).is_none() && s.get(slots[PAGE]).is_none());
+        assert!(!s.discard(slots[PAGE]), "nothing left there");
         // What waits is where it was, in order.
-        for (i, slot) in slots.iter().enumerate().skip(PAGE) {
+        for (i, slot) in slots.iter().enumerate().skip(2 * PAGE) {
             assert_eq!(s.get(*slot).map(|e| e.deadline), Some(i as i64));
         }
         assert_eq!(s.iter().count(), 2 * PAGE);
-        assert_eq!(s.first().map(|(_, e)| e.deadline), Some(PAGE as i64));
-        // Free slots in a page still held go first, the lowest page's first.
-        s.remove(slots[2 * PAGE + 5]);
-        s.remove(slots[PAGE + 7]);
-        assert_eq!(s.push(entry(n)).ok(), Some(slots[PAGE + 7]));
-        assert_eq!(s.push(entry(n + 1)).ok(), Some(slots[2 * PAGE + 5]));
-        // Then the page given back, under its old number.
-        let again = s.push(entry(n + 2)).expect("room");
-        assert_eq!(page_of(again), 0);
-        assert_eq!(s.allocated(), 3);
-        assert_eq!(order(&s).last(), Some(&(n + 2)));
-        assert_eq!(s.len(), 2 * PAGE + 1);
-        // The highest page emptied last: the vectors shrink with it.
-        let high: Vec<u32> = (s.iter().map(|(slot, _)| slot))
-            .filter(|&slot| page_of(slot) == 2)
+        assert_eq!(s.first().map(|(_, e)| e.deadline), Some(2 * PAGE as i64));
+        // New entries go to the lowest page with room: the kept one, then the one given
+        // back, under its old number; never above the highest page in use.
+        let fresh: Vec<u32> = (0..2 * PAGE as i64)
+            .map(|i| s.push(entry(n + i)).expect("room"))
             .collect();
-        assert_eq!(high.len(), PAGE);
+        assert!(fresh.iter().all(|&slot| page_of(slot) < 2), "{fresh:?}");
+        assert_eq!(s.allocated(), 4);
+        assert_eq!(order(&s).last(), Some(&(n + 2 * PAGE as i64 - 1)));
+        // The highest page emptied: the page vectors shrink with it.
+        let high: Vec<u32> = (s.iter().map(|(slot, _)| slot))
+            .filter(|&slot| page_of(slot) >= 2)
+            .collect();
+        assert_eq!(high.len(), 2 * PAGE);
         for slot in high {
             assert!(s.discard(slot));
         }
-        assert_eq!((s.allocated(), s.pages.len()), (2, 2));
+        assert_eq!((s.allocated(), s.pages.len()), (3, 3));
+    }
+
+    #[test]
+    fn a_load_at_a_pages_edge_does_not_give_pages_back_and_take_them_again() {
+        let mut s = Slab::new();
+        let mut slots: Vec<u32> = (0..PAGE as i64)
+            .map(|i| s.push(entry(i)).expect("room"))
+            .collect();
+        for i in 0..10 {
+            // One more than a page, then one less.
+            let over = s.push(entry(i)).expect("room");
+            assert_eq!(page_of(over), 1);
+            let before = s.pages[1].as_ref().map(|p| p.as_ptr());
+            s.remove(over);
+            assert_eq!(s.allocated(), 2, "the empty page is kept");
+            assert_eq!(s.pages[1].as_ref().map(|p| p.as_ptr()), before);
+        }
+        for slot in slots.drain(..) {
+            s.remove(slot);
+        }
+        assert_eq!(s.allocated(), 1);
     }
 }
