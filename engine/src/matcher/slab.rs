@@ -2,12 +2,11 @@
 //! (no copy of what is there, nor twice the memory while it is copied), and a page whose
 //! entries are all gone is given back (but one such page, kept for what comes next), so
 //! that the memory a peak took (a million awaiting their receipts, a backlog after an
-//! outage) returns as it settles.
-//! Freed slots are reused before new pages are added, those of the lowest page first, so
-//! that the highest pages empty. The entries are also linked in order of acceptance, which
-//! is the order of their receipt deadlines, so that the next one due is the first: settling
-//! an entry unlinks it at once, where a queue of deadlines would hold on to it until its
-//! deadline.
+//! outage) returns as it settles. Freed slots are reused before new pages are added, those
+//! of the lowest page first, so that the highest pages empty. The entries are also linked
+//! in order of acceptance, which is the order of their receipt deadlines, so that the next
+//! one due is the first: settling an entry unlinks it at once, where a queue of deadlines
+//! would hold on to it until its deadline.
 
 use std::collections::BTreeSet;
 
