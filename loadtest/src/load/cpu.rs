@@ -129,9 +129,10 @@ mod tests {
         let before = CpuSnapshot::take(Some(1.0), None);
         let mut x = 0u64;
         let deadline = Instant::now() + std::time::Duration::from_secs(30);
-        // Spin until the kernel has counted a few ticks against this process.
-        while process_seconds(std::process::id()).unwrap_or(0.0)
-            < before.harness.unwrap_or(0.0) + 0.05
+        // Spin until the kernel has counted a few ticks against this process: measured by
+        // the same subtraction as `since`, which `before + 0.05` can miss by a rounding.
+        while process_seconds(std::process::id()).unwrap_or(0.0) - before.harness.unwrap_or(0.0)
+            < 0.05
         {
             assert!(Instant::now() < deadline, "no CPU counted");
             x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
