@@ -121,7 +121,8 @@ fn run(path: PathBuf) -> anyhow::Result<()> {
         if !cfg.metrics.listen.is_empty() {
             let addr: std::net::SocketAddr =
                 cfg.metrics.listen.parse().context("metrics.listen")?;
-            metrics_exporter_prometheus::PrometheusBuilder::new()
+            pigeon::metrics::exporter()
+                .context("configuring the metrics exporter")?
                 .with_http_listener(addr)
                 .install()
                 .context("starting the metrics exporter")?;

@@ -2,7 +2,39 @@
 //! state, reason, outcome, and a bind's slot number, bounded by the carrier's `binds`): never
 //! a phone number, an event id or a message id.
 
+use std::time::Duration;
+
 use metrics::{counter, gauge, histogram, Counter, Gauge, Histogram};
+use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder};
+
+/// Bucket bounds of every `*_seconds` histogram, the SMPP connector's too: 0.5 ms to 60 s.
+pub const SECONDS_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15,
+    0.2, 0.3, 0.5, 0.75, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0,
+];
+
+/// Bucket bounds of the other histograms, counts per group commit.
+pub const COUNT_BUCKETS: &[f64] = &[
+    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 2048.0, 4096.0, 8192.0,
+    16384.0,
+];
+
+/// How often the exporter folds the samples recorded since into its histograms (it keeps
+/// them until then, ~24 bytes each).
+const UPKEEP: Duration = Duration::from_secs(1);
+
+/// The Prometheus exporter as the engine installs it. Histograms are exported as
+/// histograms with fixed buckets rather than as the exporter's default summaries: a summary
+/// keeps a quantile sketch of up to 256 KiB per bucket of its rolling window (~18 MB for the
+/// engine's histograms at load), cannot be aggregated across engines, and forgets what came
+/// before its window; buckets are a few counters each, and a scraper gets quantiles from
+/// them as from any Prometheus histogram (`docs/adr/0007-metrics-histograms.md`).
+pub fn exporter() -> Result<PrometheusBuilder, BuildError> {
+    Ok(PrometheusBuilder::new()
+        .set_buckets(COUNT_BUCKETS)?
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS_BUCKETS)?
+        .upkeep_timeout(UPKEEP))
+}
 
 pub fn events_consumed(n: u64) {
     counter!("pigeon_events_consumed_total").increment(n);
@@ -186,4 +218,44 @@ pub fn store_memory(memtables: u64, block_cache: u64) {
 /// from `eligibility.default`: a handle per preference.
 pub fn eligibility_overrides(preference: &'static str) -> Gauge {
     gauge!("pigeon_eligibility_overrides", "preference" => preference)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The lines of `text` that start with `prefix`, each as (the rest of its name and
+    /// labels, value).
+    fn series<'a>(text: &'a str, prefix: &str) -> Vec<(&'a str, &'a str)> {
+        (text.lines())
+            .filter_map(|l| l.strip_prefix(prefix))
+            .filter_map(|l| l.rsplit_once(' '))
+            .collect()
+    }
+
+    #[test]
+    fn histograms_are_exported_as_buckets_not_quantiles() {
+        let recorder = exporter().unwrap().build_recorder();
+        let handle = recorder.handle();
+        metrics::with_local_recorder(&recorder, || {
+            let hop = broker_hop();
+            hop.record(0.004);
+            hop.record(0.004);
+            hop.record(0.25);
+            store_commit(3);
+        });
+        let text = handle.render();
+        assert!(!text.contains("quantile"), "{text}");
+        let hop = series(&text, "pigeon_broker_hop_seconds_bucket");
+        assert_eq!(hop.len(), SECONDS_BUCKETS.len() + 1, "{text}");
+        assert!(hop.contains(&("{le=\"0.003\"}", "0")), "{hop:?}");
+        assert!(hop.contains(&("{le=\"0.005\"}", "2")), "{hop:?}");
+        assert!(hop.contains(&("{le=\"0.2\"}", "2")), "{hop:?}");
+        assert!(hop.contains(&("{le=\"0.3\"}", "3")), "{hop:?}");
+        assert!(hop.contains(&("{le=\"+Inf\"}", "3")), "{hop:?}");
+        let changes = series(&text, "pigeon_store_commit_changes_bucket");
+        assert_eq!(changes.len(), COUNT_BUCKETS.len() + 1, "{text}");
+        assert!(changes.contains(&("{le=\"2\"}", "0")), "{changes:?}");
+        assert!(changes.contains(&("{le=\"4\"}", "1")), "{changes:?}");
+    }
 }

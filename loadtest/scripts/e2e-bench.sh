@@ -85,9 +85,22 @@ echo "$mbefore $mafter" | awk '{printf "machine busy during the run: %.0f%% of a
 echo "engine CPU by thread (s):"
 join -a 2 "$out/threads.before" "$out/threads.after" | awk -v t="$ticks" \
   'NF == 3 {d = $3 - $2} NF == 2 {d = $2} d > 0 {printf "  %-20s %.2f\n", $1, d / t}' | sort -k2 -rn
-# The engine's own view (its metrics' last minute): produced -> taken, taken -> to a carrier.
-awk -F'[{}"]' '/^pigeon_(broker_hop|consumed_to_submit)_seconds\{quantile="0\.(5|99)"\}/ {
-  v[$1 " p" ($3 == "0.5" ? "50" : "99")] = $NF * 1000 }
-  END { if (length(v)) printf "engine measured: broker hop p50 %.1f p99 %.1f ms; its own share p50 %.1f p99 %.1f ms\n",
-    v["pigeon_broker_hop_seconds p50"], v["pigeon_broker_hop_seconds p99"],
-    v["pigeon_consumed_to_submit_seconds p50"], v["pigeon_consumed_to_submit_seconds p99"] }' "$out/metrics.txt"
+# The engine's own view (its histograms, the whole run): produced -> taken, taken -> to a
+# carrier, each quantile interpolated within its bucket as Prometheus does.
+awk -F'[{}"]' '
+/^pigeon_(broker_hop|consumed_to_submit)_seconds_bucket\{le="/ {
+  m = $1; sub(/_bucket$/, "", m); k = ++n[m]; le[m, k] = $3; c[m, k] = $NF + 0 }
+function q(m, p,   i, rank, lo, below) {
+  rank = p * c[m, n[m]]; lo = 0; below = 0
+  for (i = 1; i <= n[m]; i++) {
+    if (c[m, i] >= rank) {
+      if (le[m, i] == "+Inf") return lo * 1000
+      return (lo + (le[m, i] - lo) * (c[m, i] > below ? (rank - below) / (c[m, i] - below) : 0)) * 1000
+    }
+    lo = le[m, i]; below = c[m, i]
+  }
+}
+END { h = "pigeon_broker_hop_seconds"; o = "pigeon_consumed_to_submit_seconds"
+  if (c[h, n[h]] > 0 && c[o, n[o]] > 0)
+    printf "engine measured: broker hop p50 %.1f p99 %.1f ms; its own share p50 %.1f p99 %.1f ms\n",
+      q(h, 0.5), q(h, 0.99), q(o, 0.5), q(o, 0.99) }' "$out/metrics.txt"

@@ -373,11 +373,11 @@ fn engine(s: &RunSummary) -> String {
                 |p50: f64, p99: f64| format!("p50 {} ms, p99 {} ms", fmt_dec1(p50), fmt_dec1(p99));
             [
                 (
-                    "produced → taken from the broker (as the engine measured it, last minute)",
+                    "produced → taken from the broker (as the engine measured it)",
                     p(l.broker_hop_p50_ms, l.broker_hop_p99_ms),
                 ),
                 (
-                    "taken → handed to a carrier (the engine's own share, last minute)",
+                    "taken → handed to a carrier (the engine's own share)",
                     p(l.engine_p50_ms, l.engine_p99_ms),
                 ),
             ]

@@ -742,7 +742,7 @@ pub fn text_summary(s: &RunSummary) -> String {
         if let Some(l) = &e.latency {
             let _ = writeln!(
                 t,
-                "as the engine measured it (its last minute): produced → taken from the broker p50 {:.1} ms p99 {:.1} ms; taken → handed to a carrier (its own share) p50 {:.1} ms p99 {:.1} ms",
+                "as the engine measured it: produced → taken from the broker p50 {:.1} ms p99 {:.1} ms; taken → handed to a carrier (its own share) p50 {:.1} ms p99 {:.1} ms",
                 l.broker_hop_p50_ms, l.broker_hop_p99_ms, l.engine_p50_ms, l.engine_p99_ms
             );
         }

@@ -42,78 +42,129 @@ pub async fn metrics_text(addr: SocketAddr) -> anyhow::Result<String> {
     Ok(body.to_owned())
 }
 
-/// The value of summary `metric` at `quantile` (as the exporter writes it, e.g. `"0.99"`).
-pub fn quantile(text: &str, metric: &str, quantile: &str) -> Option<f64> {
-    let want = format!("{metric}{{quantile=\"{quantile}\"}}");
-    text.lines()
-        .find_map(|l| l.strip_prefix(&want))
-        .and_then(|v| v.trim().parse().ok())
+/// The value of histogram `metric` (unlabelled) at quantile `q`, estimated from its
+/// cumulative buckets as Prometheus's `histogram_quantile` does: linearly within the bucket
+/// the rank falls in (from 0 for the first), the highest finite bound if it falls beyond
+/// them. `None` when the metric is absent or counted nothing.
+pub fn quantile(text: &str, metric: &str, q: f64) -> Option<f64> {
+    let prefix = format!("{metric}_bucket{{le=\"");
+    let mut buckets: Vec<(f64, f64)> = (text.lines())
+        .filter_map(|l| l.strip_prefix(&prefix))
+        .filter_map(|l| {
+            let (le, count) = l.split_once("\"} ")?;
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
+            Some((le, count.trim().parse().ok()?))
+        })
+        .collect();
+    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let &(_, total) = buckets.last()?;
+    if total <= 0.0 {
+        return None;
+    }
+    let rank = q.clamp(0.0, 1.0) * total;
+    let (mut lower, mut below) = (0.0, 0.0);
+    for &(le, count) in &buckets {
+        if count >= rank {
+            if le.is_infinite() {
+                return Some(lower);
+            }
+            let within = if count > below {
+                (rank - below) / (count - below)
+            } else {
+                0.0
+            };
+            return Some(lower + (le - lower) * within);
+        }
+        (lower, below) = (le, count);
+    }
+    None
 }
 
-/// The engine's broker hop and own share, ms, from its metrics text; `None` when it has
-/// not recorded both within its window (an empty summary's quantiles read 0: a run whose
-/// last minute only awaited receipts).
+/// The engine's broker hop and own share, ms, from its metrics text (everything the engine
+/// process recorded); `None` when it has recorded neither.
 pub fn engine_latency(text: &str) -> Option<EngineLatency> {
-    let ms = |m: &str, q: &str| quantile(text, m, q).map(|s| s * 1e3);
+    let ms = |m: &str, q: f64| quantile(text, m, q).map(|s| s * 1e3);
     const HOP: &str = "pigeon_broker_hop_seconds";
     const OWN: &str = "pigeon_consumed_to_submit_seconds";
-    let l = EngineLatency {
-        broker_hop_p50_ms: ms(HOP, "0.5")?,
-        broker_hop_p99_ms: ms(HOP, "0.99")?,
-        engine_p50_ms: ms(OWN, "0.5")?,
-        engine_p99_ms: ms(OWN, "0.99")?,
-    };
-    (l.broker_hop_p99_ms > 0.0 && l.engine_p99_ms > 0.0).then_some(l)
+    Some(EngineLatency {
+        broker_hop_p50_ms: ms(HOP, 0.5)?,
+        broker_hop_p99_ms: ms(HOP, 0.99)?,
+        engine_p50_ms: ms(OWN, 0.5)?,
+        engine_p99_ms: ms(OWN, 0.99)?,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// 100 hops: 50 within 40 ms, 49 more within 100 ms, one beyond the last bound; 200
+    /// engine shares, all within 10 ms, half within 5.
     const TEXT: &str = "\
-# TYPE pigeon_broker_hop_seconds summary
-pigeon_broker_hop_seconds{quantile=\"0\"} 0.005
-pigeon_broker_hop_seconds{quantile=\"0.5\"} 0.043
-pigeon_broker_hop_seconds{quantile=\"0.99\"} 0.105
-pigeon_broker_hop_seconds_sum 7729.6
-pigeon_consumed_to_submit_seconds{quantile=\"0.5\"} 0.0082
-pigeon_consumed_to_submit_seconds{quantile=\"0.99\"} 0.031
-pigeon_consumed_to_submit_seconds_count 176000
+# TYPE pigeon_broker_hop_seconds histogram
+pigeon_broker_hop_seconds_bucket{le=\"0.02\"} 0
+pigeon_broker_hop_seconds_bucket{le=\"0.04\"} 50
+pigeon_broker_hop_seconds_bucket{le=\"0.1\"} 99
+pigeon_broker_hop_seconds_bucket{le=\"+Inf\"} 100
+pigeon_broker_hop_seconds_sum 7.7
+pigeon_broker_hop_seconds_count 100
+pigeon_consumed_to_submit_seconds_bucket{le=\"0.005\"} 100
+pigeon_consumed_to_submit_seconds_bucket{le=\"0.01\"} 200
+pigeon_consumed_to_submit_seconds_bucket{le=\"+Inf\"} 200
+pigeon_consumed_to_submit_seconds_count 200
 ";
+
+    #[test]
+    fn quantiles_are_interpolated_within_their_bucket() {
+        let q = |m: &str, q: f64| quantile(TEXT, m, q).unwrap();
+        let hop = "pigeon_broker_hop_seconds";
+        // Rank 50 ends the (0.02, 0.04] bucket; rank 25 is halfway into it.
+        assert!((q(hop, 0.5) - 0.04).abs() < 1e-12);
+        assert!((q(hop, 0.25) - 0.03).abs() < 1e-12);
+        // Rank 99 ends (0.04, 0.1]; rank 99.5 is in +Inf: the highest finite bound.
+        assert!((q(hop, 0.99) - 0.1).abs() < 1e-12);
+        assert!((q(hop, 0.995) - 0.1).abs() < 1e-12);
+        // The first bucket starts from 0.
+        let own = "pigeon_consumed_to_submit_seconds";
+        assert!((q(own, 0.25) - 0.0025).abs() < 1e-12);
+        assert!((q(own, 0.75) - 0.0075).abs() < 1e-12);
+    }
 
     #[test]
     fn reads_both_stages_in_milliseconds() {
         let l = engine_latency(TEXT).unwrap();
-        assert!((l.broker_hop_p50_ms - 43.0).abs() < 1e-9);
-        assert!((l.broker_hop_p99_ms - 105.0).abs() < 1e-9);
-        assert!((l.engine_p50_ms - 8.2).abs() < 1e-9);
-        assert!((l.engine_p99_ms - 31.0).abs() < 1e-9);
+        assert!((l.broker_hop_p50_ms - 40.0).abs() < 1e-9);
+        assert!((l.broker_hop_p99_ms - 100.0).abs() < 1e-9);
+        assert!((l.engine_p50_ms - 5.0).abs() < 1e-9);
+        assert!((l.engine_p99_ms - 9.9).abs() < 1e-9);
     }
 
     #[test]
-    fn a_quantile_is_not_mistaken_for_a_longer_one() {
-        let text = "m{quantile=\"0.999\"} 3\nm{quantile=\"0.99\"} 2\n";
-        assert_eq!(quantile(text, "m", "0.99"), Some(2.0));
-        assert_eq!(quantile(text, "m", "0.5"), None);
+    fn a_metric_is_not_mistaken_for_a_longer_one() {
+        let text = "m_x_bucket{le=\"1\"} 3\nm_x_bucket{le=\"+Inf\"} 3\n";
+        assert_eq!(quantile(text, "m", 0.5), None);
+        assert_eq!(quantile(text, "m_x", 0.5), Some(0.5));
     }
 
     #[test]
-    fn nothing_recorded_yet_is_none() {
-        let text = "pigeon_broker_hop_seconds{quantile=\"0.5\"} 0.04\n";
-        assert_eq!(engine_latency(text), None);
-    }
-
-    #[test]
-    fn a_window_that_saw_nothing_is_none() {
-        let empty = TEXT
-            .lines()
-            .map(|l| match l.split_once("\"} ") {
-                Some((k, _)) if k.starts_with("pigeon_consumed") => format!("{k}\"}} 0"),
+    fn nothing_recorded_is_none() {
+        let only_hops = (TEXT.lines())
+            .filter(|l| !l.starts_with("pigeon_consumed"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert_eq!(engine_latency(&only_hops), None);
+        let counted_nothing = (TEXT.lines())
+            .map(|l| match l.split_once("} ") {
+                Some((k, _)) if k.starts_with("pigeon_consumed") => format!("{k}}} 0"),
                 _ => l.to_owned(),
             })
             .collect::<Vec<_>>()
             .join("\n");
-        assert_eq!(engine_latency(&empty), None);
+        assert_eq!(engine_latency(&counted_nothing), None);
         assert!(engine_latency(TEXT).is_some());
     }
 

@@ -163,8 +163,8 @@ impl MachineUsage {
     }
 }
 
-/// Latency as the engine measured it (its metrics' rolling window: the last minute of the
-/// last engine process), ms.
+/// Latency as the engine measured it (its histograms: everything the last engine process
+/// recorded, quantiles interpolated within their buckets), ms.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct EngineLatency {
     /// A debit's Kafka timestamp (its producer's clock) to the engine taking it from the
