@@ -49,7 +49,7 @@ use crate::notification::Origin;
 
 pub use batcher::Batcher;
 pub use record::{NotificationRecord, TimelineEntry};
-pub use staged::STAGE_FOR;
+pub use staged::{COMPACT_AFTER, STAGE_FOR};
 pub use writer::CLAIM_WRITE_DELAY;
 
 use staged::{StagedKind, StagedMap};
@@ -365,6 +365,7 @@ impl Store {
             staged: Arc::clone(&staged),
             live,
             next_seq,
+            compacted: 0,
             entry: codec::StagedEntry::default(),
             buf: Vec::new(),
             overlay: writer::Overlay::default(),
@@ -444,6 +445,13 @@ impl Store {
         self.ask_blocking(|reply| Op::IndexStaged(older_than, reply))
     }
 
+    /// Keeps encoded the records staged longer ago than `older_than` (all of them with zero),
+    /// from threads outside the async runtime (panics inside it). The writer also does it on
+    /// its own after [`COMPACT_AFTER`]; this is for tests and tools.
+    pub fn compact_staged_blocking(&self, older_than: Duration) -> Result<(), StoreError> {
+        self.ask_blocking(|reply| Op::CompactStaged(older_than, reply))
+    }
+
     /// [`Store::claim`] for threads outside the async runtime (panics inside it).
     pub fn claim_blocking(&self, requests: Vec<ClaimRequest>) -> Result<Vec<Claim>, StoreError> {
         self.ask_blocking(|reply| Op::Claim(requests, reply))
@@ -498,8 +506,10 @@ impl Store {
         staged: &StagedMap,
         event_id: &str,
     ) -> Result<Option<NotificationRecord>, StoreError> {
-        if let Some(StagedKind::Record(r)) = staged.get(event_id).map(|s| &s.kind) {
-            return Ok(Some(NotificationRecord::clone(r)));
+        if let Some(s) = staged.get(event_id) {
+            if let Some(r) = s.kind.record(event_id)? {
+                return Ok(Some(r.into_owned()));
+            }
         }
         self.inner.ks.record(event_id)
     }
@@ -530,10 +540,13 @@ impl Store {
                 }
             }
         }
-        for s in staged.values() {
-            if let StagedKind::Record(r) = &s.kind {
+        for (id, s) in staged.iter() {
+            if !s.kind.may_hold(transaction_id) {
+                continue;
+            }
+            if let Some(r) = s.kind.record(id)? {
                 if r.transaction_id.as_deref() == Some(transaction_id) {
-                    out.insert(r.event_id.clone(), NotificationRecord::clone(r));
+                    out.insert(r.event_id.clone(), r.into_owned());
                 }
             }
         }
@@ -570,9 +583,9 @@ impl Store {
     pub fn open_records(&self) -> Result<Vec<NotificationRecord>, StoreError> {
         let staged = self.staged();
         let mut all = self.indexed_open(&staged)?;
-        for s in staged.values() {
-            if let StagedKind::Record(r) = &s.kind {
-                all.insert(r.event_id.clone(), NotificationRecord::clone(r));
+        for (id, s) in staged.iter() {
+            if let Some(r) = s.kind.record(id)? {
+                all.insert(r.event_id.clone(), r.into_owned());
             }
         }
         Ok(all
@@ -615,20 +628,26 @@ impl Store {
         let now_ms = keys::unix_ms(now);
         let ttl = self.inner.receipt_ttl_ms;
         let staged = self.staged();
-        let newest = (staged.values())
-            .filter_map(|s| match &s.kind {
-                StagedKind::Record(r) => Some(r),
-                StagedKind::Held => None,
-            })
-            .flat_map(|r| {
-                (r.acceptances())
-                    .filter(|&(c, id, _)| c == carrier && id == message_id)
-                    .map(move |(_, _, at)| (keys::receipt_expiry(at, ttl), &r.event_id))
-            })
-            .filter(|&(expires_ms, _)| !ttl::is_expired(expires_ms, now_ms))
-            .max_by_key(|&(expires_ms, _)| expires_ms);
+        let mut newest: Option<(i64, String)> = None;
+        for (id, s) in staged.iter() {
+            if !s.kind.may_hold(message_id) {
+                continue;
+            }
+            let Some(r) = s.kind.record(id)? else {
+                continue;
+            };
+            for (_, _, at) in (r.acceptances()).filter(|&(c, m, _)| c == carrier && m == message_id)
+            {
+                let expires_ms = keys::receipt_expiry(at, ttl);
+                if !ttl::is_expired(expires_ms, now_ms)
+                    && newest.as_ref().is_none_or(|(e, _)| expires_ms >= *e)
+                {
+                    newest = Some((expires_ms, r.event_id.clone()));
+                }
+            }
+        }
         if let Some((_, event_id)) = newest {
-            return Ok(Some(event_id.clone()));
+            return Ok(Some(event_id));
         }
         drop(staged);
         let key = keys::receipt_key(carrier, message_id);

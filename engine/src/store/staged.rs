@@ -13,8 +13,12 @@
 //!
 //! The writer keeps what the entries say in a [`StagedMap`], shared with readers: a read
 //! looks there first, then in the index. At start-up the map is rebuilt by reading the
-//! entries in order; a later item for an event replaces an earlier one.
+//! entries in order; a later item for an event replaces an earlier one. A record the map has
+//! held unchanged for [`COMPACT_AFTER`] is kept encoded, as the index stores it (~200 bytes
+//! instead of ~1 KiB decoded): one that changes again changes soon (its receipt came
+//! promptly), while one waiting longer may be one of a million waiting.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::time::Duration;
 
@@ -32,6 +36,13 @@ pub const STAGE_FOR: Duration = Duration::from_secs(2);
 /// How much later than [`STAGE_FOR`] the oldest entry may be before the writer indexes
 /// what is due: indexing scans the whole map, so it runs about this often, not per group.
 pub(super) const STAGE_SLACK: Duration = Duration::from_secs(1);
+
+/// How long a staged record is kept decoded without changing before it is kept encoded.
+pub const COMPACT_AFTER: Duration = Duration::from_millis(500);
+
+/// How much later than [`COMPACT_AFTER`] the oldest record kept decoded may be before the
+/// writer encodes those due: it goes through the whole map to find them.
+pub(super) const COMPACT_SLACK: Duration = Duration::from_millis(250);
 
 /// What the staged entries say about one event.
 #[derive(Debug, Clone)]
@@ -51,12 +62,55 @@ pub(super) enum StagedKind {
     /// An open record, newer than anything the index has (boxed, as the writer holds it:
     /// it moves between the writer's maps).
     Record(Box<NotificationRecord>),
+    /// The same, unchanged for [`COMPACT_AFTER`]: encoded as `codec::encode_record` does.
+    Encoded(Box<[u8]>),
     /// Terminal and in the index; its status waits for the broker (see
     /// [`super::Change::Held`]).
     Held,
 }
 
+impl StagedKind {
+    /// The record it holds (decoded, if it is kept encoded); `None` for a hold.
+    pub(super) fn record(
+        &self,
+        event_id: &str,
+    ) -> Result<Option<Cow<'_, NotificationRecord>>, StoreError> {
+        match self {
+            StagedKind::Record(r) => Ok(Some(Cow::Borrowed(r))),
+            StagedKind::Encoded(bytes) => codec::decode_record(event_id, bytes)
+                .map(Cow::Owned)
+                .map(Some),
+            StagedKind::Held => Ok(None),
+        }
+    }
+
+    /// Whether one of its record's strings may be `s`: an encoded record is searched as
+    /// bytes (its strings are stored as they are), so that a lookup decodes only the few
+    /// that may match.
+    pub(super) fn may_hold(&self, s: &str) -> bool {
+        match self {
+            StagedKind::Record(_) => true,
+            StagedKind::Encoded(bytes) => memchr::memmem::find(bytes, s.as_bytes()).is_some(),
+            StagedKind::Held => false,
+        }
+    }
+}
+
 pub(super) type StagedMap = HashMap<String, Staged>;
+
+/// Keeps encoded every record of the map in entries up to `upto` that is still decoded,
+/// using `buf` to encode; returns how many it encoded.
+pub(super) fn compact(map: &mut StagedMap, upto: u64, buf: &mut Vec<u8>) -> usize {
+    let mut n = 0;
+    for s in map.values_mut().filter(|s| s.seq <= upto) {
+        if let StagedKind::Record(r) = &s.kind {
+            codec::encode_record(r, buf);
+            s.kind = StagedKind::Encoded(buf.as_slice().into());
+            n += 1;
+        }
+    }
+    n
+}
 
 /// The staged entries not deleted yet, oldest first, with when they were written (or
 /// found at start-up).

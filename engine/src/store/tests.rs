@@ -674,6 +674,8 @@ enum Step {
     End(usize, bool, bool),
     Publish(usize),
     Index,
+    /// Keep every staged record encoded.
+    Compact,
     Reopen,
 }
 
@@ -687,6 +689,7 @@ fn step() -> impl proptest::strategy::Strategy<Value = Step> {
         3 => (id.clone(), any::<bool>(), any::<bool>()).prop_map(|(i, h, x)| Step::End(i, h, x)),
         2 => id.prop_map(Step::Publish),
         1 => Just(Step::Index),
+        2 => Just(Step::Compact),
         1 => Just(Step::Reopen),
     ]
 }
@@ -768,6 +771,7 @@ proptest::proptest! {
                     m.held = false;
                 }
                 Step::Index => st.index_staged_blocking(Duration::ZERO).unwrap(),
+                Step::Compact => st.compact_staged_blocking(Duration::ZERO).unwrap(),
                 Step::Reopen => {
                     drop(store.take());
                     store = Some(Store::open(&options(dir.path(), false)).unwrap());
@@ -816,4 +820,57 @@ async fn the_writer_indexes_on_its_own_what_stayed_staged_too_long() {
         states(&store.get("w").unwrap().unwrap()),
         [State::Received, State::Submitting]
     );
+}
+
+#[tokio::test]
+async fn the_writer_keeps_encoded_what_stayed_staged_unchanged_and_reads_it_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&options(dir.path(), false)).unwrap();
+    store
+        .claim(vec![req("k", 0, 1, "txn-k"), req("j", 0, 2, "txn-j")])
+        .await
+        .unwrap();
+    let accept = |id: &str, mid: &str| accepted(id, &[mid], T0);
+    store
+        .commit(vec![submitting("k", T0), submitting("j", T0)])
+        .await
+        .unwrap();
+    store
+        .commit(vec![accept("k", "mk-1"), accept("j", "mj-1")])
+        .await
+        .unwrap();
+    let before = store.get("k").unwrap().unwrap();
+    let encoded = |store: &Store| {
+        let staged = store.staged();
+        let kinds = ["k", "j"].map(|id| staged.get(id).map(|s| s.kind.clone()));
+        kinds.map(|k| matches!(k, Some(StagedKind::Encoded(_))))
+    };
+    assert_eq!(
+        encoded(&store),
+        [false, false],
+        "decoded while it may change"
+    );
+    // Any request makes a group; one comes when the oldest is COMPACT_AFTER + slack old.
+    let deadline = tokio::time::Instant::now() + STAGE_FOR;
+    while encoded(&store) != [true, true] {
+        assert!(tokio::time::Instant::now() < deadline, "never encoded");
+        store.write_claims(Duration::from_secs(3600)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(store.inner.ks.open.iter().count(), 0, "still staged");
+    assert_eq!(store.get("k").unwrap().unwrap(), before);
+    let txn = store.by_transaction("txn-k").unwrap();
+    assert_eq!(ids(&txn), ["k"]);
+    let owner = |mid: &str| store.receipt_owner("alpha", mid, T0).unwrap();
+    assert_eq!(owner("mk-1").as_deref(), Some("k"));
+    assert_eq!(owner("mj-1").as_deref(), Some("j"));
+    assert_eq!(owner("mk-2"), None);
+    assert_eq!(ids(&store.open_records().unwrap()), ["j", "k"]);
+    // A change decodes it again; the record goes on from where it was.
+    let done = status("k", State::Delivered, T0 + TimeDelta::seconds(1));
+    store.commit(vec![Change::Status(done)]).await.unwrap();
+    let after = store.get("k").unwrap().unwrap();
+    assert_eq!(after.timeline[..before.timeline.len()], before.timeline[..]);
+    assert_eq!(states(&after).last(), Some(&State::Delivered));
+    assert_eq!(ids(&store.open_records().unwrap()), ["j"]);
 }

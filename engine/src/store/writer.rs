@@ -24,7 +24,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::codec::{self, StagedEntry};
 use super::keys::{self, ReceiptValue};
-use super::staged::{self, Live, Staged, StagedKind, StagedMap, STAGE_FOR, STAGE_SLACK};
+use super::staged::{
+    self, Live, Staged, StagedKind, StagedMap, COMPACT_AFTER, COMPACT_SLACK, STAGE_FOR, STAGE_SLACK,
+};
 use super::{Change, Claim, ClaimRequest, Keyspaces, NotificationRecord, StoreError, StoreStats};
 
 /// Most requests folded into one group.
@@ -60,6 +62,8 @@ pub(super) enum Op {
     WriteClaims(Duration, Reply<()>),
     /// Indexes the records staged longer ago than this.
     IndexStaged(Duration, Reply<()>),
+    /// Keeps encoded the records staged longer ago than this.
+    CompactStaged(Duration, Reply<()>),
 }
 
 impl Op {
@@ -67,7 +71,7 @@ impl Op {
         match self {
             Op::Claim(r, _) => r.len().max(1),
             Op::Commit(c, _) => c.len().max(1),
-            Op::WriteClaims(..) | Op::IndexStaged(..) => 1,
+            Op::WriteClaims(..) | Op::IndexStaged(..) | Op::CompactStaged(..) => 1,
         }
     }
 }
@@ -112,6 +116,8 @@ pub(super) struct Writer {
     pub live: Live,
     /// The sequence number of the next staged entry.
     pub next_seq: u64,
+    /// The staged records in entries up to this one are kept encoded.
+    pub compacted: u64,
     /// Reused to build a group's staged entry.
     pub entry: StagedEntry,
     /// Reused to encode records.
@@ -276,6 +282,12 @@ impl Writer {
                     overlay.unstage(&mut self.live, started, older_than);
                     answers.push(reply);
                 }
+                Op::CompactStaged(older_than, reply) => {
+                    if let Some(upto) = last_staged_before(&self.live, started, older_than) {
+                        staged::compact(known.staged, upto, &mut self.buf);
+                    }
+                    answers.push(reply);
+                }
                 Op::Claim(reqs, reply) => match overlay.claim(&self.ks, &mut known, reqs, now) {
                     Ok(claims) => claimed.push((reply, claims)),
                     Err(e) => {
@@ -306,6 +318,7 @@ impl Writer {
                     self.ks.db.cache_size(),
                 );
                 self.keep(&mut overlay, &mut staged, started);
+                self.compact(&mut staged, started);
                 crate::metrics::store_staged(staged.len(), w.map_or(0, |w| w.indexed_open));
             }
             Err(e) => {
@@ -316,6 +329,7 @@ impl Writer {
                     Ok((map, live, next)) => {
                         *staged = map;
                         self.live = live;
+                        self.compacted = 0;
                         self.next_seq = self.next_seq.max(next);
                     }
                     Err(e) => tracing::error!(error = %e, "reading the staged records failed"),
@@ -361,6 +375,22 @@ impl Writer {
         }
     }
 
+    /// Keeps encoded the staged records unchanged for [`COMPACT_AFTER`], once the oldest
+    /// still decoded is [`COMPACT_SLACK`] older than that.
+    fn compact(&mut self, staged: &mut StagedMap, now: tokio::time::Instant) {
+        let first = self.live.partition_point(|&(seq, _)| seq <= self.compacted);
+        let Some(&(_, oldest)) = self.live.get(first) else {
+            return;
+        };
+        if now.saturating_duration_since(oldest) < COMPACT_AFTER + COMPACT_SLACK {
+            return;
+        }
+        if let Some(upto) = last_staged_before(&self.live, now, COMPACT_AFTER) {
+            staged::compact(staged, upto, &mut self.buf);
+            self.compacted = upto;
+        }
+    }
+
     /// Writes the overlay as one batch (to the journal's buffer and the memtables; the sync
     /// thread persists it); says what it wrote, if it wrote anything. An open record goes to
     /// the group's staged entry; a terminal one, or one staged for long enough, to the
@@ -397,19 +427,22 @@ impl Writer {
         if bound > 0 {
             // Due, and not loaded by this group: indexed as they are.
             for (id, s) in staged.extract_if(|_, s| s.seq <= bound) {
-                match s.kind {
-                    StagedKind::Record(rec) => {
-                        let slot = Slot {
-                            open_before: s.open_indexed,
-                            transaction_indexed: s.transaction_indexed,
-                            record: Some(rec),
-                            staged_seq: Some(s.seq),
-                            ..Slot::default()
-                        };
-                        overlay.records.entry(id).or_insert(slot);
+                let rec = match s.kind {
+                    StagedKind::Record(rec) => rec,
+                    StagedKind::Encoded(bytes) => Box::new(codec::decode_record(&id, &bytes)?),
+                    StagedKind::Held => {
+                        b.put(&ks.open, id.as_bytes(), &[]);
+                        continue;
                     }
-                    StagedKind::Held => b.put(&ks.open, id.as_bytes(), &[]),
-                }
+                };
+                let slot = Slot {
+                    open_before: s.open_indexed,
+                    transaction_indexed: s.transaction_indexed,
+                    record: Some(rec),
+                    staged_seq: Some(s.seq),
+                    ..Slot::default()
+                };
+                overlay.records.entry(id).or_insert(slot);
             }
         }
         for (id, slot) in &mut overlay.records {
@@ -687,6 +720,19 @@ impl Overlay {
                     staged_seq: Some(s.seq),
                     ..Slot::default()
                 },
+                StagedKind::Encoded(ref bytes) => match codec::decode_record(event_id, bytes) {
+                    Ok(record) => Slot {
+                        open_before: s.open_indexed,
+                        transaction_indexed: s.transaction_indexed,
+                        record: Some(Box::new(record)),
+                        staged_seq: Some(s.seq),
+                        ..Slot::default()
+                    },
+                    Err(e) => {
+                        known.staged.insert(id, s);
+                        return Err(e);
+                    }
+                },
                 StagedKind::Held => match ks.record(event_id) {
                     Ok(record) => Slot {
                         hold_open: true,
@@ -870,6 +916,13 @@ impl Overlay {
         }
         Ok(())
     }
+}
+
+/// The last staged entry written `older_than` before `now` or earlier.
+fn last_staged_before(live: &Live, now: tokio::time::Instant, older_than: Duration) -> Option<u64> {
+    let bound = now.checked_sub(older_than)?;
+    let n = live.partition_point(|&(_, at)| at <= bound);
+    n.checked_sub(1).map(|last| live[last].0)
 }
 
 /// Points (carrier, message id) at an event until `expires_ms`, unless the group already
