@@ -101,17 +101,14 @@ impl StagedKind {
 pub(super) type StagedMap = HashMap<String, Staged>;
 
 /// Keeps encoded every record of the map in entries up to `upto` that is still decoded,
-/// using `buf` to encode; returns how many it encoded.
-pub(super) fn compact(map: &mut StagedMap, upto: u64, buf: &mut Vec<u8>) -> usize {
-    let mut n = 0;
+/// using `buf` to encode.
+pub(super) fn compact(map: &mut StagedMap, upto: u64, buf: &mut Vec<u8>) {
     for s in map.values_mut().filter(|s| s.seq <= upto) {
         if let StagedKind::Record(r) = &s.kind {
             codec::encode_record(r, buf);
             s.kind = StagedKind::Encoded(buf.as_slice().into());
-            n += 1;
         }
     }
-    n
 }
 
 /// The staged entries not deleted yet, oldest first, with when they were written (or

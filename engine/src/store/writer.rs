@@ -712,22 +712,17 @@ impl Overlay {
             return Ok(());
         }
         if let Some((id, s)) = known.staged.remove_entry(event_id) {
+            let open = |record| Slot {
+                open_before: s.open_indexed,
+                transaction_indexed: s.transaction_indexed,
+                record: Some(record),
+                staged_seq: Some(s.seq),
+                ..Slot::default()
+            };
             let slot = match s.kind {
-                StagedKind::Record(record) => Slot {
-                    open_before: s.open_indexed,
-                    transaction_indexed: s.transaction_indexed,
-                    record: Some(record),
-                    staged_seq: Some(s.seq),
-                    ..Slot::default()
-                },
+                StagedKind::Record(record) => open(record),
                 StagedKind::Encoded(ref bytes) => match codec::decode_record(event_id, bytes) {
-                    Ok(record) => Slot {
-                        open_before: s.open_indexed,
-                        transaction_indexed: s.transaction_indexed,
-                        record: Some(Box::new(record)),
-                        staged_seq: Some(s.seq),
-                        ..Slot::default()
-                    },
+                    Ok(record) => open(Box::new(record)),
                     Err(e) => {
                         known.staged.insert(id, s);
                         return Err(e);
