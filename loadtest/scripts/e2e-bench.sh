@@ -66,13 +66,18 @@ threads() {
 }
 # Busy and total jiffies of the whole machine (all processes, both cores).
 machine() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8, $2 + $3 + $4 + $5 + $6 + $7 + $8}' /proc/stat; }
+# Bytes the engine had written to the disk (journal, tables; not what stays in the page cache
+# unwritten).
+disk() { awk '/^write_bytes/ {print $2}' "/proc/$engine/io"; }
 before=$(cpu)
+dbefore=$(disk)
 mbefore=$(machine)
 threads >"$out/threads.before"
 target/release/pigeon-load --brokers "127.0.0.1:$port" --count "$count" --rate "$rate" \
   --report "$out/report.json"
 curl -sf "http://$metrics/metrics" >"$out/metrics.txt" || : >"$out/metrics.txt"
 after=$(cpu)
+dafter=$(disk)
 mafter=$(machine)
 threads >"$out/threads.after"
 rss=$(awk '/VmRSS/ {print $2}' "/proc/$engine/status")
@@ -81,6 +86,7 @@ import sys
 before, after, ticks, count, rss = map(float, sys.argv[1:])
 print(f"engine CPU: {(after - before) / ticks:.2f} s, {(after - before) / ticks / count * 1e6:.1f} us per notification; RSS {rss / 1024:.0f} MB")
 PY
+echo "$dbefore $dafter $count" | awk '{printf "engine wrote to disk: %.1f MB, %.0f B per notification\n", ($2 - $1) / 1e6, ($2 - $1) / $3}'
 echo "$mbefore $mafter" | awk '{printf "machine busy during the run: %.0f%% of all cores\n", 100 * ($3 - $1) / ($4 - $2)}'
 echo "engine CPU by thread (s):"
 join -a 2 "$out/threads.before" "$out/threads.after" | awk -v t="$ticks" \

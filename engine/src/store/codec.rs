@@ -516,10 +516,6 @@ impl StagedEntry {
         self.buf.clear();
     }
 
-    pub(super) fn is_empty(&self) -> bool {
-        self.buf.is_empty()
-    }
-
     /// The encoded entry.
     pub(super) fn value(&self) -> &[u8] {
         &self.buf
@@ -745,7 +741,7 @@ mod tests {
         a.apply_submitting("c", at);
         let b = NotificationRecord::blank("b");
         let mut entry = StagedEntry::default();
-        assert!(entry.is_empty());
+        assert!(entry.value().is_empty());
         entry.record(&a, true, false);
         entry.held("h");
         entry.record(&b, false, true);
@@ -780,7 +776,7 @@ mod tests {
         assert!(decode_staged(b"k", b"\x01\x09\x01x").is_err());
         assert!(decode_staged(b"k", b"\x02").is_err());
         entry.clear();
-        assert!(entry.is_empty());
+        assert!(entry.value().is_empty());
     }
 
     #[test]

@@ -257,9 +257,7 @@ impl Writer {
         let mut overlay = std::mem::take(&mut self.overlay);
         overlay.write_claims(&mut self.claims, started, CLAIM_WRITE_DELAY);
         let overdue = STAGE_FOR + STAGE_SLACK;
-        if (self.live.front())
-            .is_some_and(|&(_, at)| started.saturating_duration_since(at) >= overdue)
-        {
+        if (self.live.front()).is_some_and(|e| started.saturating_duration_since(e.at) >= overdue) {
             overlay.unstage(&mut self.live, started, STAGE_FOR);
         }
         let mut answers = Vec::with_capacity(ops.len());
@@ -283,7 +281,7 @@ impl Writer {
                     answers.push(reply);
                 }
                 Op::CompactStaged(older_than, reply) => {
-                    if let Some(upto) = last_staged_before(&self.live, started, older_than) {
+                    if let Some(upto) = self.live.last_before(started, older_than) {
                         staged::compact(known.staged, upto, &mut self.buf);
                     }
                     answers.push(reply);
@@ -364,6 +362,7 @@ impl Writer {
                 let s = Staged {
                     kind,
                     seq,
+                    first: slot.first_staged.unwrap_or(seq),
                     open_indexed: slot.open_before,
                     transaction_indexed: slot.transaction_indexed,
                 };
@@ -378,14 +377,13 @@ impl Writer {
     /// Keeps encoded the staged records unchanged for [`COMPACT_AFTER`], once the oldest
     /// still decoded is [`COMPACT_SLACK`] older than that.
     fn compact(&mut self, staged: &mut StagedMap, now: tokio::time::Instant) {
-        let first = self.live.partition_point(|&(seq, _)| seq <= self.compacted);
-        let Some(&(_, oldest)) = self.live.get(first) else {
+        let Some(oldest) = self.live.first_after(self.compacted) else {
             return;
         };
-        if now.saturating_duration_since(oldest) < COMPACT_AFTER + COMPACT_SLACK {
+        if now.saturating_duration_since(oldest.at) < COMPACT_AFTER + COMPACT_SLACK {
             return;
         }
-        if let Some(upto) = last_staged_before(&self.live, now, COMPACT_AFTER) {
+        if let Some(upto) = self.live.last_before(now, COMPACT_AFTER) {
             staged::compact(staged, upto, &mut self.buf);
             self.compacted = upto;
         }
@@ -410,6 +408,11 @@ impl Writer {
         let seq = self.next_seq;
         let bound = overlay.bound;
         let mut indexed_open = 0;
+        // What the group's entry will hold: latest versions, and `gone` items that overrule
+        // entries from `floor` on.
+        let mut holds = 0u32;
+        let mut floor: Option<u64> = None;
+        let mut overrule = |first: u64| floor = Some(floor.map_or(first, |f| f.min(first)));
         self.entry.clear();
         // Published: a staged hold ends here, an indexed one in the open index. (Before the
         // due holds are indexed: a batch must not both put and delete a key.)
@@ -418,7 +421,9 @@ impl Writer {
                 Some(s) if matches!(s.kind, StagedKind::Held) => {
                     if s.seq > bound {
                         self.entry.gone(id);
+                        overrule(s.first);
                     }
+                    self.live.release(s.seq);
                     staged.remove(id);
                 }
                 _ => b.del(&ks.open, id.as_bytes()),
@@ -440,6 +445,7 @@ impl Writer {
                     transaction_indexed: s.transaction_indexed,
                     record: Some(rec),
                     staged_seq: Some(s.seq),
+                    first_staged: Some(s.first),
                     ..Slot::default()
                 };
                 overlay.records.entry(id).or_insert(slot);
@@ -459,7 +465,8 @@ impl Writer {
             if open && !due {
                 self.entry
                     .record(rec, slot.open_before, transaction_indexed);
-                slot.staged_seq = Some(seq);
+                restage(&mut self.live, slot, seq);
+                holds += 1;
                 continue;
             }
             if due && open {
@@ -481,7 +488,8 @@ impl Writer {
             if held && !slot.open_before && !due {
                 // Terminal and waiting for the broker: the hold is staged, not indexed.
                 self.entry.held(id);
-                slot.staged_seq = Some(seq);
+                restage(&mut self.live, slot, seq);
+                holds += 1;
                 continue;
             }
             let want_open = open || held;
@@ -491,10 +499,15 @@ impl Writer {
                 _ => {}
             }
             slot.open_before = want_open;
-            if slot.staged_seq.is_some() && !due {
-                self.entry.gone(id);
+            if let Some(old) = slot.staged_seq.take() {
+                // A due entry goes in this batch with every earlier one.
+                if !due {
+                    self.entry.gone(id);
+                    overrule(slot.first_staged.unwrap_or(old));
+                }
+                self.live.release(old);
             }
-            slot.staged_seq = None;
+            slot.first_staged = None;
         }
         for (key, value) in &overlay.receipts {
             b.put(&ks.receipts, key, &value.encode());
@@ -508,7 +521,9 @@ impl Writer {
         for s in &overlay.unstaged {
             b.del(&ks.staged, &staged::key(*s));
         }
-        let staging = !self.entry.is_empty();
+        let newest = self.live.sweep(|s| b.del(&ks.staged, &staged::key(s)));
+        // An entry of `gone` items alone is needed only while an entry they overrule is.
+        let staging = holds > 0 || floor.is_some_and(|f| newest.is_some_and(|n| n >= f));
         if staging {
             b.put(&ks.staged, &staged::key(seq), self.entry.value());
         }
@@ -519,7 +534,7 @@ impl Writer {
         b.inner.commit()?;
         if staging {
             self.next_seq += 1;
-            self.live.push_back((seq, now));
+            self.live.written(seq, now, holds, floor);
         }
         let write = writing.elapsed();
         let s = &self.stats;
@@ -658,6 +673,8 @@ struct Slot {
     claimed: bool,
     /// The staged entry that holds its latest version (or its hold), if one does.
     staged_seq: Option<u64>,
+    /// The first staged entry that names it since it was last staged anew (`Staged::first`).
+    first_staged: Option<u64>,
     /// Its held terminal status was published in this group.
     released: bool,
 }
@@ -717,6 +734,7 @@ impl Overlay {
                 transaction_indexed: s.transaction_indexed,
                 record: Some(record),
                 staged_seq: Some(s.seq),
+                first_staged: Some(s.first),
                 ..Slot::default()
             };
             let slot = match s.kind {
@@ -734,6 +752,7 @@ impl Overlay {
                         transaction_indexed: has_transaction(record.as_ref()),
                         record: record.map(Box::new),
                         staged_seq: Some(s.seq),
+                        first_staged: Some(s.first),
                         ..Slot::default()
                     },
                     Err(e) => {
@@ -792,10 +811,11 @@ impl Overlay {
         let Some(bound) = now.checked_sub(older_than) else {
             return;
         };
-        while let Some(&(seq, at)) = live.front() {
-            if at > bound {
+        while let Some(e) = live.front() {
+            if e.at > bound {
                 break;
             }
+            let seq = e.seq;
             live.pop_front();
             self.bound = self.bound.max(seq);
             self.unstaged.push(seq);
@@ -913,11 +933,12 @@ impl Overlay {
     }
 }
 
-/// The last staged entry written `older_than` before `now` or earlier.
-fn last_staged_before(live: &Live, now: tokio::time::Instant, older_than: Duration) -> Option<u64> {
-    let bound = now.checked_sub(older_than)?;
-    let n = live.partition_point(|&(_, at)| at <= bound);
-    n.checked_sub(1).map(|last| live[last].0)
+/// Puts a record's latest version in entry `seq`, the group's, out of the one it was in.
+fn restage(live: &mut Live, slot: &mut Slot, seq: u64) {
+    if let Some(old) = slot.staged_seq.replace(seq) {
+        live.release(old);
+    }
+    slot.first_staged.get_or_insert(seq);
 }
 
 /// Points (carrier, message id) at an event until `expires_ms`, unless the group already
@@ -1011,14 +1032,18 @@ mod unstage_tests {
     fn a_group_deletes_the_entries_written_before_the_bound_and_indexes_up_to_the_last() {
         let t0 = tokio::time::Instant::now();
         let s = Duration::from_secs(1);
-        let mut live: Live = [(3, t0), (4, t0 + s), (7, t0 + s * 3)].into();
+        let mut live = Live::default();
+        for (seq, at) in [(3, t0), (4, t0 + s), (7, t0 + s * 3)] {
+            live.found(seq, at);
+        }
         let mut overlay = Overlay::default();
         overlay.unstage(&mut live, t0 + s * 3, s * 2);
         assert_eq!((overlay.bound, &overlay.unstaged[..]), (4, &[3, 4][..]));
-        assert_eq!(live, [(7, t0 + s * 3)]);
+        assert_eq!(live.seqs(), [7]);
         // A bound before the clock's start: nothing is that old.
         let mut other = Overlay::default();
         other.unstage(&mut live, t0, Duration::MAX);
-        assert_eq!((other.bound, other.unstaged.len(), live.len()), (0, 0, 1));
+        assert_eq!((other.bound, other.unstaged.len()), (0, 0));
+        assert_eq!(live.seqs(), [7]);
     }
 }
