@@ -16,10 +16,11 @@
 
 use std::sync::Arc;
 
+use pigeon_smpp::receipt::{Receipt, ReceiptState};
 use time::OffsetDateTime;
 
 use crate::event::{State, StatusEvent};
-use crate::matcher::Accepted;
+use crate::matcher::{Accepted, SEGMENT_RECEIPT};
 use crate::notification::Meta;
 use crate::routing::CarrierId;
 use crate::store::{Claim, NotificationRecord};
@@ -102,6 +103,31 @@ pub fn accepted_of(r: &NotificationRecord, carriers: &[Arc<str>]) -> Option<Acce
     })
 }
 
+/// The final receipts of single segments recorded since the record's latest acceptance
+/// ([`crate::store::Change::Segment`]), as they came: the matcher takes them again after a
+/// restart, so that the notification waits only for its other segments' receipts.
+pub fn segment_receipts(r: &NotificationRecord) -> Vec<Receipt> {
+    let since = (r.timeline.iter())
+        .rposition(|e| e.state == State::Accepted)
+        .map_or(0, |i| i + 1);
+    r.timeline[since..]
+        .iter()
+        .filter(|e| e.reason.as_deref() == Some(SEGMENT_RECEIPT))
+        .filter_map(|e| {
+            let detail = e.detail.as_deref()?;
+            let (stat, error_code) = match detail.split_once(" err:") {
+                Some((stat, code)) => (stat, code.parse().ok()),
+                None => (detail, None),
+            };
+            Some(Receipt {
+                message_id: e.message_ids.first()?.clone(),
+                state: ReceiptState::from_stat_text(stat)?,
+                error_code,
+            })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -170,6 +196,60 @@ mod tests {
         assert_eq!(a.message_ids, ["m1"]);
         assert!(accepted_of(&record(State::Delivered), &carriers).is_none());
         assert!(accepted_of(&record(State::Accepted), &carriers[..1]).is_none());
+    }
+
+    #[test]
+    fn a_segment_receipt_recorded_before_a_restart_counts_after_it() {
+        use crate::store::TimelineEntry;
+        let mut r = record(State::Accepted);
+        r.message_ids = vec!["m1".into(), "m2".into()];
+        r.segments = 2;
+        let t = OffsetDateTime::now_utc();
+        let mut older = TimelineEntry::bare(State::Delivered, t);
+        older.reason = Some(SEGMENT_RECEIPT.into());
+        older.detail = Some("DELIVRD".into());
+        older.message_ids = vec!["old".into()];
+        let mut accepted = TimelineEntry::bare(State::Accepted, t);
+        accepted.message_ids = r.message_ids.clone();
+        let mut segment = older.clone();
+        segment.state = State::Undelivered;
+        segment.detail = Some("UNDELIV err:34".into());
+        segment.message_ids = vec!["m1".into()];
+        // An acceptance after `older` (a failover) makes it history.
+        r.timeline = vec![older, accepted, segment];
+        let receipts = segment_receipts(&r);
+        assert_eq!(
+            receipts,
+            [Receipt {
+                message_id: "m1".into(),
+                state: ReceiptState::Undeliverable,
+                error_code: Some(34),
+            }]
+        );
+
+        let carriers: Vec<Arc<str>> = vec!["a".into(), "b".into()];
+        let a = accepted_of(&r, &carriers).expect("accepted");
+        let (carrier, now, mut out) = (a.carrier, tokio::time::Instant::now(), Vec::new());
+        let mut m = crate::matcher::Matcher::new(
+            std::time::Duration::from_secs(60),
+            std::time::Duration::from_secs(10),
+            Vec::new(),
+        );
+        m.accept_aged(a, now, std::time::Duration::ZERO, &mut out);
+        for receipt in receipts {
+            m.receipt(carrier, receipt, now, &mut out);
+        }
+        assert!(out.is_empty());
+        let other = Receipt {
+            message_id: "m2".into(),
+            state: ReceiptState::Delivered,
+            error_code: None,
+        };
+        m.receipt(carrier, other, now, &mut out);
+        let [s] = out.as_slice() else {
+            panic!("the other segment's receipt ends it: {out:?}");
+        };
+        assert_eq!(s.state, State::Undelivered);
     }
 
     #[test]

@@ -138,6 +138,8 @@ impl Handler<Submitted> for MatcherActor {
         publish
             .statuses
             .extend(decided.into_iter().map(|s| (s, None)));
+        // Parked receipts applied to the acceptances.
+        publish.segments = self.matcher.take_segment_receipts();
         self.forward(publish)
     }
 }
@@ -154,7 +156,8 @@ impl Handler<Receipts> for MatcherActor {
             .map_or("unknown", String::as_str);
         // Tallied per batch: one metrics update per outcome, not one per receipt.
         let mut counts = [0u64; 4];
-        for r in msg.receipts {
+        let mut acks = Vec::with_capacity(msg.acks.len());
+        for (r, ack) in msg.receipts.into_iter().zip(msg.acks) {
             let i = match self.matcher.receipt(msg.carrier, r, now, &mut decided) {
                 ReceiptOutcome::Matched => 0,
                 ReceiptOutcome::Intermediate => 1,
@@ -162,6 +165,11 @@ impl Handler<Receipts> for MatcherActor {
                 ReceiptOutcome::Parked => 3,
             };
             counts[i] += 1;
+            // A parked receipt is only in memory: its SMSC is told to send it again later
+            // (the ack dropped), by when its acceptance is known.
+            if i != 3 {
+                acks.push(ack);
+            }
         }
         let outcomes = ["matched", "intermediate", "duplicate", "parked"];
         for (outcome, n) in outcomes.into_iter().zip(counts) {
@@ -169,7 +177,8 @@ impl Handler<Receipts> for MatcherActor {
         }
         let publish = Publish {
             statuses: decided.into_iter().map(|s| (s, None)).collect(),
-            acks: msg.acks,
+            segments: self.matcher.take_segment_receipts(),
+            acks,
             ..Publish::default()
         };
         self.forward(publish)

@@ -30,6 +30,7 @@ use crate::event::StatusEvent;
 use crate::matcher::Accepted;
 use crate::notification::{Notification, Origin};
 use crate::routing::CarrierId;
+use crate::store::TimelineEntry;
 
 /// Consumed records, source -> intake.
 #[derive(Message)]
@@ -100,7 +101,10 @@ pub struct Publish {
     /// duplicate event, or (without an origin) a status left in the store's outbox by a
     /// crash; the record already says what happened.
     pub replays: Vec<(StatusEvent, Option<Origin>)>,
-    /// Receipts to acknowledge to their SMSC once `statuses` are durable.
+    /// Final receipts of single segments (event id, timeline entry): recorded in the store
+    /// with `statuses` ([`crate::store::Change::Segment`]), not published.
+    pub segments: Vec<(String, TimelineEntry)>,
+    /// Receipts to acknowledge to their SMSC once `statuses` and `segments` are durable.
     pub acks: Vec<ReceiptAck>,
 }
 
@@ -109,6 +113,7 @@ impl Publish {
         self.statuses.is_empty()
             && self.dead_letters.is_empty()
             && self.replays.is_empty()
+            && self.segments.is_empty()
             && self.acks.is_empty()
     }
 }

@@ -260,6 +260,10 @@ impl Handler<Publish> for Sink {
             };
             items.push((self.topics.statuses.clone(), out, label, origin, outboxed));
         }
+        if self.store.is_some() {
+            let segments = msg.segments.into_iter();
+            changes.extend(segments.map(|(event_id, entry)| Change::Segment { event_id, entry }));
+        }
         let (store, out) = (self.store.clone(), self.out.clone());
         let acks = msg.acks;
         AtomicResponse::new(Box::pin(

@@ -36,6 +36,7 @@ use tokio::time::Instant;
 use crate::event::{State, StatusEvent};
 use crate::notification::{Meta, Notification};
 use crate::routing::CarrierId;
+use crate::store::TimelineEntry;
 
 use entry::Entry;
 use index::Index;
@@ -101,7 +102,14 @@ pub struct Matcher {
     carriers: Vec<(CarrierId, Arc<str>)>,
     /// Room for the keys of one acceptance, kept not to allocate it for each.
     keys: Vec<Key>,
+    /// Final receipts of single segments of notifications still awaiting others', to be
+    /// recorded before their SMSC is answered ([`Matcher::take_segment_receipts`]).
+    segment_receipts: Vec<(String, TimelineEntry)>,
 }
+
+/// Reason of the timeline entry that records a final receipt for one segment of a
+/// notification whose other segments' receipts are still awaited.
+pub const SEGMENT_RECEIPT: &str = "segment_receipt";
 
 /// How a carrier's submit response ids relate to its receipt ids.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -167,6 +175,7 @@ impl Matcher {
             ids,
             carriers: Vec::new(),
             keys: Vec::new(),
+            segment_receipts: Vec::new(),
         }
     }
 
@@ -360,7 +369,11 @@ impl Matcher {
             }
             return ReceiptOutcome::Matched;
         }
-        if self.settled.contains(self.fingerprint(&key)) || self.parked.contains_key(&key) {
+        if self.parked.contains_key(&key) {
+            // Sent again while the first is parked: still only in memory.
+            return ReceiptOutcome::Parked;
+        }
+        if self.settled.contains(self.fingerprint(&key)) {
             return ReceiptOutcome::Duplicate;
         }
         // A receipt held back only because its id is ambiguous is no evidence of a base
@@ -423,6 +436,7 @@ impl Matcher {
             if worse {
                 e.set_worst(r.state, r.error_code);
             }
+            self.note_segment_receipt(slot, r);
             return;
         }
         e.open = 0;
@@ -648,6 +662,42 @@ impl Matcher {
         by_id.insert(h, key, slot, holds, alone);
     }
 
+    /// Keeps a segment's final receipt for [`Matcher::take_segment_receipts`].
+    fn note_segment_receipt(&mut self, slot: u32, r: &Receipt) {
+        let Some(e) = self.entries.get(slot) else {
+            return;
+        };
+        let state = match r.state {
+            ReceiptState::Delivered => State::Delivered,
+            ReceiptState::Expired => State::Expired,
+            _ => State::Undelivered,
+        };
+        let stat = r.state.stat_text();
+        let detail = match r.error_code.filter(|c| *c != 0) {
+            Some(code) => format!("{stat} err:{code}"),
+            None => stat.to_owned(),
+        };
+        let entry = TimelineEntry {
+            state,
+            at: time::OffsetDateTime::now_utc(),
+            carrier: (self.carriers.get(e.carrier as usize)).map(|(_, name)| name.to_string()),
+            reason: Some(SEGMENT_RECEIPT.to_owned()),
+            detail: Some(detail),
+            message_ids: vec![r.message_id.clone()],
+            command_status: None,
+            possible_duplicate: false,
+        };
+        let event_id = e.meta().event_id;
+        self.segment_receipts.push((event_id, entry));
+    }
+
+    /// The segments' receipts noted since the last call, by event id: each goes to the
+    /// store ([`crate::store::Change::Segment`]) before its `deliver_sm` is answered, so
+    /// that a restart does not wait for it again.
+    pub fn take_segment_receipts(&mut self) -> Vec<(String, TimelineEntry)> {
+        std::mem::take(&mut self.segment_receipts)
+    }
+
     fn carrier_status(&self, e: &Entry, state: State) -> StatusEvent {
         // The strings rebuilt go into the status as they are rather than copied again by
         // `Meta::status` (a test holds the two to the same result).
@@ -868,6 +918,47 @@ mod tests {
             "part of it reached the customer: no second send"
         );
         assert_eq!(m.awaiting(), 1, "still waits for the other receipt");
+    }
+
+    #[test]
+    fn a_segment_receipt_before_the_last_is_noted_for_the_store_and_the_last_settles() {
+        let (mut m, now, mut out) = (m(), Instant::now(), Vec::new());
+        m.accept(accepted(&["s1", "s2"]), now, &mut out);
+        let mut first = receipt("s1", ReceiptState::Undeliverable);
+        first.error_code = Some(34);
+        assert_eq!(m.receipt(0, first, now, &mut out), ReceiptOutcome::Matched);
+        assert!(out.is_empty());
+        let noted = m.take_segment_receipts();
+        let [(event_id, entry)] = noted.as_slice() else {
+            panic!("one segment noted: {noted:?}");
+        };
+        assert_eq!(event_id, "e1");
+        assert_eq!(entry.state, State::Undelivered);
+        assert_eq!(entry.reason.as_deref(), Some(SEGMENT_RECEIPT));
+        assert_eq!(entry.detail.as_deref(), Some("UNDELIV err:34"));
+        assert_eq!(entry.message_ids, ["s1"]);
+        assert_eq!(entry.carrier.as_deref(), Some("a"));
+        assert!(m.take_segment_receipts().is_empty(), "taken once");
+        let last = receipt("s2", ReceiptState::Delivered);
+        assert_eq!(m.receipt(0, last, now, &mut out), ReceiptOutcome::Matched);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].state, State::Undelivered, "the worst segment's");
+        assert!(
+            m.take_segment_receipts().is_empty(),
+            "the last one is the status"
+        );
+    }
+
+    #[test]
+    fn a_parked_receipt_sent_again_is_still_parked_until_its_acceptance() {
+        let (mut m, now, mut out) = (m(), Instant::now(), Vec::new());
+        let early = || receipt("q1", ReceiptState::Delivered);
+        assert_eq!(m.receipt(0, early(), now, &mut out), ReceiptOutcome::Parked);
+        assert_eq!(m.receipt(0, early(), now, &mut out), ReceiptOutcome::Parked);
+        m.accept(accepted(&["q1"]), now, &mut out);
+        assert_eq!(out.len(), 1);
+        let late = m.receipt(0, early(), now, &mut out);
+        assert_eq!(late, ReceiptOutcome::Duplicate);
     }
 
     #[test]

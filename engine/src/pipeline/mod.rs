@@ -298,14 +298,22 @@ fn recover(store: &Store, cfg: &Config, matcher: &mut Matcher) -> anyhow::Result
             Some((
                 recovery::accepted_age(r, wall),
                 recovery::accepted_of(r, &names)?,
+                r,
             ))
         })
         .collect();
-    accepted.sort_by_key(|(age, _)| std::cmp::Reverse(*age));
+    accepted.sort_by_key(|(age, ..)| std::cmp::Reverse(*age));
     let awaiting = accepted.len();
-    for (age, a) in accepted {
+    for (age, a, r) in accepted {
+        let carrier = a.carrier;
         matcher.accept_aged(a, now, age, &mut out);
+        // Segments whose receipts came before the stop count as they did then.
+        for receipt in recovery::segment_receipts(r) {
+            matcher.receipt(carrier, receipt, now, &mut out);
+        }
     }
+    // Recorded already.
+    matcher.take_segment_receipts();
     info!(open = open.len(), awaiting, "resumed from the store");
     Ok(())
 }

@@ -192,13 +192,23 @@ pub enum Change {
     Held(StatusEvent),
     /// The broker acknowledged this outbox status.
     Published { event_id: String, state: State },
+    /// A final receipt for one segment of a notification still waiting for the others':
+    /// appended to its timeline, the record's state unchanged. After a restart the matcher
+    /// counts it again (`recovery::segment_receipts`); until it is durable its SMSC is not
+    /// answered. Nothing happens if the record is not there.
+    Segment {
+        event_id: String,
+        entry: TimelineEntry,
+    },
 }
 
 impl Change {
     pub fn event_id(&self) -> &str {
         match self {
             Change::Status(s) | Change::Held(s) => &s.event_id,
-            Change::Submitting { event_id, .. } | Change::Published { event_id, .. } => event_id,
+            Change::Submitting { event_id, .. }
+            | Change::Published { event_id, .. }
+            | Change::Segment { event_id, .. } => event_id,
         }
     }
 }

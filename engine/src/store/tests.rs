@@ -282,6 +282,36 @@ fn records_open_index_and_receipts_survive_a_reopen() {
     assert!(matches!(out.as_slice(), [Claim::Redelivered(r)] if r.state == State::Accepted));
 }
 
+#[test]
+fn a_segment_receipt_joins_the_timeline_and_survives_a_reopen_the_state_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut entry = TimelineEntry::bare(State::Delivered, T0);
+    entry.reason = Some(crate::matcher::SEGMENT_RECEIPT.into());
+    entry.message_ids = vec!["77".into()];
+    let segment = |id: &str| Change::Segment {
+        event_id: id.into(),
+        entry: entry.clone(),
+    };
+    {
+        let store = Store::open(&options(dir.path(), true)).unwrap();
+        store.claim_blocking(vec![req("a", 0, 1, "t1")]).unwrap();
+        let changes = vec![
+            submitting("a", T0),
+            accepted("a", &["77", "78"], T0),
+            segment("a"),
+            // Of no record: nothing to note it in.
+            segment("nobody"),
+        ];
+        store.commit_blocking(changes).unwrap();
+    }
+    let store = Store::open(&options(dir.path(), true)).unwrap();
+    let r = store.get("a").unwrap().unwrap();
+    assert_eq!(r.state, State::Accepted);
+    assert_eq!(r.timeline.last(), Some(&entry));
+    assert_eq!(ids(&store.open_records().unwrap()), ["a"]);
+    assert!(store.get("nobody").unwrap().is_none());
+}
+
 /// Set in the child process of `answered_writes_survive_a_process_abort`.
 const CRASH_DIR: &str = "PIGEON_STORE_CRASH_TEST_DIR";
 

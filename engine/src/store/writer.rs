@@ -927,6 +927,13 @@ impl Overlay {
                 Change::Published { event_id, state } => {
                     self.outbox.insert(keys::outbox_key(&event_id, state), None);
                 }
+                Change::Segment { event_id, entry } => {
+                    let slot = self.slot(&event_id);
+                    if let Some(record) = slot.record.as_mut() {
+                        record.timeline.push(entry);
+                        slot.dirty = true;
+                    }
+                }
             }
         }
         Ok(())
