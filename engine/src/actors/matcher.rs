@@ -156,8 +156,8 @@ impl Handler<Receipts> for MatcherActor {
             .map_or("unknown", String::as_str);
         // Tallied per batch: one metrics update per outcome, not one per receipt.
         let mut counts = [0u64; 4];
-        let mut acks = Vec::with_capacity(msg.acks.len());
-        for (r, ack) in msg.receipts.into_iter().zip(msg.acks) {
+        let mut acks = Vec::with_capacity(msg.receipts.len());
+        for (r, ack) in msg.receipts {
             let i = match self.matcher.receipt(msg.carrier, r, now, &mut decided) {
                 ReceiptOutcome::Matched => 0,
                 ReceiptOutcome::Intermediate => 1,

@@ -73,9 +73,8 @@ pub struct Submitted(pub Vec<SubmitResult>);
 #[rtype(result = "()")]
 pub struct Receipts {
     pub carrier: CarrierId,
-    pub receipts: Vec<Receipt>,
-    /// Their `deliver_sm` answers, given once what they decided is durable.
-    pub acks: Vec<ReceiptAck>,
+    /// Each with its `deliver_sm` answer, given once what it decided is durable.
+    pub receipts: Vec<(Receipt, ReceiptAck)>,
 }
 
 /// A record for the dead-letter topic.

@@ -344,18 +344,13 @@ async fn forward_receipts(
 ) {
     let mut buf = Vec::with_capacity(256);
     while rx.recv_many(&mut buf, 256).await > 0 {
-        let (mut receipts, mut acks) = (Vec::new(), Vec::new());
-        for i in buf.drain(..) {
-            if let Inbound::Receipt(r, ack) = i {
-                receipts.push(r);
-                acks.push(ack);
-            }
-        }
-        let batch = Receipts {
-            carrier,
-            receipts,
-            acks,
-        };
+        let receipts = (buf.drain(..))
+            .filter_map(|i| match i {
+                Inbound::Receipt(r, ack) => Some((r, ack)),
+                _ => None,
+            })
+            .collect();
+        let batch = Receipts { carrier, receipts };
         if !batch.receipts.is_empty() && matcher.send(batch).await.is_err() {
             return;
         }
