@@ -158,7 +158,8 @@ impl Handler<Receipts> for MatcherActor {
         let mut counts = [0u64; 4];
         let mut acks = Vec::with_capacity(msg.receipts.len());
         for (r, ack) in msg.receipts {
-            let i = match self.matcher.receipt(msg.carrier, r, now, &mut decided) {
+            let outcome = self.matcher.receipt(msg.carrier, r, now, &mut decided);
+            let i = match outcome {
                 ReceiptOutcome::Matched => 0,
                 ReceiptOutcome::Intermediate => 1,
                 ReceiptOutcome::Duplicate => 2,
@@ -166,8 +167,8 @@ impl Handler<Receipts> for MatcherActor {
             };
             counts[i] += 1;
             // A parked receipt is only in memory: its SMSC is told to send it again later
-            // (the ack dropped), by when its acceptance is known.
-            if i != 3 {
+            // (the ack dropped), by when its acceptance is known (ADR 0008).
+            if outcome != ReceiptOutcome::Parked {
                 acks.push(ack);
             }
         }
