@@ -514,7 +514,12 @@ impl Matcher {
                 break;
             }
             if let Some((_, k)) = self.parked_deadlines.pop_front() {
-                unmatched += usize::from(self.parked.remove(&k).is_some());
+                if self.parked.remove(&k).is_some() {
+                    unmatched += 1;
+                    // Its SMSC was told to send it again (ADR 0008): a copy that comes now
+                    // is answered as a duplicate, not parked and refused once more.
+                    self.remember_settled(&k, now);
+                }
             }
         }
         self.settled.expire(now);
@@ -950,7 +955,7 @@ mod tests {
     }
 
     #[test]
-    fn a_parked_receipt_sent_again_is_still_parked_until_its_acceptance() {
+    fn a_parked_receipt_sent_again_is_still_parked_until_its_acceptance_or_its_end() {
         let (mut m, now, mut out) = (m(), Instant::now(), Vec::new());
         let early = || receipt("q1", ReceiptState::Delivered);
         assert_eq!(m.receipt(0, early(), now, &mut out), ReceiptOutcome::Parked);
@@ -959,6 +964,20 @@ mod tests {
         assert_eq!(out.len(), 1);
         let late = m.receipt(0, early(), now, &mut out);
         assert_eq!(late, ReceiptOutcome::Duplicate);
+
+        // One that never matches is parked (and refused) until its park ends, then answered.
+        let stray = || receipt("q9", ReceiptState::Delivered);
+        assert_eq!(m.receipt(0, stray(), now, &mut out), ReceiptOutcome::Parked);
+        let parked_until = now + Duration::from_secs(10);
+        assert_eq!(
+            m.expire(parked_until - Duration::from_millis(1), &mut out),
+            0
+        );
+        let again = m.receipt(0, stray(), now, &mut out);
+        assert_eq!(again, ReceiptOutcome::Parked);
+        assert_eq!(m.expire(parked_until, &mut out), 1, "unmatched");
+        let after = m.receipt(0, stray(), parked_until, &mut out);
+        assert_eq!(after, ReceiptOutcome::Duplicate);
     }
 
     #[test]
