@@ -70,7 +70,6 @@ async fn two_thousand_debits_become_two_thousand_delivered_sms() {
         s.receipts_sent,
         "{s:?}"
     );
-    assert!(s.receipts_refused * 50 < s.receipts_sent, "{s:?}");
     assert!(
         s.data_codings.get("ucs2").copied().unwrap_or(0) > 0,
         "{s:?}"
