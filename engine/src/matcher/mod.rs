@@ -672,11 +672,7 @@ impl Matcher {
         let Some(e) = self.entries.get(slot) else {
             return;
         };
-        let state = match r.state {
-            ReceiptState::Delivered => State::Delivered,
-            ReceiptState::Expired => State::Expired,
-            _ => State::Undelivered,
-        };
+        let (state, _) = outcome(r.state);
         let stat = r.state.stat_text();
         let detail = match r.error_code.filter(|c| *c != 0) {
             Some(code) => format!("{stat} err:{code}"),
@@ -723,14 +719,7 @@ impl Matcher {
     }
 
     fn settle(&self, e: &Entry) -> StatusEvent {
-        let (state, reason) = match e.worst {
-            Some(ReceiptState::Delivered) | None => (State::Delivered, None),
-            Some(ReceiptState::Expired) => (State::Expired, Some("carrier_expired")),
-            Some(ReceiptState::Rejected) => (State::Undelivered, Some("carrier_rejected")),
-            Some(ReceiptState::Deleted) => (State::Undelivered, Some("carrier_deleted")),
-            Some(ReceiptState::Unknown) => (State::Undelivered, Some("carrier_unknown")),
-            Some(_) => (State::Undelivered, Some("undeliverable")),
-        };
+        let (state, reason) = e.worst.map_or((State::Delivered, None), outcome);
         let mut s = self.carrier_status(e, state);
         s.reason = reason.map(str::to_owned);
         if let Some(code) = e
@@ -740,6 +729,18 @@ impl Matcher {
             s.detail = Some(format!("carrier error code {code}"));
         }
         s
+    }
+}
+
+/// The notification state a final receipt state stands for, with its reason.
+fn outcome(state: ReceiptState) -> (State, Option<&'static str>) {
+    match state {
+        ReceiptState::Delivered => (State::Delivered, None),
+        ReceiptState::Expired => (State::Expired, Some("carrier_expired")),
+        ReceiptState::Rejected => (State::Undelivered, Some("carrier_rejected")),
+        ReceiptState::Deleted => (State::Undelivered, Some("carrier_deleted")),
+        ReceiptState::Unknown => (State::Undelivered, Some("carrier_unknown")),
+        _ => (State::Undelivered, Some("undeliverable")),
     }
 }
 
