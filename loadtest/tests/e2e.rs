@@ -63,8 +63,9 @@ async fn two_thousand_debits_become_two_thousand_delivered_sms() {
         "long messages are several segments: {s:?}"
     );
     assert_eq!(s.receipts_sent, s.submits, "one receipt per segment: {s:?}");
-    // Each answered; a receipt that came before its acceptance was known is refused (the
-    // engine holds it only in memory) and sent again a second later.
+    // Each answered; a receipt that came before its acceptance was known waits for it, and
+    // is refused (the SMSC sends it again a second later) if it takes longer than
+    // `PARKED_ANSWER_HOLD`.
     assert_eq!(
         s.receipts_acked + s.receipts_refused,
         s.receipts_sent,

@@ -243,6 +243,19 @@ async fn receipts_in_another_id_form_early_twice_or_on_another_bind_are_matched_
     assert_eq!(r.state("delivered"), 100, "{:?}", r.acc);
 }
 
+/// A receipt sent before its submit response is parked until the acceptance is registered;
+/// its `deliver_sm` is answered once the outcome is recorded, not refused for its SMSC to
+/// send it again (ADR 0008).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receipts_before_their_submit_response_are_answered_once_their_outcome_is_recorded() {
+    let r = run("early", 200, |c| c.receipt_before_response = 0.5, "").await;
+    assert!(r.acc.exactly_once(), "{:?}", r.acc);
+    assert_eq!(r.state("delivered"), 200, "{:?}", r.acc);
+    assert!(r.sim.receipts_before_response > 50, "{:?}", r.sim);
+    assert_eq!(r.sim.receipts_refused, 0, "none sent twice: {:?}", r.sim);
+    assert_eq!(r.sim.receipts_acked, r.sim.receipts_sent, "{:?}", r.sim);
+}
+
 /// With the default wait (30 s), nothing unanswered goes again within the run.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unanswered_submits_are_ambiguous_and_not_resent_before_the_wait() {

@@ -13,11 +13,15 @@ use super::shard::{NoReceipt, Shard};
 use super::sink::Sink;
 use super::{Publish, Receipts, SubmitResult, Submitted};
 use crate::event::State;
-use crate::matcher::{Matcher, ReceiptOutcome};
+use crate::matcher::{HeldAnswers, Matcher, ReceiptOutcome, PARKED_ANSWER_HOLD};
 use crate::metrics;
+use pigeon_smpp::session::ReceiptAck;
 
 pub struct MatcherActor {
     matcher: Matcher,
+    /// The answers owed for parked receipts, until their acceptance or
+    /// [`PARKED_ANSWER_HOLD`].
+    held: HeldAnswers<ReceiptAck>,
     sink: Addr<Sink>,
     /// The carrier shards, by carrier id (set once they are started), for receipt failover.
     shards: Arc<OnceLock<Vec<Addr<Shard>>>>,
@@ -38,6 +42,7 @@ impl MatcherActor {
     ) -> Self {
         MatcherActor {
             matcher,
+            held: HeldAnswers::new(PARKED_ANSWER_HOLD),
             sink,
             shards,
             carriers,
@@ -68,6 +73,14 @@ impl MatcherActor {
         }
     }
 
+    /// Adds to `publish` what the matcher noted while deciding its statuses: the receipts of
+    /// single segments, and the answers held for the parked receipts it applied.
+    fn noted(&mut self, publish: &mut Publish) {
+        publish.segments = self.matcher.take_segment_receipts();
+        let applied = self.matcher.take_applied_parks();
+        self.held.release(applied, &mut publish.acks);
+    }
+
     fn forward(&self, publish: Publish) -> AtomicResponse<Self, ()> {
         metrics::receipts_awaited(self.matcher.awaiting());
         let sink = self.sink.clone();
@@ -93,6 +106,9 @@ impl Actor for MatcherActor {
             act.fail_over(now, ctx);
             let unmatched = act.matcher.expire(now, &mut out);
             metrics::receipts("any", "unmatched", unmatched as u64);
+            // Dropped: the SMSC is told to send these receipts again later.
+            let refused = act.held.overdue(now).len();
+            metrics::receipts("any", "parked_refused", refused as u64);
             if !out.is_empty() {
                 let publish = Publish {
                     statuses: out.into_iter().map(|s| (s, None)).collect(),
@@ -139,7 +155,7 @@ impl Handler<Submitted> for MatcherActor {
             .statuses
             .extend(decided.into_iter().map(|s| (s, None)));
         // Parked receipts applied to the acceptances.
-        publish.segments = self.matcher.take_segment_receipts();
+        self.noted(&mut publish);
         self.forward(publish)
     }
 }
@@ -163,25 +179,31 @@ impl Handler<Receipts> for MatcherActor {
                 ReceiptOutcome::Matched => 0,
                 ReceiptOutcome::Intermediate => 1,
                 ReceiptOutcome::Duplicate => 2,
-                ReceiptOutcome::Parked => 3,
+                ReceiptOutcome::Parked { .. } => 3,
             };
             counts[i] += 1;
-            // A parked receipt is only in memory: its SMSC is told to send it again later
-            // (the ack dropped), by when its acceptance is known (ADR 0008).
-            if outcome != ReceiptOutcome::Parked {
-                acks.push(ack);
+            match outcome {
+                // A parked receipt is only in memory: its answer waits for its acceptance,
+                // for a while; one parked while its carrier's id form is being learned is
+                // refused at once (the SMSC sends it again later, ADR 0008).
+                ReceiptOutcome::Parked {
+                    id,
+                    learning: false,
+                } => self.held.hold(id, ack, now),
+                ReceiptOutcome::Parked { learning: true, .. } => drop(ack),
+                _ => acks.push(ack),
             }
         }
         let outcomes = ["matched", "intermediate", "duplicate", "parked"];
         for (outcome, n) in outcomes.into_iter().zip(counts) {
             metrics::receipts(name, outcome, n);
         }
-        let publish = Publish {
+        let mut publish = Publish {
             statuses: decided.into_iter().map(|s| (s, None)).collect(),
-            segments: self.matcher.take_segment_receipts(),
             acks,
             ..Publish::default()
         };
+        self.noted(&mut publish);
         self.forward(publish)
     }
 }

@@ -14,6 +14,7 @@
 //! when it is settled.
 
 mod entry;
+mod held;
 mod index;
 mod settled;
 mod slab;
@@ -39,6 +40,7 @@ use crate::routing::CarrierId;
 use crate::store::TimelineEntry;
 
 use entry::Entry;
+pub use held::{HeldAnswers, PARKED_ANSWER_HOLD};
 use index::Index;
 use settled::Settled;
 use slab::Slab;
@@ -68,8 +70,15 @@ pub enum ReceiptOutcome {
     /// For a segment already settled: ignored.
     Duplicate,
     /// No acceptance known yet: parked until one is registered or the park expires.
-    Parked,
+    /// `learning`: the carrier's id form is still being learned, so the receipt may wait
+    /// for that rather than for a submit response about to be handled.
+    Parked { id: ParkId, learning: bool },
 }
+
+/// Names a parked receipt (and its copies sent while it is parked) in
+/// [`Matcher::take_applied_parks`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ParkId(u64);
 
 /// The correlation table.
 #[derive(Debug)]
@@ -84,7 +93,10 @@ pub struct Matcher {
     /// Acceptances so far: orders the failovers due at the same time.
     next: u64,
     /// Receipts that came before their acceptance.
-    parked: HashMap<Key, Receipt>,
+    parked: HashMap<Key, (Receipt, ParkId)>,
+    next_park: u64,
+    /// Parked receipts applied since [`Matcher::take_applied_parks`] was last called.
+    applied_parks: Vec<ParkId>,
     parked_deadlines: VecDeque<(Instant, Key)>,
     /// Recently settled ids (for the park timeout at least), to tell duplicates from
     /// unknown receipts, by a 64-bit fingerprint of their key: a receipt taken for a
@@ -166,6 +178,8 @@ impl Matcher {
             hash_mask: u32::MAX,
             next: 0,
             parked: HashMap::new(),
+            next_park: 0,
+            applied_parks: Vec::new(),
             parked_deadlines: VecDeque::new(),
             settled: Settled::new(park_timeout, Instant::now()),
             failovers: BTreeMap::new(),
@@ -246,7 +260,8 @@ impl Matcher {
         // its error code.
         ready.sort_unstable();
         for k in ready {
-            if let Some(r) = self.parked.remove(&k) {
+            if let Some((r, id)) = self.parked.remove(&k) {
+                self.applied_parks.push(id);
                 self.apply(k, &r, now, out);
             }
         }
@@ -327,8 +342,9 @@ impl Matcher {
             let ok = self
                 .parked
                 .get(&k)
-                .is_some_and(|r| !(doubtful && digits_only(&r.message_id)));
-            if let Some(r) = ok.then(|| self.parked.remove(&k)).flatten() {
+                .is_some_and(|(r, _)| !(doubtful && digits_only(&r.message_id)));
+            if let Some((r, id)) = ok.then(|| self.parked.remove(&k)).flatten() {
+                self.applied_parks.push(id);
                 self.apply(k, &r, now, out);
             }
         }
@@ -369,9 +385,9 @@ impl Matcher {
             }
             return ReceiptOutcome::Matched;
         }
-        if self.parked.contains_key(&key) {
+        if let Some((_, id)) = self.parked.get(&key) {
             // Sent again while the first is parked: still only in memory.
-            return ReceiptOutcome::Parked;
+            return ReceiptOutcome::Parked { id: *id, learning };
         }
         if self.settled.contains(self.fingerprint(&key)) {
             return ReceiptOutcome::Duplicate;
@@ -387,7 +403,9 @@ impl Matcher {
             .and_then(|l| l.observe_unmatched_receipt_id(&r.message_id));
         self.parked_deadlines
             .push_back((now + self.park_timeout, key.clone()));
-        self.parked.insert(key, r);
+        let id = ParkId(self.next_park);
+        self.next_park += 1;
+        self.parked.insert(key, (r, id));
         if let Some(form) = proposal.filter(|f| *f != self.id_form(carrier)) {
             if self.would_match(carrier, form) > self.would_match(carrier, self.id_form(carrier)) {
                 self.relearn(carrier, form, now, out);
@@ -396,7 +414,10 @@ impl Matcher {
                 l.reset();
             }
         }
-        ReceiptOutcome::Parked
+        // Learned just now, the form no longer keeps this receipt (if it was applied, it is
+        // among the applied parks).
+        let learning = self.ids.get(carrier).is_some_and(|c| c.learner.is_some());
+        ReceiptOutcome::Parked { id, learning }
     }
 
     /// How many of `carrier`'s parked receipts would match an awaiting notification if its
@@ -692,6 +713,14 @@ impl Matcher {
         self.segment_receipts.push((event_id, entry));
     }
 
+    /// The parked receipts applied since the last call (by [`Matcher::accept`] or once their
+    /// carrier's id form was learned): their outcome is among the statuses and segment
+    /// receipts of the same call, so their `deliver_sm` can be answered once those are
+    /// recorded.
+    pub fn take_applied_parks(&mut self) -> Vec<ParkId> {
+        std::mem::take(&mut self.applied_parks)
+    }
+
     /// The segments' receipts noted since the last call, by event id: each goes to the
     /// store ([`crate::store::Change::Segment`]) before its `deliver_sm` is answered, so
     /// that a restart does not wait for it again.
@@ -955,30 +984,46 @@ mod tests {
         );
     }
 
+    /// The park of a parked outcome.
+    fn park(o: ReceiptOutcome) -> ParkId {
+        match o {
+            ReceiptOutcome::Parked {
+                id,
+                learning: false,
+            } => id,
+            other => panic!("not parked for its acceptance: {other:?}"),
+        }
+    }
+
     #[test]
     fn a_parked_receipt_sent_again_is_still_parked_until_its_acceptance_or_its_end() {
         let (mut m, now, mut out) = (m(), Instant::now(), Vec::new());
         let early = || receipt("q1", ReceiptState::Delivered);
-        assert_eq!(m.receipt(0, early(), now, &mut out), ReceiptOutcome::Parked);
-        assert_eq!(m.receipt(0, early(), now, &mut out), ReceiptOutcome::Parked);
+        let first = park(m.receipt(0, early(), now, &mut out));
+        assert_eq!(park(m.receipt(0, early(), now, &mut out)), first, "a copy");
+        assert!(m.take_applied_parks().is_empty());
         m.accept(accepted(&["q1"]), now, &mut out);
         assert_eq!(out.len(), 1);
+        assert_eq!(m.take_applied_parks(), [first], "its answers may go");
+        assert!(m.take_applied_parks().is_empty(), "once");
         let late = m.receipt(0, early(), now, &mut out);
         assert_eq!(late, ReceiptOutcome::Duplicate);
 
         // One that never matches is parked (and refused) until its park ends, then answered.
         let stray = || receipt("q9", ReceiptState::Delivered);
-        assert_eq!(m.receipt(0, stray(), now, &mut out), ReceiptOutcome::Parked);
+        let stray_park = park(m.receipt(0, stray(), now, &mut out));
+        assert_ne!(stray_park, first);
         let parked_until = now + Duration::from_secs(10);
         assert_eq!(
             m.expire(parked_until - Duration::from_millis(1), &mut out),
             0
         );
         let again = m.receipt(0, stray(), now, &mut out);
-        assert_eq!(again, ReceiptOutcome::Parked);
+        assert_eq!(park(again), stray_park);
         assert_eq!(m.expire(parked_until, &mut out), 1, "unmatched");
         let after = m.receipt(0, stray(), parked_until, &mut out);
         assert_eq!(after, ReceiptOutcome::Duplicate);
+        assert!(m.take_applied_parks().is_empty(), "expired, not applied");
     }
 
     #[test]
@@ -1028,11 +1073,12 @@ mod tests {
     fn a_receipt_before_its_acceptance_is_parked_then_matched() {
         let (mut m, now, mut out) = (m(), Instant::now(), Vec::new());
         let r = m.receipt(0, receipt("7", ReceiptState::Delivered), now, &mut out);
-        assert_eq!(r, ReceiptOutcome::Parked);
+        let id = park(r);
         assert!(out.is_empty());
         m.accept(accepted(&["7"]), now, &mut out);
         assert_eq!(out.len(), 1);
         assert_eq!(m.parked(), 0);
+        assert_eq!(m.take_applied_parks(), [id]);
     }
 
     #[test]
@@ -1050,10 +1096,7 @@ mod tests {
     fn the_same_id_on_another_carrier_does_not_match() {
         let (mut m, now, mut out) = (m(), Instant::now(), Vec::new());
         m.accept(accepted(&["1"]), now, &mut out);
-        assert_eq!(
-            m.receipt(1, receipt("1", ReceiptState::Delivered), now, &mut out),
-            ReceiptOutcome::Parked
-        );
+        park(m.receipt(1, receipt("1", ReceiptState::Delivered), now, &mut out));
         assert!(out.is_empty());
     }
 
@@ -1076,15 +1119,23 @@ mod tests {
             a.meta.event_id = format!("e{i}");
             m.accept(a, now, &mut out);
         }
+        let mut parked = Vec::new();
         for i in 0..30u32 {
-            m.receipt(
-                0,
-                receipt(&(0xa0 + i).to_string(), ReceiptState::Delivered),
-                now,
-                &mut out,
-            );
+            let r = receipt(&(0xa0 + i).to_string(), ReceiptState::Delivered);
+            if let ReceiptOutcome::Parked { id, learning } = m.receipt(0, r, now, &mut out) {
+                parked.push((id, learning));
+            }
         }
         assert_eq!(m.id_form(0), IdForm::HexToDecimal);
+        // Parked while the form was learned, so refused at once, but the last: its arrival
+        // settled the form and applied them all.
+        let (last, before) = parked.split_last().expect("some were parked");
+        assert!(before.iter().all(|(_, learning)| *learning), "{parked:?}");
+        assert!(!last.1, "{parked:?}");
+        let mut applied = m.take_applied_parks();
+        applied.sort_unstable();
+        let ids: Vec<ParkId> = parked.iter().map(|(id, _)| *id).collect();
+        assert_eq!(applied, ids);
         assert_eq!(
             out.len(),
             30,
@@ -1186,11 +1237,8 @@ mod tests {
         assert_eq!(out[0].reason.as_deref(), Some("no_receipt"));
         assert_eq!(m.awaiting(), 0);
         let late = m.receipt(0, receipt("1", ReceiptState::Delivered), now, &mut out);
-        assert_eq!(
-            late,
-            ReceiptOutcome::Parked,
-            "a receipt after unconfirmed is not matched"
-        );
+        // Not matched after unconfirmed.
+        park(late);
         assert_eq!(out.len(), 1);
     }
 
@@ -1318,11 +1366,8 @@ mod tests {
                     "one key by its hash, the rest whole"
                 );
             }
-            assert_eq!(
-                m.receipt(0, receipt("ff", ReceiptState::Delivered), now, &mut out),
-                ReceiptOutcome::Parked,
-                "an unknown id is not taken for one that shares its hash"
-            );
+            // An unknown id is not taken for one that shares its hash.
+            park(m.receipt(0, receipt("ff", ReceiptState::Delivered), now, &mut out));
             // Newest first: the key held by its hash goes before those kept whole.
             for i in (0..20u32).rev() {
                 for carrier in 0..2 {
