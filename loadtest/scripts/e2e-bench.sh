@@ -2,7 +2,8 @@
 # One end-to-end measurement on this machine: broker, two simulated carriers (uncapped, a
 # receipt 100 ms after each submit), the release engine with deploy/local/pigeon.toml and
 # carriers uncapped, and pigeon-load. Prints pigeon-load's summary, the engine's CPU per
-# notification and resident memory, and its own latency split (broker hop, its own share;
+# notification and resident memory, this machine's speed at the time (a fixed loop's CPU
+# time), and its own latency split (broker hop, its own share;
 # from its metrics on 127.0.0.1:${METRICS_PORT:-19899}).
 #
 #   [WINDOW=N] [BINDS=N] loadtest/scripts/e2e-bench.sh COUNT RATE [VAR=VALUE ...]
@@ -69,6 +70,9 @@ machine() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8, $2 + $3 + $4 + $5 + $6 +
 # Bytes the engine had written to the disk (journal, tables; not what stays in the page cache
 # unwritten).
 disk() { awk '/^write_bytes/ {print $2}' "/proc/$engine/io"; }
+# This machine's speed now (it varies from hour to hour and day to day on a shared host):
+# the CPU time of a fixed single-threaded loop, to compare runs taken at different times.
+reference=$(python3 -c 'import time; t = time.process_time(); sum(range(3 * 10**7)); print(f"{time.process_time() - t:.2f}")')
 before=$(cpu)
 dbefore=$(disk)
 mbefore=$(machine)
@@ -87,6 +91,7 @@ before, after, ticks, count, rss = map(float, sys.argv[1:])
 print(f"engine CPU: {(after - before) / ticks:.2f} s, {(after - before) / ticks / count * 1e6:.1f} us per notification; RSS {rss / 1024:.0f} MB")
 PY
 echo "$dbefore $dafter $count" | awk '{printf "engine wrote to disk: %.1f MB, %.0f B per notification\n", ($2 - $1) / 1e6, ($2 - $1) / $3}'
+echo "machine reference: $reference s of CPU for a fixed loop before the run (python3, sum(range(3e7)); lower is faster)"
 echo "$mbefore $mafter" | awk '{printf "machine busy during the run: %.0f%% of all cores\n", 100 * ($3 - $1) / ($4 - $2)}'
 echo "engine CPU by thread (s):"
 join -a 2 "$out/threads.before" "$out/threads.after" | awk -v t="$ticks" \

@@ -5,8 +5,9 @@
 //! ahead of a submit response that is being handled right then: their acceptance is
 //! registered milliseconds later. Holding the answer until then, and giving it once the
 //! receipt's outcome is recorded, spares the SMSC a second delivery (and the notification
-//! a status delayed by the SMSC's retry interval). Held at most `hold` from the receipt's
-//! first arrival: a receipt that matches nothing by then is refused as before, so that an
+//! a status delayed by the SMSC's retry interval). Held for `hold` from the receipt's
+//! first arrival (given up by [`HeldAnswers::overdue`], which the matcher actor calls once a
+//! second): a receipt that matches nothing by then is refused as before, so that an
 //! SMSC's window of unanswered receipts never stays filled with them.
 
 use std::collections::VecDeque;
@@ -17,10 +18,10 @@ use tokio::time::Instant;
 
 use super::{shrink, ParkId};
 
-/// How long the answer to a parked receipt is held, at most: its acceptance comes within
-/// milliseconds when it was only behind its submit response, and an SMSC waits longer
-/// than this for an answer (commonly 30–60 s; a session refuses at its own
-/// `response_timeout` anyway).
+/// How long the answer to a parked receipt is held (plus up to the second between the
+/// matcher actor's checks): its acceptance comes within milliseconds when it was only behind
+/// its submit response, and an SMSC waits longer than this for an answer (commonly 30–60 s;
+/// a session refuses at its own `response_timeout` anyway).
 pub const PARKED_ANSWER_HOLD: Duration = Duration::from_secs(2);
 
 /// Answers (`A`: whatever answers one `deliver_sm`) by parked receipt.
