@@ -106,6 +106,12 @@ pub fn receipts_awaited(n: usize) {
     gauge!("pigeon_receipts_awaited").set(n as f64);
 }
 
+/// Receipts waiting for their acceptance (a count that stays up points at receipts whose
+/// ids the engine cannot match: a carrier's id form, say).
+pub fn receipts_parked(n: usize) {
+    gauge!("pigeon_receipts_parked").set(n as f64);
+}
+
 /// Time the source spent waiting for the pipeline to take a batch (backpressure).
 pub fn source_blocked(micros: u64) {
     counter!("pigeon_source_blocked_microseconds_total").increment(micros);

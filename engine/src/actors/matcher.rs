@@ -83,6 +83,7 @@ impl MatcherActor {
 
     fn forward(&self, publish: Publish) -> AtomicResponse<Self, ()> {
         metrics::receipts_awaited(self.matcher.awaiting());
+        metrics::receipts_parked(self.matcher.parked());
         let sink = self.sink.clone();
         AtomicResponse::new(Box::pin(
             async move {
@@ -106,6 +107,7 @@ impl Actor for MatcherActor {
             act.fail_over(now, ctx);
             let unmatched = act.matcher.expire(now, &mut out);
             metrics::receipts("any", "unmatched", unmatched as u64);
+            metrics::receipts_parked(act.matcher.parked());
             // Dropped: the SMSC is told to send these receipts again later.
             let refused = act.held.overdue(now).len();
             metrics::receipts("any", "parked_refused", refused as u64);
