@@ -4,8 +4,8 @@
 //! its `deliver_sm` cannot be answered "received" yet (ADR 0008). Most such receipts are
 //! ahead of a submit response that is being handled right then: their acceptance is
 //! registered milliseconds later. Holding the answer until then, and giving it once the
-//! receipt's outcome is recorded, spares the SMSC a second delivery (and the notification
-//! a status delayed by the SMSC's retry interval). Held for `hold` from the receipt's
+//! receipt's outcome is recorded, spares the SMSC a second delivery of it (the parked
+//! receipt itself is applied at the acceptance either way). Held for `hold` from the receipt's
 //! first arrival (given up by [`HeldAnswers::overdue`], which the matcher actor calls once a
 //! second): a receipt that matches nothing by then is refused as before, so that an
 //! SMSC's window of unanswered receipts never stays filled with them.
