@@ -32,6 +32,7 @@ wait_for() { # wait_for FILE PATTERN COUNT SECONDS
 
 echo "== building (release)"
 cargo build --release --quiet --bin pigeon --bin pigeon-sim --bin pigeon-load
+bin="${CARGO_TARGET_DIR:-target}/release"
 
 echo "== broker"
 deploy/local/broker.sh stop >/dev/null || true
@@ -39,7 +40,7 @@ deploy/local/broker.sh start "$port"
 deploy/local/broker.sh topics "$port"
 
 echo "== simulated carriers"
-target/release/pigeon-sim \
+"$bin"/pigeon-sim \
   --listen carrier-a=127.0.0.1:2775 --listen carrier-b=127.0.0.1:2776 \
   --account pigeon:secret --dlr-delay-ms 200 --stats-file "$out/sim-stats.json" \
   >"$out/sim.out" 2>"$out/sim.log" &
@@ -49,7 +50,7 @@ cat "$out/sim.out"
 
 echo "== engine"
 rm -rf "$out/store" # a fresh store: the sample event ids are the same on every run
-RUST_LOG=info,rusmpp=warn target/release/pigeon run --config deploy/local/pigeon.toml \
+RUST_LOG=info,rusmpp=warn "$bin"/pigeon run --config deploy/local/pigeon.toml \
   2>"$out/engine.log" &
 engine=$!
 pids=("$engine" "${pids[@]}")
@@ -58,7 +59,7 @@ wait_for "$out/engine.log" "partitions assigned" 1 60
 echo "engine up (log: $out/engine.log, metrics: http://127.0.0.1:9464/metrics)"
 
 echo "== sample debits (deploy/local/sample-debits.jsonl) and their statuses"
-target/release/pigeon-load --brokers "127.0.0.1:$port" --events deploy/local/sample-debits.jsonl \
+"$bin"/pigeon-load --brokers "127.0.0.1:$port" --events deploy/local/sample-debits.jsonl \
   --run-id demo --settle-timeout-s 60
 
 echo "== status API: the record of demo-3 (GET /v1/notifications/demo-3, bearer token)"
@@ -70,7 +71,7 @@ print(json.dumps(json.load(urllib.request.urlopen(req, timeout=5)), indent=1, en
 PY
 
 echo "== load: 20000 debits at 5000/s"
-target/release/pigeon-load --brokers "127.0.0.1:$port" --count 20000 --rate 5000 \
+"$bin"/pigeon-load --brokers "127.0.0.1:$port" --count 20000 --rate 5000 \
   --report "$out/load-report.json"
 
 echo "== stopping (SIGTERM: drain, commit, unbind)"

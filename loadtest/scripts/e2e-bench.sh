@@ -22,6 +22,7 @@ rate=${2:?RATE}
 shift 2
 port=19092
 out="$root/.local/bench"
+bin="${CARGO_TARGET_DIR:-target}/release"
 mkdir -p "$out"
 rm -rf "$out/store"
 pids=()
@@ -36,7 +37,7 @@ deploy/local/broker.sh stop >/dev/null 2>&1 || true
 deploy/local/broker.sh start "$port" >/dev/null
 deploy/local/broker.sh topics "$port" >/dev/null
 
-target/release/pigeon-sim --listen carrier-a=127.0.0.1:2775 --listen carrier-b=127.0.0.1:2776 \
+"$bin"/pigeon-sim --listen carrier-a=127.0.0.1:2775 --listen carrier-b=127.0.0.1:2776 \
   --account pigeon:secret --dlr-delay-ms 100 >"$out/sim.out" 2>"$out/sim.log" &
 pids+=($!)
 
@@ -47,7 +48,7 @@ sed -e 's/^max_segments_per_second = .*/max_segments_per_second = 100000/' \
   deploy/local/pigeon.toml >"$out/pigeon.toml"
 metrics="127.0.0.1:${METRICS_PORT:-19899}"
 env PIGEON_STORE__PATH="$out/store" PIGEON_API__LISTEN="" PIGEON_METRICS__LISTEN="$metrics" "$@" \
-  RUST_LOG=warn,pigeon_kafka=info,pigeon::store=info target/release/pigeon run --config "$out/pigeon.toml" 2>"$out/engine.log" &
+  RUST_LOG=warn,pigeon_kafka=info,pigeon::store=info "$bin"/pigeon run --config "$out/pigeon.toml" 2>"$out/engine.log" &
 engine=$!
 pids=("$engine" "${pids[@]}")
 
@@ -77,7 +78,7 @@ before=$(cpu)
 dbefore=$(disk)
 mbefore=$(machine)
 threads >"$out/threads.before"
-target/release/pigeon-load --brokers "127.0.0.1:$port" --count "$count" --rate "$rate" \
+"$bin"/pigeon-load --brokers "127.0.0.1:$port" --count "$count" --rate "$rate" \
   --report "$out/report.json"
 curl -sf "http://$metrics/metrics" >"$out/metrics.txt" || : >"$out/metrics.txt"
 after=$(cpu)
