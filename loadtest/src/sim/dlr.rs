@@ -55,6 +55,8 @@ pub(crate) struct PendingReceipt {
     pub duplicate: bool,
     /// Send it on another bind of the account (`receipts_on_other_bind`); cleared once moved.
     pub other_bind: bool,
+    /// Refused once already: the next send is a retransmission.
+    pub refused: bool,
 }
 
 impl PendingReceipt {

@@ -29,6 +29,9 @@ pub struct SimStats {
     /// `deliver_sm_resp` with an error status: the receipt is sent again a second later.
     #[serde(default)]
     pub receipts_refused: u64,
+    /// Receipts written again after a refusal (counted in `receipts_sent` too).
+    #[serde(default)]
+    pub receipts_resent: u64,
     /// Complete messages whose `(destination, text)` had not been seen before in this process.
     pub unique_pairs: u64,
     /// Complete messages whose `(destination, text)` had been seen before, on any carrier.
@@ -65,6 +68,7 @@ impl SimStats {
         self.receipts_sent += other.receipts_sent;
         self.receipts_acked += other.receipts_acked;
         self.receipts_refused += other.receipts_refused;
+        self.receipts_resent += other.receipts_resent;
         self.unique_pairs += other.unique_pairs;
         self.duplicate_pairs += other.duplicate_pairs;
         self.segments_reassembled += other.segments_reassembled;
@@ -111,6 +115,7 @@ pub(crate) struct Counters {
     pub receipts_sent: AtomicU64,
     pub receipts_acked: AtomicU64,
     pub receipts_refused: AtomicU64,
+    pub receipts_resent: AtomicU64,
     pub unique_pairs: AtomicU64,
     pub duplicate_pairs: AtomicU64,
     pub segments_reassembled: AtomicU64,
@@ -136,6 +141,7 @@ impl Default for Counters {
             receipts_sent: AtomicU64::new(0),
             receipts_acked: AtomicU64::new(0),
             receipts_refused: AtomicU64::new(0),
+            receipts_resent: AtomicU64::new(0),
             unique_pairs: AtomicU64::new(0),
             duplicate_pairs: AtomicU64::new(0),
             segments_reassembled: AtomicU64::new(0),
@@ -181,6 +187,7 @@ impl Counters {
             receipts_sent: self.receipts_sent.load(Relaxed),
             receipts_acked: self.receipts_acked.load(Relaxed),
             receipts_refused: self.receipts_refused.load(Relaxed),
+            receipts_resent: self.receipts_resent.load(Relaxed),
             unique_pairs: self.unique_pairs.load(Relaxed),
             duplicate_pairs: self.duplicate_pairs.load(Relaxed),
             data_codings,

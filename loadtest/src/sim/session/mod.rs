@@ -280,8 +280,9 @@ impl Session {
                     Counters::incr(&self.carrier.counters.receipts_acked);
                 }
                 // Refused (e.g. ESME_RX_T_APPN): as an SMSC does, send it again later.
-                Some(receipt) => {
+                Some(mut receipt) => {
                     Counters::incr(&self.carrier.counters.receipts_refused);
+                    receipt.refused = true;
                     self.receipts
                         .insert_at(receipt, Instant::now() + RECEIPT_RETRY);
                 }

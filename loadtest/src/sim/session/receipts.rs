@@ -105,6 +105,9 @@ impl Session {
                 .await?;
             self.outstanding.insert(seq, receipt.clone());
             Counters::incr(&self.carrier.counters.receipts_sent);
+            if receipt.refused && copy == 0 {
+                Counters::incr(&self.carrier.counters.receipts_resent);
+            }
             if copy > 0 {
                 Counters::incr(&self.carrier.counters.duplicate_receipts_sent);
             }

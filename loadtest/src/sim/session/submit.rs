@@ -108,6 +108,7 @@ impl Session {
             state,
             duplicate: self.dice.chance(cfg.duplicate_receipts),
             other_bind: self.dice.chance(cfg.receipts_on_other_bind),
+            refused: false,
         })
     }
 
