@@ -836,6 +836,15 @@ impl Config {
         if e.max_event_bytes < 256 {
             errs.push("engine.max_event_bytes: must be at least 256".to_owned());
         }
+        let s = &self.store;
+        let least = s.receipt_ttl_ms.max(e.validity_ms);
+        if s.record_retention_ms != 0 && s.record_retention_ms < least {
+            errs.push(format!(
+                "store.record_retention_ms: must be 0 (forever) or at least {least} \
+                 (store.receipt_ttl_ms and engine.validity_ms), got {}",
+                s.record_retention_ms
+            ));
+        }
         if !self.metrics.listen.is_empty()
             && self.metrics.listen.parse::<std::net::SocketAddr>().is_err()
         {
@@ -900,6 +909,28 @@ mod tests {
         assert!(all.contains("password"), "{all}");
         assert!(all.contains("window"), "{all}");
         assert_eq!(errs.len(), 5, "{all}");
+    }
+
+    #[test]
+    fn record_retention_is_forever_or_outlasts_receipt_keys_and_validity() {
+        let c = Config::from_toml(GOOD).expect("valid");
+        assert_eq!(c.store.record_retention_ms, 30 * 24 * 3_600 * 1_000);
+        let with = |retention: u64, more: &str| {
+            Config::from_toml(&format!(
+                "{GOOD}\n[store]\nrecord_retention_ms = {retention}\n{more}"
+            ))
+        };
+        assert!(with(0, "").is_ok(), "0 keeps records forever");
+        let ttl = c.store.receipt_ttl_ms;
+        assert!(with(ttl, "").is_ok());
+        let errs = with(ttl - 1, "")
+            .expect_err("below the receipt ttl")
+            .0
+            .join("\n");
+        assert!(errs.contains("store.record_retention_ms"), "{errs}");
+        let longer = format!("receipt_ttl_ms = 1000\n[engine]\nvalidity_ms = {}", ttl + 5);
+        assert!(with(ttl + 4, &longer).is_err(), "below the validity");
+        assert!(with(ttl + 5, &longer).is_ok());
     }
 
     #[test]

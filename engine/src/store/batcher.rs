@@ -105,7 +105,7 @@ mod tests {
             enabled: true,
             path: dir.path().join("db"),
             fsync: false,
-            receipt_ttl_ms: 60_000,
+            ..StoreOptions::default()
         })
         .unwrap();
         let ids: Vec<String> = (0..200).map(|i| format!("e{i:03}")).collect();

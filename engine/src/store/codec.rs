@@ -177,6 +177,15 @@ impl<'a> In<'a> {
         String::from_utf8(s.to_vec()).map_err(|_| self.corrupt("string is not utf-8"))
     }
 
+    fn skip_str(&mut self) -> Result<(), StoreError> {
+        let len: usize = self.uint()?;
+        self.at = self
+            .at
+            .get(len..)
+            .ok_or_else(|| self.corrupt("string longer than the value"))?;
+        Ok(())
+    }
+
     fn opt_str(&mut self, present: bool) -> Result<Option<String>, StoreError> {
         if present {
             self.str().map(Some)
@@ -415,6 +424,63 @@ pub(super) fn decode_record(
         submitted_at,
         timeline,
     })
+}
+
+/// What the retention filter needs of a stored record, read without decoding the rest: its
+/// state, and when it began (`NotificationRecord::began`) in Unix milliseconds. `None` if the value cannot be
+/// read that far (a corrupt value is kept, for reads to report).
+pub(super) fn record_span(value: &[u8]) -> Option<(State, i64)> {
+    let mut i = In {
+        key: b"",
+        at: value,
+    };
+    let mut times = match i.u8().ok()? {
+        RECORD_V1 => None,
+        RECORD_V2 => Some(Times::default()),
+        _ => return None,
+    };
+    let mut time = |i: &mut In<'_>| match times.as_mut() {
+        Some(times) => times.get(i),
+        None => i.time(),
+    };
+    let f = i.u8().ok()?;
+    let state = i.state().ok()?;
+    for present in [has(f, 0), has(f, 1)] {
+        if present {
+            i.skip_str().ok()?;
+        }
+    }
+    if has(f, 2) {
+        i.uvar().ok()?;
+        i.uvar().ok()?;
+    }
+    if has(f, 3) {
+        i.skip_str().ok()?;
+    }
+    let ids: u64 = i.uvar().ok()?;
+    for _ in 0..ids {
+        i.skip_str().ok()?;
+    }
+    if has(f, 4) {
+        i.skip_str().ok()?;
+    }
+    if has(f, 5) {
+        i.uvar().ok()?;
+    }
+    i.uvar().ok()?;
+    let submitted = if has(f, 7) {
+        Some(time(&mut i).ok()?)
+    } else {
+        None
+    };
+    let began = if i.uvar().ok()? > 0 {
+        i.state().ok()?;
+        i.u8().ok()?;
+        time(&mut i).ok()?
+    } else {
+        submitted?
+    };
+    Some((state, super::keys::unix_ms(began)))
 }
 
 /// Encodes an outbox status.
@@ -693,8 +759,36 @@ mod tests {
                     .collect()
             };
             proptest::prop_assert_eq!(exact(&back), exact(&r));
+            proptest::prop_assert_eq!(record_span(&buf), span(&r));
             proptest::prop_assert_eq!(back, r);
         }
+    }
+
+    /// [`record_span`] of a record, from the decoded record.
+    fn span(r: &NotificationRecord) -> Option<(State, i64)> {
+        Some((r.state, super::super::keys::unix_ms(r.began()?)))
+    }
+
+    #[test]
+    fn a_record_span_is_read_without_decoding_it_and_a_cut_value_gives_none() {
+        let mut buf = Vec::new();
+        let mut submitted_only = NotificationRecord::blank("e");
+        submitted_only.submitted_at = Some(datetime!(2026-11-25 19:00:00.25 UTC));
+        for r in [full_record(), submitted_only] {
+            encode_record(&r, &mut buf);
+            let want = span(&r);
+            assert!(want.is_some());
+            assert_eq!(record_span(&buf), want);
+            for cut in 0..buf.len() {
+                let got = record_span(&buf[..cut]);
+                // A cut after the first timeline entry's time still gives the same answer.
+                assert!(got.is_none() || got == want, "cut at {cut}: {got:?}");
+            }
+        }
+        // Neither a timeline nor a submission: nothing to count from.
+        encode_record(&NotificationRecord::blank("e"), &mut buf);
+        assert_eq!(record_span(&buf), None);
+        assert_eq!(record_span(b"\x07"), None, "unknown format");
     }
 
     /// [`full_record`] as the first format wrote it, every time absolute.
@@ -723,6 +817,7 @@ mod tests {
         let back = decode_record("e", &bytes).unwrap();
         let want = full_record();
         assert_eq!(back, want);
+        assert_eq!(record_span(&bytes), span(&want));
         let offsets = |r: &NotificationRecord| -> Vec<UtcOffset> {
             r.timeline.iter().map(|e| e.at.offset()).collect()
         };

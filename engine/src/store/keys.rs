@@ -4,13 +4,14 @@
 //! |---|---|---|
 //! | `records` | event id | the record, binary (`codec.rs`) |
 //! | `open` | event id | empty |
-//! | `by_transaction` | transaction id, `\0`, event id | empty |
+//! | `by_transaction` | transaction id, `\0`, event id | when the notification began, once it ended (8 bytes; [`KEPT`] before; empty in stores written before) |
 //! | `receipts` | carrier, `\0`, message id | expiry (8 bytes), event id |
 //! | `outbox` | event id, `\0`, state | the status event, binary (`codec.rs`) |
 //! | `staged` | sequence number, big-endian `u64` | a group's staged records (`staged.rs`) |
 //!
-//! An expiry is milliseconds since the Unix epoch as a big-endian `i64`. Expired receipt
-//! keys are ignored when read and dropped when fjall compacts them (`ttl.rs`).
+//! An expiry or a beginning is milliseconds since the Unix epoch as a big-endian `i64`.
+//! Expired receipt keys are ignored when read and dropped when fjall compacts them; records
+//! and transaction keys are dropped when compacted past their retention (`ttl.rs`).
 
 use time::OffsetDateTime;
 
@@ -50,6 +51,21 @@ fn joined(a: &[u8], b: &[u8]) -> Vec<u8> {
 /// `by_transaction` key.
 pub(super) fn transaction_key(transaction_id: &str, event_id: &str) -> Vec<u8> {
     joined(transaction_id.as_bytes(), event_id.as_bytes())
+}
+
+/// A `by_transaction` value's beginning while its record is open: kept whatever the
+/// retention, until the record ends and the key is written again with its beginning.
+pub(super) const KEPT: i64 = i64::MAX;
+
+/// `by_transaction` value: when the notification began, for its retention.
+pub(super) fn transaction_value(began_ms: i64) -> [u8; 8] {
+    began_ms.to_be_bytes()
+}
+
+/// When the notification of a `by_transaction` value began (`None`: a value written before
+/// they had one, or corrupt).
+pub(super) fn transaction_value_began(value: &[u8]) -> Option<i64> {
+    value.first_chunk::<8>().map(|t| i64::from_be_bytes(*t))
 }
 
 /// The prefix of every `by_transaction` key of a transaction.
@@ -127,6 +143,8 @@ mod tests {
         assert!(k.starts_with(&transaction_prefix("txn-1")));
         assert!(!k.starts_with(&transaction_prefix("txn-")));
         assert_eq!(transaction_key_event(&k), Some("evt-9"));
+        assert_eq!(transaction_value_began(&transaction_value(-5)), Some(-5));
+        assert_eq!(transaction_value_began(&[]), None, "written before values");
     }
 
     #[test]

@@ -114,6 +114,12 @@ pub struct StoreOptions {
     /// acceptance. Keep it above `engine.receipt_timeout_ms`.
     #[serde(default = "d_receipt_ttl_ms")]
     pub receipt_ttl_ms: u64,
+    /// How long an ended notification's record (and its transaction key) is kept, from when
+    /// it was received; dropped by the compaction that reaches it after that. 0 keeps
+    /// records forever. Not below `receipt_ttl_ms` nor `engine.validity_ms`: a consumed
+    /// event whose record is gone counts as new (then it is stale, and skipped).
+    #[serde(default = "d_record_retention_ms")]
+    pub record_retention_ms: u64,
 }
 
 fn d_path() -> PathBuf {
@@ -125,6 +131,9 @@ fn d_fsync() -> bool {
 fn d_receipt_ttl_ms() -> u64 {
     72 * 3_600 * 1_000
 }
+fn d_record_retention_ms() -> u64 {
+    30 * 24 * 3_600 * 1_000
+}
 
 impl Default for StoreOptions {
     fn default() -> Self {
@@ -133,6 +142,7 @@ impl Default for StoreOptions {
             path: d_path(),
             fsync: d_fsync(),
             receipt_ttl_ms: d_receipt_ttl_ms(),
+            record_retention_ms: d_record_retention_ms(),
         }
     }
 }
@@ -320,6 +330,7 @@ impl Store {
             path: options.path.clone(),
             source: Arc::new(e),
         };
+        let retention_ms = i64::try_from(options.record_retention_ms).unwrap_or(i64::MAX);
         let db = Database::builder(&options.path)
             .manual_journal_persist(true)
             // Not compressed: lz4 of each group's staged entry took ~6 % of the writer's
@@ -328,7 +339,9 @@ impl Store {
             .max_journaling_size(JOURNAL)
             .cache_size(BLOCK_CACHE)
             .worker_threads(WORKERS)
-            .with_compaction_filter_factories(Arc::new(ttl::assign))
+            .with_compaction_filter_factories(Arc::new(move |name: &str| {
+                ttl::assign(name, retention_ms)
+            }))
             .open()
             .map_err(open_err)?;
         let keyspace = |name: &str| {

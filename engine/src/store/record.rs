@@ -119,6 +119,12 @@ impl NotificationRecord {
         r
     }
 
+    /// When it began: its first timeline entry (`received`, for a claimed one), or its
+    /// submission if it has no timeline. Its retention counts from here (`ttl.rs`).
+    pub(super) fn began(&self) -> Option<OffsetDateTime> {
+        self.timeline.first().map(|e| e.at).or(self.submitted_at)
+    }
+
     /// Its latest state as a status event (what a replay publishes again).
     pub fn latest_status(&self) -> StatusEvent {
         // The entry that set the state (late entries may follow a terminal one).

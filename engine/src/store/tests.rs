@@ -15,6 +15,7 @@ fn options(dir: &Path, fsync: bool) -> StoreOptions {
         path: dir.join("db"),
         fsync,
         receipt_ttl_ms: 60_000,
+        record_retention_ms: 0,
     }
 }
 
@@ -391,6 +392,76 @@ async fn receipt_keys_expire_on_read_at_once_and_on_disk_at_compaction() {
     let kept: Vec<Vec<u8>> = receipts.iter().map(|g| g.key().unwrap().to_vec()).collect();
     assert_eq!(kept, [keys::receipt_key("alpha", "5")]);
     assert_eq!(owner("5", now).as_deref(), Some("w"));
+}
+
+#[tokio::test]
+async fn ended_records_past_their_retention_go_at_compaction_and_open_ones_stay() {
+    let day = TimeDelta::days(1);
+    let now = OffsetDateTime::now_utc();
+    for retention_ms in [0, 86_400_000] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&StoreOptions {
+            record_retention_ms: retention_ms,
+            ..options(dir.path(), false)
+        })
+        .unwrap();
+        // Statuses without a claim: each record begins at its first status's time.
+        let with_txn = |id: &str, state, at, txn: &str| {
+            let mut s = status(id, state, at);
+            s.transaction_id = Some(txn.into());
+            Change::Status(s)
+        };
+        store
+            .commit(vec![
+                with_txn("old-ended", State::Delivered, now - day * 2, "t-old"),
+                with_txn("old-open", State::Accepted, now - day * 2, "t-open"),
+                with_txn("new-ended", State::Failed, now - day / 2, "t-new"),
+            ])
+            .await
+            .unwrap();
+        store.index_staged(Duration::ZERO).await.unwrap();
+        let ks = &store.inner.ks;
+        for keyspace in [&ks.records, &ks.by_txn] {
+            keyspace.rotate_memtable_and_wait().unwrap();
+            keyspace.major_compact().unwrap();
+        }
+        let found = |id: &str| store.get(id).unwrap().map(|r| r.state);
+        let txn = |t: &str| -> Vec<String> {
+            let records = store.by_transaction(t).unwrap();
+            records.into_iter().map(|r| r.event_id).collect()
+        };
+        if retention_ms == 0 {
+            assert_eq!(found("old-ended"), Some(State::Delivered), "kept forever");
+            assert_eq!(txn("t-old"), ["old-ended"]);
+            assert_eq!(ks.by_txn.iter().count(), 3);
+        } else {
+            assert_eq!(found("old-ended"), None, "two days old, one day kept");
+            assert!(txn("t-old").is_empty());
+            assert_eq!(ks.by_txn.iter().count(), 2, "its transaction key went too");
+            // Its event id counts as new again (an event that old is stale by then).
+            let again = store.claim(vec![req("old-ended", 0, 9, "t-old")]).await;
+            assert_eq!(again.unwrap(), [Claim::New]);
+        }
+        assert_eq!(found("old-open"), Some(State::Accepted), "not ended: kept");
+        assert_eq!(txn("t-open"), ["old-open"], "and its transaction key");
+        assert_eq!(
+            found("new-ended"),
+            Some(State::Failed),
+            "within its retention"
+        );
+        assert_eq!(txn("t-new"), ["new-ended"]);
+        // Once it ends, the record indexed open goes with its transaction key.
+        let ended = with_txn("old-open", State::Unconfirmed, now, "t-open");
+        store.commit(vec![ended]).await.unwrap();
+        for keyspace in [&ks.records, &ks.by_txn] {
+            keyspace.rotate_memtable_and_wait().unwrap();
+            keyspace.major_compact().unwrap();
+        }
+        let gone = retention_ms != 0;
+        assert_eq!(found("old-open").is_none(), gone);
+        assert_eq!(txn("t-open").is_empty(), gone);
+        assert_eq!(ks.by_txn.iter().count(), if gone { 1 } else { 3 });
+    }
 }
 
 #[tokio::test]

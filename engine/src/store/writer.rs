@@ -481,8 +481,19 @@ impl Writer {
                 codec::encode_record(rec, &mut self.buf);
                 b.put(&ks.records, id.as_bytes(), &self.buf);
             }
-            if let Some(txn) = rec.transaction_id.as_ref().filter(|_| !transaction_indexed) {
-                b.put(&ks.by_txn, &keys::transaction_key(txn, id), &[]);
+            // A record indexed open has its transaction key without an end (its retention
+            // has not begun): it gets its beginning once the record ends.
+            let ended_since = transaction_indexed && slot.open_before && !open && slot.dirty;
+            if let Some(txn) =
+                (rec.transaction_id.as_ref()).filter(|_| !transaction_indexed || ended_since)
+            {
+                let began = if open {
+                    keys::KEPT
+                } else {
+                    keys::unix_ms(rec.began().unwrap_or_else(OffsetDateTime::now_utc))
+                };
+                let value = keys::transaction_value(began);
+                b.put(&ks.by_txn, &keys::transaction_key(txn, id), &value);
                 slot.transaction_indexed = true;
             }
             if held && !slot.open_before && !due {
