@@ -1,11 +1,12 @@
-//! The alerting rules and the runbook stay true to the code: every alert's expression is
-//! PromQL, every metric it reads is one the engine or its SMPP connector records, every
-//! alert has its section in the runbook, and every metric recorded is listed in the
-//! configuration guide.
+//! The alerting rules, the dashboard and the runbook stay true to the code: every alert's
+//! and every panel's expression is PromQL, every metric they read is one the engine or its
+//! SMPP connector records, every alert has its section in the runbook, and every metric
+//! recorded is listed in the configuration guide.
 
 use std::collections::BTreeSet;
 
 const ALERTS: &str = include_str!("../../deploy/monitoring/alerts.yml");
+const DASHBOARD: &str = include_str!("../../deploy/monitoring/grafana-dashboard.json");
 const RUNBOOK: &str = include_str!("../../docs/operations.md");
 const CONFIGURATION: &str = include_str!("../../docs/configuration.md");
 const SOURCES: [&str; 2] = [
@@ -118,6 +119,41 @@ fn every_metric_an_alert_reads_is_recorded() {
         unknown.is_empty(),
         "alerts read metrics nothing records: {unknown:?}"
     );
+}
+
+/// The expression of every panel's query, with Grafana's interval variable as Prometheus
+/// would get it.
+fn panel_expressions() -> Vec<String> {
+    let dashboard: serde_json::Value = serde_json::from_str(DASHBOARD).expect("dashboard JSON");
+    let panels = dashboard["panels"].as_array().expect("panels");
+    let mut out = Vec::new();
+    for panel in panels {
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            let expr = target["expr"].as_str().expect("a query's expr");
+            out.push(expr.replace("$__rate_interval", "5m"));
+        }
+    }
+    out
+}
+
+#[test]
+fn every_dashboard_query_is_promql_on_recorded_metrics() {
+    let exprs = panel_expressions();
+    assert!(exprs.len() > 20, "{exprs:#?}");
+    let recorded = recorded();
+    for e in &exprs {
+        if let Err(why) = promql_parser::parser::parse(e) {
+            panic!("not PromQL: {e}\n{why}");
+        }
+        for name in names(e) {
+            assert!(
+                recorded.contains(base(&name)) || recorded.contains(&name),
+                "{name} in {e}: nothing records it"
+            );
+        }
+        // Every query follows the instance picked at the top of the dashboard.
+        assert!(e.contains(r#"instance=~"$instance""#), "{e}");
+    }
 }
 
 #[test]
