@@ -34,13 +34,14 @@ fn names(text: &str) -> BTreeSet<String> {
     out
 }
 
-/// The metrics the code records: names in string literals of the metrics modules, as a
-/// histogram's series are named too (`_bucket`, `_sum`, `_count`).
+/// The metrics the code records: the string literals of the metrics modules that are a
+/// `pigeon_…` name.
 fn recorded() -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     for source in SOURCES {
         for literal in source.split('"').skip(1).step_by(2) {
-            if literal.starts_with("pigeon_") && names(literal).len() == 1 {
+            let name_chars = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_';
+            if literal.starts_with("pigeon_") && literal.chars().all(name_chars) {
                 out.insert(literal.to_owned());
             }
         }
@@ -48,6 +49,7 @@ fn recorded() -> BTreeSet<String> {
     out
 }
 
+/// A histogram's series are named after it (`_bucket`, `_sum`, `_count`).
 fn base(name: &str) -> &str {
     ["_bucket", "_sum", "_count"]
         .iter()
