@@ -65,6 +65,11 @@ pub(super) fn transaction_value(began_ms: i64) -> [u8; 8] {
 /// When the notification of a `by_transaction` value began (`None`: a value written before
 /// they had one, or corrupt).
 pub(super) fn transaction_value_began(value: &[u8]) -> Option<i64> {
+    leading_ms(value)
+}
+
+/// The time a value opens with (`None`: too short to have one).
+fn leading_ms(value: &[u8]) -> Option<i64> {
     value.first_chunk::<8>().map(|t| i64::from_be_bytes(*t))
 }
 
@@ -107,7 +112,7 @@ impl ReceiptValue {
 
     /// The expiry of an encoded value (`None`: too short to have one).
     pub(super) fn expiry_of(value: &[u8]) -> Option<i64> {
-        value.first_chunk::<8>().map(|t| i64::from_be_bytes(*t))
+        leading_ms(value)
     }
 
     pub(super) fn decode(key: &[u8], value: &[u8]) -> Result<Self, StoreError> {
