@@ -220,6 +220,14 @@ pub fn store_memory(memtables: u64, block_cache: u64) {
     gauge!("pigeon_store_block_cache_bytes").set(block_cache as f64);
 }
 
+/// Keys a compaction dropped as expired from `keyspace` (`receipts`, `records`,
+/// `by_transaction`; `store/ttl.rs`), counted once per compaction.
+pub fn store_expired(keyspace: &'static str, keys: u64) {
+    if keys > 0 {
+        counter!("pigeon_store_expired_total", "keyspace" => keyspace).increment(keys);
+    }
+}
+
 /// Customers whose known preference (`subscribed`, `opted_out`, `not_subscribed`) differs
 /// from `eligibility.default`: a handle per preference.
 pub fn eligibility_overrides(preference: &'static str) -> Gauge {

@@ -421,10 +421,23 @@ async fn ended_records_past_their_retention_go_at_compaction_and_open_ones_stay(
             .unwrap();
         store.index_staged(Duration::ZERO).await.unwrap();
         let ks = &store.inner.ks;
-        for keyspace in [&ks.records, &ks.by_txn] {
-            keyspace.rotate_memtable_and_wait().unwrap();
-            keyspace.major_compact().unwrap();
-        }
+        let recorder = crate::metrics::exporter().unwrap().build_recorder();
+        let metrics = recorder.handle();
+        metrics::with_local_recorder(&recorder, || {
+            for keyspace in [&ks.records, &ks.by_txn] {
+                keyspace.rotate_memtable_and_wait().unwrap();
+                keyspace.major_compact().unwrap();
+            }
+        });
+        // What the compactions dropped is counted, per keyspace.
+        let expired = metrics.render();
+        let counted = |keyspace: &str| {
+            let series = format!("pigeon_store_expired_total{{keyspace=\"{keyspace}\"}} 1");
+            expired.lines().any(|l| l == series)
+        };
+        let gone = retention_ms != 0;
+        assert_eq!(counted("records"), gone, "{expired}");
+        assert_eq!(counted("by_transaction"), gone, "{expired}");
         let found = |id: &str| store.get(id).unwrap().map(|r| r.state);
         let txn = |t: &str| -> Vec<String> {
             let records = store.by_transaction(t).unwrap();
@@ -457,7 +470,6 @@ async fn ended_records_past_their_retention_go_at_compaction_and_open_ones_stay(
             keyspace.rotate_memtable_and_wait().unwrap();
             keyspace.major_compact().unwrap();
         }
-        let gone = retention_ms != 0;
         assert_eq!(found("old-open").is_none(), gone);
         assert_eq!(txn("t-open").is_empty(), gone);
         assert_eq!(ks.by_txn.iter().count(), if gone { 1 } else { 3 });

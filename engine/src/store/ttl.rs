@@ -53,14 +53,28 @@ impl Factory for Expiry {
         Box::new(Expired {
             kind: self.0,
             now_ms: keys::unix_ms(OffsetDateTime::now_utc()),
+            removed: 0,
         })
     }
 }
 
-/// One compaction's filter, with the time it started.
+/// One compaction's filter, with the time it started and how many keys it removed.
 struct Expired {
     kind: Kind,
     now_ms: i64,
+    removed: u64,
+}
+
+impl Drop for Expired {
+    /// The compaction is over: its count goes to `pigeon_store_expired_total`.
+    fn drop(&mut self) {
+        let keyspace = match self.kind {
+            Kind::Receipts => keys::RECEIPTS,
+            Kind::Records { .. } => keys::RECORDS,
+            Kind::Transactions { .. } => keys::BY_TRANSACTION,
+        };
+        crate::metrics::store_expired(keyspace, self.removed);
+    }
 }
 
 impl CompactionFilter for Expired {
@@ -81,6 +95,7 @@ impl CompactionFilter for Expired {
                     is_expired(began_ms.saturating_add(retention_ms), self.now_ms)
                 }),
         };
+        self.removed += u64::from(expired);
         Ok(if expired {
             Verdict::Remove
         } else {
