@@ -39,6 +39,9 @@ pub struct Config {
     /// Who gets debit SMS: subscriber preferences and the default policy.
     #[serde(default)]
     pub eligibility: crate::eligibility::EligibilityConfig,
+    /// Receipts relayed between instances (`relay.rs`); off unless a topic is set.
+    #[serde(default)]
+    pub relay: crate::relay::RelayConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -688,6 +691,7 @@ impl Default for MetricsConfig {
 /// Top-level sections, the only names environment overrides may start with.
 const SECTIONS: &[&str] = &[
     "api",
+    "relay",
     "store",
     "eligibility",
     "kafka",
@@ -814,17 +818,28 @@ impl Config {
         }
         errs.extend(self.api.validate());
         errs.extend(self.eligibility.validate());
-        if let Some(t) = &self.eligibility.subscribers_topic {
-            let ours = [
-                &self.topics.debits,
-                &self.topics.statuses,
-                &self.topics.dead_letter,
-            ];
-            if ours.contains(&t) {
-                errs.push(format!(
-                    "eligibility.subscribers_topic: {t:?} is one of the engine's [topics]"
-                ));
+        errs.extend(self.relay.validate());
+        let ours = [
+            &self.topics.debits,
+            &self.topics.statuses,
+            &self.topics.dead_letter,
+        ];
+        let others = [
+            (
+                "eligibility.subscribers_topic",
+                &self.eligibility.subscribers_topic,
+            ),
+            ("relay.receipts_topic", &self.relay.receipts_topic),
+        ];
+        for (key, topic) in others {
+            if let Some(t) = topic.as_ref().filter(|t| ours.contains(t)) {
+                errs.push(format!("{key}: {t:?} is one of the engine's [topics]"));
             }
+        }
+        if self.relay.receipts_topic.is_some()
+            && self.relay.receipts_topic == self.eligibility.subscribers_topic
+        {
+            errs.push("relay.receipts_topic: it is eligibility.subscribers_topic".to_owned());
         }
         let e = &self.engine;
         if e.batch_max == 0 {

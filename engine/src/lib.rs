@@ -38,6 +38,7 @@ pub mod notification;
 pub mod outcome;
 pub mod pipeline;
 pub mod recovery;
+pub mod relay;
 pub mod reload;
 pub mod retry;
 pub mod routing;

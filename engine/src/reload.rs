@@ -39,6 +39,9 @@ pub fn plan(old: &Config, new: &Config) -> Result<ReloadPlan, Vec<String>> {
     if json(&old.eligibility) != json(&new.eligibility) {
         errs.push("eligibility: changes need a restart".to_owned());
     }
+    if old.relay != new.relay {
+        errs.push("relay: changes need a restart".to_owned());
+    }
     let names = |c: &Config| {
         c.carriers
             .iter()

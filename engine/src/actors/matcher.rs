@@ -6,15 +6,22 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use actix::fut::ActorFutureExt;
 use actix::{Actor, Addr, AsyncContext, AtomicResponse, Context, Handler, Message, WrapFuture};
+use foldhash::HashMap;
+use pigeon_smpp::receipt::Receipt;
 use tokio::time::Instant;
 
 use super::shard::{NoReceipt, Shard};
 use super::sink::Sink;
 use super::{Publish, Receipts, SubmitResult, Submitted};
 use crate::event::State;
-use crate::matcher::{HeldAnswers, Matcher, ReceiptOutcome, PARKED_ANSWER_HOLD};
+use crate::matcher::{
+    HeldAnswers, Matcher, ParkId, ReceiptOutcome, RelayedOutcome, PARKED_ANSWER_HOLD,
+};
 use crate::metrics;
+use crate::relay::{self, RelayOut};
+use crate::routing::CarrierId;
 use pigeon_smpp::session::ReceiptAck;
 
 pub struct MatcherActor {
@@ -30,7 +37,13 @@ pub struct MatcherActor {
     mailbox: usize,
     /// [`metrics::debit_to_accept`].
     debit_to_accept: ::metrics::Histogram,
+    /// Where receipts that match nothing here are relayed to the other instances, with
+    /// the receipt of each park whose answer is held (`relay.rs`); `None`: they are refused.
+    relay: Option<(RelayOut, ParkNotes)>,
 }
+
+/// The receipt of each park whose answer is held, by park: what is relayed if it is given up.
+type ParkNotes = HashMap<ParkId, (CarrierId, Receipt)>;
 
 impl MatcherActor {
     pub fn new(
@@ -39,6 +52,7 @@ impl MatcherActor {
         shards: Arc<OnceLock<Vec<Addr<Shard>>>>,
         carriers: Vec<String>,
         mailbox: usize,
+        relay: Option<RelayOut>,
     ) -> Self {
         MatcherActor {
             matcher,
@@ -48,7 +62,60 @@ impl MatcherActor {
             carriers,
             mailbox,
             debit_to_accept: metrics::debit_to_accept(),
+            relay: relay.map(|r| (r, HashMap::default())),
         }
+    }
+
+    fn carrier_name(&self, carrier: CarrierId) -> &str {
+        self.carriers.get(carrier).map_or("unknown", String::as_str)
+    }
+
+    /// Gives up the answers held for parks that matched nothing in time: relayed to the
+    /// other instances and answered once the broker has them, or (no relay, or the
+    /// broker failed) refused, so that their SMSC sends them again later.
+    fn give_up_held(&mut self, now: Instant, ctx: &mut Context<Self>) {
+        let overdue = self.held.overdue_parks(now);
+        let Some((out, notes)) = &mut self.relay else {
+            let refused: usize = overdue.iter().map(|(_, answers)| answers.len()).sum();
+            metrics::receipts("any", "parked_refused", refused as u64);
+            return;
+        };
+        let out = out.clone();
+        let mut parks = Vec::with_capacity(overdue.len());
+        for (park, answers) in overdue {
+            if let Some((carrier, receipt)) = notes.remove(&park) {
+                parks.push((park, carrier, receipt, answers));
+            }
+        }
+        if parks.is_empty() {
+            return;
+        }
+        let records: Vec<_> = parks
+            .iter()
+            .map(|(_, carrier, r, _)| relay::encode(self.carrier_name(*carrier), r))
+            .collect();
+        let published = async move { out.publisher.publish(&out.topic, &records).await };
+        ctx.spawn(published.into_actor(self).map(move |results, act, _| {
+            let now = Instant::now();
+            let (mut relayed, mut refused) = (0u64, 0u64);
+            for ((park, carrier, receipt, answers), result) in parks.into_iter().zip(results) {
+                match result {
+                    Ok(()) => {
+                        // Theirs now, unless it was applied here meanwhile (then no instance
+                        // matches the relayed copy, and it does not count as relayed).
+                        relayed += u64::from(act.matcher.relayed(carrier, &receipt, park, now));
+                        answers.into_iter().for_each(ReceiptAck::ack);
+                    }
+                    Err(e) => {
+                        refused += 1;
+                        tracing::warn!(error = %e, "relaying a receipt failed; it is refused");
+                    }
+                }
+            }
+            metrics::receipts("any", "relayed", relayed);
+            metrics::receipts("any", "parked_refused", refused);
+            metrics::receipts_parked(act.matcher.parked());
+        }));
     }
 
     /// Sends each notification whose receipt failover time came to its carrier's shard,
@@ -78,6 +145,11 @@ impl MatcherActor {
     fn noted(&mut self, publish: &mut Publish) {
         publish.segments = self.matcher.take_segment_receipts();
         let applied = self.matcher.take_applied_parks();
+        if let Some((_, notes)) = &mut self.relay {
+            for park in &applied {
+                notes.remove(park);
+            }
+        }
         self.held.release(applied, &mut publish.acks);
     }
 
@@ -108,9 +180,7 @@ impl Actor for MatcherActor {
             let unmatched = act.matcher.expire(now, &mut out);
             metrics::receipts("any", "unmatched", unmatched as u64);
             metrics::receipts_parked(act.matcher.parked());
-            // Dropped: the SMSC is told to send these receipts again later.
-            let refused = act.held.overdue(now).len();
-            metrics::receipts("any", "parked_refused", refused as u64);
+            act.give_up_held(now, ctx);
             if !out.is_empty() {
                 let publish = Publish {
                     statuses: out.into_iter().map(|s| (s, None)).collect(),
@@ -168,14 +238,12 @@ impl Handler<Receipts> for MatcherActor {
     fn handle(&mut self, msg: Receipts, _: &mut Context<Self>) -> Self::Result {
         let now = Instant::now();
         let mut decided = Vec::new();
-        let name = self
-            .carriers
-            .get(msg.carrier)
-            .map_or("unknown", String::as_str);
+        let name = self.carrier_name(msg.carrier).to_owned();
         // Tallied per batch: one metrics update per outcome, not one per receipt.
         let mut counts = [0u64; 4];
         let mut acks = Vec::with_capacity(msg.receipts.len());
         for (r, ack) in msg.receipts {
+            let copy = self.relay.is_some().then(|| r.clone());
             let outcome = self.matcher.receipt(msg.carrier, r, now, &mut decided);
             let i = match outcome {
                 ReceiptOutcome::Matched => 0,
@@ -191,14 +259,63 @@ impl Handler<Receipts> for MatcherActor {
                 ReceiptOutcome::Parked {
                     id,
                     learning: false,
-                } => self.held.hold(id, ack, now),
+                } => {
+                    if let (Some((_, notes)), Some(r)) = (&mut self.relay, copy) {
+                        notes.entry(id).or_insert((msg.carrier, r));
+                    }
+                    self.held.hold(id, ack, now);
+                }
                 ReceiptOutcome::Parked { learning: true, .. } => drop(ack),
                 _ => acks.push(ack),
             }
         }
         let outcomes = ["matched", "intermediate", "duplicate", "parked"];
         for (outcome, n) in outcomes.into_iter().zip(counts) {
-            metrics::receipts(name, outcome, n);
+            metrics::receipts(&name, outcome, n);
+        }
+        let mut publish = Publish {
+            statuses: decided.into_iter().map(|s| (s, None)).collect(),
+            acks,
+            ..Publish::default()
+        };
+        self.noted(&mut publish);
+        self.forward(publish)
+    }
+}
+
+/// Receipts relayed by the instances (this one too) for one carrier (`relay.rs`), each
+/// with the answer the relay follower waits for: given once what it decided is durable.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RelayedReceipts {
+    pub carrier: CarrierId,
+    pub receipts: Vec<(Receipt, ReceiptAck)>,
+}
+
+impl Handler<RelayedReceipts> for MatcherActor {
+    type Result = AtomicResponse<Self, ()>;
+
+    fn handle(&mut self, msg: RelayedReceipts, _: &mut Context<Self>) -> Self::Result {
+        let now = Instant::now();
+        let mut decided = Vec::new();
+        let mut counts = [0u64; 3];
+        let mut acks = Vec::with_capacity(msg.receipts.len());
+        for (r, ack) in msg.receipts {
+            let i = match self
+                .matcher
+                .relayed_receipt(msg.carrier, &r, now, &mut decided)
+            {
+                RelayedOutcome::Matched => 0,
+                RelayedOutcome::Intermediate => 1,
+                RelayedOutcome::NotOurs => 2,
+            };
+            counts[i] += 1;
+            acks.push(ack);
+        }
+        let name = self.carrier_name(msg.carrier).to_owned();
+        let outcomes = ["relay_matched", "relay_intermediate", "relay_not_ours"];
+        for (outcome, n) in outcomes.into_iter().zip(counts) {
+            metrics::receipts(&name, outcome, n);
         }
         let mut publish = Publish {
             statuses: decided.into_iter().map(|s| (s, None)).collect(),

@@ -64,6 +64,15 @@ impl<A> HeldAnswers<A> {
 
     /// The answers whose parks have been held for `hold` by `now`: to be refused.
     pub fn overdue(&mut self, now: Instant) -> Vec<A> {
+        self.overdue_parks(now)
+            .into_iter()
+            .flat_map(|(_, answers)| answers)
+            .collect()
+    }
+
+    /// As [`HeldAnswers::overdue`], by park, in the order they were first held: for a caller that does
+    /// something with each park's receipt before it answers (relays it, `relay.rs`).
+    pub fn overdue_parks(&mut self, now: Instant) -> Vec<(ParkId, Vec<A>)> {
         let mut due = Vec::new();
         while let Some((at, id)) = self.deadlines.front().copied() {
             if at > now {
@@ -71,7 +80,7 @@ impl<A> HeldAnswers<A> {
             }
             self.deadlines.pop_front();
             if let Some(answers) = self.by_park.remove(&id) {
-                due.extend(answers);
+                due.push((id, answers));
             }
         }
         shrink!(self.by_park, self.deadlines);
@@ -124,6 +133,24 @@ mod tests {
         h.release([ParkId(1)], &mut acks);
         assert!(acks.is_empty(), "already given up");
         assert_eq!(h.overdue(now + Duration::from_secs(3)), [2]);
+        assert_eq!(h.len(), 0);
+    }
+
+    #[test]
+    fn overdue_parks_come_whole_and_oldest_first() {
+        let now = Instant::now();
+        let mut h = HeldAnswers::new(HOLD);
+        h.hold(ParkId(9), "first", now);
+        h.hold(ParkId(3), "late", now + Duration::from_secs(1));
+        h.hold(ParkId(9), "copy", now + Duration::from_secs(1));
+        let due = h.overdue_parks(now + Duration::from_secs(3));
+        assert_eq!(
+            due,
+            [
+                (ParkId(9), vec!["first", "copy"]),
+                (ParkId(3), vec!["late"])
+            ]
+        );
         assert_eq!(h.len(), 0);
     }
 

@@ -75,6 +75,17 @@ pub enum ReceiptOutcome {
     Parked { id: ParkId, learning: bool },
 }
 
+/// What happened to one receipt relayed by another instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RelayedOutcome {
+    /// Matched a segment of a notification awaiting it here.
+    Matched,
+    /// Not final: nothing changes.
+    Intermediate,
+    /// Nothing here awaits it.
+    NotOurs,
+}
+
 /// Names a parked receipt (and its copies sent while it is parked) in
 /// [`Matcher::take_applied_parks`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -418,6 +429,47 @@ impl Matcher {
         // among the applied parks).
         let learning = self.ids.get(carrier).is_some_and(|c| c.learner.is_some());
         ReceiptOutcome::Parked { id, learning }
+    }
+
+    /// Applies one receipt relayed by another instance (`relay.rs`): it settles a
+    /// notification awaiting it here, or it is not this instance's. Never parked: the
+    /// instance that relayed it held it for its own acceptance first, and every instance
+    /// reads the relayed receipts, so one that nothing here awaits belongs to another.
+    pub fn relayed_receipt(
+        &mut self,
+        carrier: CarrierId,
+        r: &Receipt,
+        now: Instant,
+        out: &mut Vec<StatusEvent>,
+    ) -> RelayedOutcome {
+        if !r.state.is_final() {
+            return RelayedOutcome::Intermediate;
+        }
+        let key = (carrier, key_of(&r.message_id));
+        let doubtful = self.doubts_digit_ids(carrier) && digits_only(&r.message_id);
+        let h = self.hash(&key);
+        let found = self.find_hashed(h, &key, self.id_form(carrier));
+        match found.filter(|_| !doubtful) {
+            Some(slot) => {
+                self.by_id.remove_found(h, &key, slot);
+                self.settle_segment(key, slot, r, now, out);
+                RelayedOutcome::Matched
+            }
+            None => RelayedOutcome::NotOurs,
+        }
+    }
+
+    /// Forgets a parked receipt that was relayed to the other instances: it is theirs now,
+    /// and a copy its SMSC sends again is answered as a duplicate. `false` if it is no longer
+    /// parked (applied or expired meanwhile).
+    pub fn relayed(&mut self, carrier: CarrierId, r: &Receipt, park: ParkId, now: Instant) -> bool {
+        let key = (carrier, key_of(&r.message_id));
+        if self.parked.get(&key).is_none_or(|(_, id)| *id != park) {
+            return false;
+        }
+        self.parked.remove(&key);
+        self.remember_settled(&key, now);
+        true
     }
 
     /// How many of `carrier`'s parked receipts would match an awaiting notification if its
@@ -993,6 +1045,71 @@ mod tests {
             } => id,
             other => panic!("not parked for its acceptance: {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_relayed_receipt_settles_what_waits_here_and_is_never_parked() {
+        let (mut m, now, mut out) = (m(), Instant::now(), Vec::new());
+        m.accept(accepted(&["r1"]), now, &mut out);
+        let stranger = receipt("r9", ReceiptState::Delivered);
+        assert_eq!(
+            m.relayed_receipt(0, &stranger, now, &mut out),
+            RelayedOutcome::NotOurs
+        );
+        assert_eq!(
+            (m.parked(), out.len()),
+            (0, 0),
+            "another instance's: not kept"
+        );
+        let enroute = receipt("r1", ReceiptState::Enroute);
+        assert_eq!(
+            m.relayed_receipt(0, &enroute, now, &mut out),
+            RelayedOutcome::Intermediate
+        );
+        let ours = receipt("r1", ReceiptState::Delivered);
+        assert_eq!(
+            m.relayed_receipt(0, &ours, now, &mut out),
+            RelayedOutcome::Matched
+        );
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].state, State::Delivered);
+        assert_eq!(m.awaiting(), 0);
+        assert_eq!(
+            m.relayed_receipt(0, &ours, now, &mut out),
+            RelayedOutcome::NotOurs,
+            "settled: a copy changes nothing"
+        );
+        assert_eq!(
+            m.relayed_receipt(1, &receipt("r1", ReceiptState::Delivered), now, &mut out),
+            RelayedOutcome::NotOurs,
+            "the same id from another carrier"
+        );
+    }
+
+    #[test]
+    fn a_relayed_park_is_forgotten_and_its_copies_count_as_duplicates() {
+        let (mut m, now, mut out) = (m(), Instant::now(), Vec::new());
+        let r = receipt("x1", ReceiptState::Delivered);
+        let id = park(m.receipt(0, r.clone(), now, &mut out));
+        assert!(!m.relayed(0, &r, ParkId(id.0 + 1), now), "another park");
+        assert!(m.relayed(0, &r, id, now));
+        assert_eq!(m.parked(), 0);
+        assert!(!m.relayed(0, &r, id, now), "once");
+        assert_eq!(
+            m.receipt(0, r.clone(), now, &mut out),
+            ReceiptOutcome::Duplicate,
+            "the SMSC's copy is answered, not parked again"
+        );
+        assert_eq!(
+            m.expire(now + Duration::from_secs(11), &mut out),
+            0,
+            "not counted unmatched here"
+        );
+        // Applied before the relay was confirmed: nothing to forget.
+        let r2 = receipt("x2", ReceiptState::Delivered);
+        let id2 = park(m.receipt(0, r2.clone(), now, &mut out));
+        m.accept(accepted(&["x2"]), now, &mut out);
+        assert!(!m.relayed(0, &r2, id2, now));
     }
 
     #[test]

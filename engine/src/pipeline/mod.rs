@@ -29,6 +29,7 @@ use crate::health::CarrierHealth;
 use crate::intake::{Encodings, Intake, IntakeLimits};
 use crate::matcher::Matcher;
 use crate::recovery;
+use crate::relay::{self, RelayOut};
 use crate::reload;
 use crate::store::Store;
 use crate::template::Templates;
@@ -126,14 +127,39 @@ pub async fn run(cfg: Config, controls: Controls) -> anyhow::Result<()> {
         }
     }
     let peers = Arc::new(OnceLock::new());
+    let relay_out = cfg.relay.receipts_topic.as_ref().map(|t| RelayOut {
+        publisher: publisher.clone(),
+        topic: t.as_str().into(),
+    });
     let matcher = MatcherActor::new(
         matcher,
         sink.clone(),
         peers.clone(),
         cfg.carriers.iter().map(|c| c.name.clone()).collect(),
         mailbox,
+        relay_out,
     )
     .start();
+    // Receipts relayed by the other instances: followed from now on (the matcher knows what
+    // the store says is awaited), until the drain below is over.
+    let relay_stop = CancellationToken::new();
+    let relay_arbiter = Arbiter::new();
+    let (relay_done, relay_finished) = oneshot::channel();
+    if let Some(topic) = &cfg.relay.receipts_topic {
+        let mut kafka = cfg.kafka.clone();
+        kafka.group_id = cfg.relay.group(&cfg.kafka);
+        let source = Source::subscribe(&kafka, topic).context("subscribing to relayed receipts")?;
+        let carriers = (cfg.carriers.iter().enumerate())
+            .map(|(i, c)| (c.name.clone(), i))
+            .collect();
+        let (matcher, stop) = (matcher.clone(), relay_stop.clone());
+        relay_arbiter.spawn(async move {
+            relay::follow(source, matcher, carriers, stop).await;
+            let _ = relay_done.send(());
+        });
+    } else {
+        drop(relay_done);
+    }
 
     let workers = if e.arbiters == 0 {
         std::thread::available_parallelism().map_or(1, |n| n.get())
@@ -263,6 +289,8 @@ pub async fn run(cfg: Config, controls: Controls) -> anyhow::Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    relay_stop.cancel();
+    let _ = relay_finished.await;
     let _ = checkpoint.send(CommitNow).await;
     for s in &shards {
         let _ = s.send(Unbind).await;
@@ -272,7 +300,7 @@ pub async fn run(cfg: Config, controls: Controls) -> anyhow::Result<()> {
         warn!(error = %e, "producer flush failed");
     }
     source.unsubscribe();
-    for a in arbiters.iter().chain([&intake_arbiter, &source_arbiter]) {
+    for a in (arbiters.iter()).chain([&intake_arbiter, &source_arbiter, &relay_arbiter]) {
         a.stop();
     }
     api_stop.cancel();

@@ -25,6 +25,8 @@ pub struct Topics {
     pub debits: String,
     pub statuses: String,
     pub dead_letter: String,
+    /// Receipts relayed between engine instances (`[relay]`).
+    pub receipts: String,
     pub group: String,
 }
 
@@ -41,6 +43,7 @@ impl Topics {
             debits: format!("t.{test}.{id}.debits"),
             statuses: format!("t.{test}.{id}.statuses"),
             dead_letter: format!("t.{test}.{id}.dead-letter"),
+            receipts: format!("t.{test}.{id}.receipts"),
             group: format!("pigeon-{test}-{id}"),
         }
     }
@@ -55,6 +58,7 @@ impl Topics {
             NewTopic::new(&self.debits, 4, TopicReplication::Fixed(1)),
             NewTopic::new(&self.statuses, 4, TopicReplication::Fixed(1)),
             NewTopic::new(&self.dead_letter, 1, TopicReplication::Fixed(1)),
+            NewTopic::new(&self.receipts, 2, TopicReplication::Fixed(1)),
         ];
         let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
         let results =

@@ -139,7 +139,9 @@ pub enum Inbound {
 pub struct ReceiptAck(Option<oneshot::Sender<()>>);
 
 impl ReceiptAck {
-    pub(crate) fn new() -> (ReceiptAck, oneshot::Receiver<()>) {
+    /// An ack and what it says: `Ok(())` once acked, an error once dropped unacked. For
+    /// receipts that did not come from a session but whose sender still wants the answer.
+    pub fn channel() -> (ReceiptAck, oneshot::Receiver<()>) {
         let (tx, rx) = oneshot::channel();
         (ReceiptAck(Some(tx)), rx)
     }

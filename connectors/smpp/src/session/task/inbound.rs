@@ -247,7 +247,7 @@ where
             }
             Some(Ok(receipt)) => {
                 debug!(message_id = %receipt.message_id, state = ?receipt.state, "receipt");
-                let (ack, acked) = ReceiptAck::new();
+                let (ack, acked) = ReceiptAck::channel();
                 match self.forward(Inbound::Receipt(receipt, ack)).await {
                     0 => Answer::Later(acked),
                     refused => Answer::Now(refused),
