@@ -23,23 +23,6 @@ async fn wait_for(statuses: &StatusCollector, n: u64, what: &str) {
     );
 }
 
-/// Waits until the engine logging to `dir` has been assigned partitions `times` times.
-async fn wait_assigned(dir: &Path, times: usize) {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let log = std::fs::read_to_string(dir.join("engine.log")).unwrap_or_default();
-        if log.matches("partitions assigned").count() >= times {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{} was not assigned partitions",
-            dir.display()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_joining_and_one_leaving_mid_run_lose_nothing_and_send_nothing_twice() {
     let topics = Topics::unique("rebalance");
@@ -76,8 +59,8 @@ async fn a_member_joining_and_one_leaving_mid_run_lose_nothing_and_send_nothing_
     // The second joins: the first gives up some partitions (draining what it took from them
     // first), and both work.
     let second = start(&dirs[1]);
-    wait_assigned(&dirs[1], 1).await;
-    wait_assigned(&dirs[0], 2).await;
+    support::wait_assigned(&dirs[1], 1).await;
+    support::wait_assigned(&dirs[0], 2).await;
     let shared = statuses.terminal_count();
     wait_for(&statuses, shared + 500, "two engines").await;
     // The first leaves mid-run: it drains, commits and leaves; the second takes over.

@@ -7,32 +7,16 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use pigeon_loadtest::load::scrape::metrics_text;
 use pigeon_loadtest::load::{DebitMix, Generator, StatusCollector};
+use pigeon_loadtest::sim::SimStats;
 use support::{produce, start_sim_with, EngineProcess, Topics};
 use tokio::time::Instant;
 
 const EVENTS: u64 = 2_000;
-
-/// Waits until the engine logging to `dir` has been assigned partitions.
-async fn wait_assigned(dir: &Path) {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let log = std::fs::read_to_string(dir.join("engine.log")).unwrap_or_default();
-        if log.contains("partitions assigned") {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{} was not assigned partitions",
-            dir.display()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 /// The sum of `pigeon_receipts_total` over the lines with this outcome.
 fn receipts(text: &str, outcome: &str) -> u64 {
@@ -43,61 +27,107 @@ fn receipts(text: &str, outcome: &str) -> u64 {
         .sum()
 }
 
+/// Two engines with one bind each on an account whose SMSC moves every receipt to another
+/// bind, both up and bound, and [`EVENTS`] debits produced.
+struct Run {
+    topics: Topics,
+    sim: pigeon_loadtest::sim::SimHandle,
+    toml: String,
+    instances: Vec<Instance>,
+    engines: Vec<Option<EngineProcess>>,
+    statuses: StatusCollector,
+    generator: Generator,
+}
+
+impl Run {
+    async fn start(test: &str, carrier_a: &str) -> Run {
+        let topics = Topics::unique(test);
+        topics.create().await;
+        let sim = start_sim_with(Duration::from_millis(20), |c| {
+            c.receipts_on_other_bind = 1.0;
+        })
+        .await;
+        // One bind each: every receipt the SMSC moves goes to the other instance.
+        let toml = support::engine_toml(&sim, &topics, &format!("binds = 1\n{carrier_a}"));
+        let instances = Instance::two(&topics);
+        let statuses = support::collector(&topics, test);
+        let engines = (instances.iter())
+            .map(|i| Some(i.start(&toml, &topics)))
+            .collect();
+        for i in &instances {
+            support::wait_assigned(&i.dir, 1).await;
+        }
+        // Each engine's bind to each carrier is up before the first debit: every receipt
+        // has another bind to be moved to.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while sim.stats().binds < 4 {
+            assert!(Instant::now() < deadline, "binds: {:?}", sim.stats());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let mut generator = Generator::new(test, DebitMix::uk_only());
+        produce(
+            &topics.debits,
+            (0..EVENTS).map(|_| generator.next_event()).collect(),
+        )
+        .await;
+        Run {
+            topics,
+            sim,
+            toml,
+            instances,
+            engines,
+            statuses,
+            generator,
+        }
+    }
+
+    async fn wait_ended(&self, n: u64) {
+        assert!(
+            (self.statuses)
+                .wait_terminal(n, Instant::now() + Duration::from_secs(150))
+                .await,
+            "only {} of {n} ended",
+            self.statuses.terminal_count()
+        );
+    }
+
+    /// Stops everything; asserts that every debit was delivered once and the simulator saw
+    /// each message once.
+    async fn finish(self) -> SimStats {
+        for e in self.engines.into_iter().flatten() {
+            e.stop(Duration::from_secs(60)).await;
+        }
+        let sim_stats = self.sim.shutdown().await;
+        let (acc, _, _) = self.statuses.finish(&self.generator.ids());
+        eprintln!("{acc:?}; simulator: {sim_stats:?}");
+        assert_eq!(acc.missing, 0, "none lost: {acc:?}");
+        assert!(acc.exactly_once(), "{acc:?}");
+        assert_eq!(
+            acc.by_state.get("delivered").copied(),
+            Some(EVENTS),
+            "every receipt reached the instance that sent its message: {acc:?}"
+        );
+        assert_eq!(sim_stats.messages, EVENTS, "{sim_stats:?}");
+        assert_eq!(sim_stats.duplicate_pairs, 0, "{sim_stats:?}");
+        for i in &self.instances {
+            let _ = std::fs::remove_dir_all(&i.dir);
+        }
+        sim_stats
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn receipts_delivered_on_the_other_instance_s_bind_are_relayed_to_the_sender() {
-    let topics = Topics::unique("relay");
-    topics.create().await;
-    let sim = start_sim_with(Duration::from_millis(20), |c| {
-        c.receipts_on_other_bind = 1.0;
-    })
-    .await;
-    // One bind each: every receipt the SMSC moves goes to the other instance.
-    let toml = support::engine_toml(&sim, &topics, "binds = 1");
-    let dirs = Instance::two(&topics);
-    let start = |i: &Instance| i.start(&toml, &topics);
-    let statuses: StatusCollector = support::collector(&topics, "relay");
-    let engines: Vec<EngineProcess> = dirs.iter().map(start).collect();
-    for i in &dirs {
-        wait_assigned(&i.dir).await;
-    }
-    wait_binds(&sim, 4).await;
-    let mut g = Generator::new("relay", DebitMix::uk_only());
-    produce(
-        &topics.debits,
-        (0..EVENTS).map(|_| g.next_event()).collect(),
-    )
-    .await;
-    assert!(
-        statuses
-            .wait_terminal(EVENTS, Instant::now() + Duration::from_secs(150))
-            .await,
-        "only {} of {EVENTS} ended",
-        statuses.terminal_count()
-    );
-    let mut relayed = 0;
-    let mut matched = 0;
-    for i in &dirs {
+    let run = Run::start("relay", "").await;
+    run.wait_ended(EVENTS).await;
+    let (mut relayed, mut matched) = (0, 0);
+    for i in &run.instances {
         let text = i.metrics().await;
         relayed += receipts(&text, "relayed");
         matched += receipts(&text, "relay_matched");
     }
-    for e in engines {
-        e.stop(Duration::from_secs(60)).await;
-    }
-    let sim_stats = sim.shutdown().await;
-    let (acc, _, _) = statuses.finish(&g.ids());
-    eprintln!("{acc:?}; simulator: {sim_stats:?}");
-    assert_eq!(acc.missing, 0, "none lost: {acc:?}");
-    assert!(acc.exactly_once(), "{acc:?}");
-    assert_eq!(
-        acc.by_state.get("delivered").copied(),
-        Some(EVENTS),
-        "every receipt reached the instance that sent its message: {acc:?}"
-    );
-    assert_eq!(sim_stats.messages, EVENTS, "{sim_stats:?}");
-    assert_eq!(sim_stats.duplicate_pairs, 0, "{sim_stats:?}");
-    // Both binds were up before the debits: the SMSC moved every receipt, and each went
-    // through the topic to be matched.
+    let sim_stats = run.finish().await;
+    // The SMSC moved every receipt, and each went through the topic to be matched.
     assert_eq!(sim_stats.receipts_other_bind, EVENTS, "{sim_stats:?}");
     assert_eq!(relayed, EVENTS, "every receipt relayed once");
     assert_eq!(matched, EVENTS, "and matched by its sender");
@@ -105,89 +135,40 @@ async fn receipts_delivered_on_the_other_instance_s_bind_are_relayed_to_the_send
         sim_stats.receipts_acked, sim_stats.receipts_sent,
         "every receipt answered: {sim_stats:?}"
     );
-    for i in &dirs {
-        let _ = std::fs::remove_dir_all(&i.dir);
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn receipts_relayed_while_their_sender_is_down_match_once_it_is_back() {
-    let topics = Topics::unique("relaycrash");
-    topics.create().await;
-    let sim = start_sim_with(Duration::from_millis(20), |c| {
-        c.receipts_on_other_bind = 1.0;
-    })
-    .await;
-    // Slow enough that the crash comes mid-run.
-    let toml = support::engine_toml(&sim, &topics, "binds = 1\nmax_segments_per_second = 300");
-    let dirs = Instance::two(&topics);
-    let statuses: StatusCollector = support::collector(&topics, "relaycrash");
-    let mut engines: Vec<Option<EngineProcess>> =
-        dirs.iter().map(|i| Some(i.start(&toml, &topics))).collect();
-    for i in &dirs {
-        wait_assigned(&i.dir).await;
-    }
-    wait_binds(&sim, 4).await;
-    let mut g = Generator::new("relaycrash", DebitMix::uk_only());
-    produce(
-        &topics.debits,
-        (0..EVENTS).map(|_| g.next_event()).collect(),
-    )
-    .await;
-    assert!(
-        statuses
-            .wait_terminal(EVENTS / 5, Instant::now() + Duration::from_secs(60))
-            .await,
-        "the run started"
-    );
+    // Slow enough that the stop comes mid-run.
+    let mut run = Run::start("relaycrash", "max_segments_per_second = 300").await;
+    run.wait_ended(EVENTS / 5).await;
     // `a` stops with messages accepted and their receipts still to come (its drain gives up
     // waiting for them after a second): the SMSC delivers them on `b`'s bind, and `b`
     // relays them while `a` is down.
-    let before = receipts(&dirs[1].metrics().await, "relayed");
-    let a = engines[0].take().expect("a");
-    a.stop(Duration::from_secs(60)).await;
+    let (a, b) = (&run.instances[0], &run.instances[1]);
+    let before = receipts(&b.metrics().await, "relayed");
+    let stopped = run.engines[0].take().expect("a");
+    stopped.stop(Duration::from_secs(60)).await;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let relayed = receipts(&dirs[1].metrics().await, "relayed");
+        let relayed = receipts(&b.metrics().await, "relayed");
         if relayed > before + 10 {
             break;
         }
         assert!(
             Instant::now() < deadline,
-            "b relayed {relayed} (before the crash {before})"
+            "b relayed {relayed} (before the stop {before})"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    engines[0] = Some(dirs[0].start(&toml, &topics));
-    assert!(
-        statuses
-            .wait_terminal(EVENTS, Instant::now() + Duration::from_secs(150))
-            .await,
-        "only {} of {EVENTS} ended",
-        statuses.terminal_count()
-    );
-    let matched_after_restart = receipts(&dirs[0].metrics().await, "relay_matched");
-    for e in engines.into_iter().flatten() {
-        e.stop(Duration::from_secs(60)).await;
-    }
-    let sim_stats = sim.shutdown().await;
-    let (acc, _, _) = statuses.finish(&g.ids());
-    eprintln!("{acc:?}; simulator: {sim_stats:?}; a matched {matched_after_restart} relayed receipts after its restart");
-    assert_eq!(acc.missing, 0, "none lost: {acc:?}");
-    assert!(acc.exactly_once(), "{acc:?}");
-    assert_eq!(
-        acc.by_state.get("delivered").copied(),
-        Some(EVENTS),
-        "the receipts relayed while their sender was down matched after its restart: {acc:?}"
-    );
-    assert_eq!(sim_stats.duplicate_pairs, 0, "{sim_stats:?}");
+    run.engines[0] = Some(a.start(&run.toml, &run.topics));
+    run.wait_ended(EVENTS).await;
+    let matched_after_restart = receipts(&a.metrics().await, "relay_matched");
+    run.finish().await;
     assert!(
         matched_after_restart > 0,
         "a matched relayed receipts after its restart"
     );
-    for i in &dirs {
-        let _ = std::fs::remove_dir_all(&i.dir);
-    }
 }
 
 /// One engine instance of a test: its directory, name and metrics address.
@@ -242,14 +223,5 @@ impl Instance {
             receipts(&text, "parked_refused"),
         );
         text
-    }
-}
-
-/// Waits until the simulator has seen `n` binds: each engine's to each carrier.
-async fn wait_binds(sim: &pigeon_loadtest::sim::SimHandle, n: u64) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while sim.stats().binds < n {
-        assert!(Instant::now() < deadline, "binds: {:?}", sim.stats());
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

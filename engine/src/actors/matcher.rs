@@ -153,6 +153,27 @@ impl MatcherActor {
         self.held.release(applied, &mut publish.acks);
     }
 
+    /// Counts a batch of receipts by outcome and hands on what they decided, with their
+    /// answers.
+    fn applied(
+        &mut self,
+        carrier: &str,
+        counts: impl Iterator<Item = (&'static str, u64)>,
+        decided: Vec<crate::event::StatusEvent>,
+        acks: Vec<ReceiptAck>,
+    ) -> AtomicResponse<Self, ()> {
+        for (outcome, n) in counts {
+            metrics::receipts(carrier, outcome, n);
+        }
+        let mut publish = Publish {
+            statuses: decided.into_iter().map(|s| (s, None)).collect(),
+            acks,
+            ..Publish::default()
+        };
+        self.noted(&mut publish);
+        self.forward(publish)
+    }
+
     fn forward(&self, publish: Publish) -> AtomicResponse<Self, ()> {
         metrics::receipts_awaited(self.matcher.awaiting());
         metrics::receipts_parked(self.matcher.parked());
@@ -270,16 +291,7 @@ impl Handler<Receipts> for MatcherActor {
             }
         }
         let outcomes = ["matched", "intermediate", "duplicate", "parked"];
-        for (outcome, n) in outcomes.into_iter().zip(counts) {
-            metrics::receipts(&name, outcome, n);
-        }
-        let mut publish = Publish {
-            statuses: decided.into_iter().map(|s| (s, None)).collect(),
-            acks,
-            ..Publish::default()
-        };
-        self.noted(&mut publish);
-        self.forward(publish)
+        self.applied(&name, outcomes.into_iter().zip(counts), decided, acks)
     }
 }
 
@@ -314,16 +326,7 @@ impl Handler<RelayedReceipts> for MatcherActor {
         }
         let name = self.carrier_name(msg.carrier).to_owned();
         let outcomes = ["relay_matched", "relay_intermediate", "relay_not_ours"];
-        for (outcome, n) in outcomes.into_iter().zip(counts) {
-            metrics::receipts(&name, outcome, n);
-        }
-        let mut publish = Publish {
-            statuses: decided.into_iter().map(|s| (s, None)).collect(),
-            acks,
-            ..Publish::default()
-        };
-        self.noted(&mut publish);
-        self.forward(publish)
+        self.applied(&name, outcomes.into_iter().zip(counts), decided, acks)
     }
 }
 

@@ -86,6 +86,14 @@ pub enum RelayedOutcome {
     NotOurs,
 }
 
+/// A receipt that settled nothing: its key, and whether a segment awaits that key but the
+/// receipt's id was held back as ambiguous (digits only, while the carrier's id form is
+/// being learned and its response ids are hexadecimal).
+struct Missed {
+    key: Key,
+    ambiguous: bool,
+}
+
 /// Names a parked receipt (and its copies sent while it is parked) in
 /// [`Matcher::take_applied_parks`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -381,21 +389,17 @@ impl Matcher {
         if !r.state.is_final() {
             return ReceiptOutcome::Intermediate;
         }
-        let key = (carrier, key_of(&r.message_id));
         let learning = self.ids.get(carrier).is_some_and(|c| c.learner.is_some());
         let digits = digits_only(&r.message_id);
-        let doubtful = self.doubts_digit_ids(carrier) && digits;
-        let form = self.id_form(carrier);
-        let h = self.hash(&key);
-        let found = self.find_hashed(h, &key, form);
-        if let Some(slot) = found.filter(|_| !doubtful) {
-            self.by_id.remove_found(h, &key, slot);
-            self.settle_segment(key, slot, &r, now, out);
-            if learning && !digits {
-                self.count_as_is_match(carrier, now, out);
+        let Missed { key, ambiguous } = match self.settle_awaited(carrier, &r, now, out) {
+            Ok(()) => {
+                if learning && !digits {
+                    self.count_as_is_match(carrier, now, out);
+                }
+                return ReceiptOutcome::Matched;
             }
-            return ReceiptOutcome::Matched;
-        }
+            Err(missed) => missed,
+        };
         if let Some((_, id)) = self.parked.get(&key) {
             // Sent again while the first is parked: still only in memory.
             return ReceiptOutcome::Parked { id: *id, learning };
@@ -405,7 +409,6 @@ impl Matcher {
         }
         // A receipt held back only because its id is ambiguous is no evidence of a base
         // change: it also reads as a response id as it is.
-        let ambiguous = doubtful && found.is_some();
         let proposal = self
             .ids
             .get_mut(carrier)
@@ -445,17 +448,34 @@ impl Matcher {
         if !r.state.is_final() {
             return RelayedOutcome::Intermediate;
         }
+        match self.settle_awaited(carrier, r, now, out) {
+            Ok(()) => RelayedOutcome::Matched,
+            Err(_) => RelayedOutcome::NotOurs,
+        }
+    }
+
+    /// Settles the segment whose receipt `r` is, if it awaits one here and `r`'s id can be
+    /// trusted as it is (see [`CarrierIds`]); otherwise says what the lookup found.
+    fn settle_awaited(
+        &mut self,
+        carrier: CarrierId,
+        r: &Receipt,
+        now: Instant,
+        out: &mut Vec<StatusEvent>,
+    ) -> Result<(), Missed> {
         let key = (carrier, key_of(&r.message_id));
         let doubtful = self.doubts_digit_ids(carrier) && digits_only(&r.message_id);
         let h = self.hash(&key);
-        let found = self.find_hashed(h, &key, self.id_form(carrier));
-        match found.filter(|_| !doubtful) {
-            Some(slot) => {
+        match self.find_hashed(h, &key, self.id_form(carrier)) {
+            Some(slot) if !doubtful => {
                 self.by_id.remove_found(h, &key, slot);
                 self.settle_segment(key, slot, r, now, out);
-                RelayedOutcome::Matched
+                Ok(())
             }
-            None => RelayedOutcome::NotOurs,
+            found => Err(Missed {
+                key,
+                ambiguous: found.is_some(),
+            }),
         }
     }
 

@@ -334,6 +334,23 @@ impl Drop for EngineProcess {
     }
 }
 
+/// Waits until the engine logging to `dir` has been assigned partitions `times` times.
+pub async fn wait_assigned(dir: &std::path::Path, times: usize) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let log = std::fs::read_to_string(dir.join("engine.log")).unwrap_or_default();
+        if log.matches("partitions assigned").count() >= times {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} was not assigned partitions",
+            dir.display()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// A free loopback address (bound, then released) for a server the test starts.
 pub fn free_addr() -> SocketAddr {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
