@@ -949,6 +949,26 @@ mod tests {
     }
 
     #[test]
+    fn the_relay_topic_is_a_topic_of_its_own_and_needs_the_instance_s_name() {
+        let with = |relay: &str| Config::from_toml(&format!("{GOOD}\n[relay]\n{relay}"));
+        assert!(!Config::from_toml(GOOD).expect("valid").relay.enabled());
+        let on =
+            with("receipts_topic = \"pigeon.receipts\"\ninstance = \"pigeon-0\"").expect("valid");
+        assert!(on.relay.enabled());
+        let unnamed = with("receipts_topic = \"pigeon.receipts\"").expect_err("no name");
+        assert!(
+            unnamed.0.join("\n").contains("relay.instance"),
+            "{unnamed:?}"
+        );
+        let ours = with("receipts_topic = \"pigeon.statuses\"\ninstance = \"a\"")
+            .expect_err("the status topic");
+        assert_eq!(
+            ours.0,
+            ["relay.receipts_topic: \"pigeon.statuses\" is one of the engine's [topics]"]
+        );
+    }
+
+    #[test]
     #[allow(clippy::result_large_err)] // figment's Jail error type
     fn environment_overrides_the_file() {
         figment::Jail::expect_with(|jail| {

@@ -192,7 +192,7 @@ pub async fn follow(
         };
         let mut by_carrier: HashMap<CarrierId, Vec<(Receipt, ReceiptAck)>> = HashMap::new();
         let mut answers = Vec::with_capacity(batch.len());
-        let mut invalid = 0u64;
+        let (mut invalid, mut first_reason) = (0u64, None);
         for Record { payload, .. } in &batch {
             let decoded = decode(payload).and_then(|(carrier, r)| {
                 let id = carriers.get(&carrier).copied().ok_or_else(|| {
@@ -208,9 +208,13 @@ pub async fn follow(
                 }
                 Err(e) => {
                     invalid += 1;
-                    warn!(error = %e, "relayed record passed over");
+                    first_reason.get_or_insert(e);
                 }
             }
+        }
+        if let Some(e) = first_reason {
+            // Once per batch: a misconfigured peer would otherwise flood the log.
+            warn!(records = invalid, error = %e, "relay records passed over");
         }
         crate::metrics::receipts("any", "relay_invalid", invalid);
         for (carrier, receipts) in by_carrier {

@@ -131,5 +131,9 @@ mod tests {
         assert_eq!(errs.len(), 2, "{errs:?}");
         assert!(errs[0].starts_with("kafka"), "{errs:?}");
         assert!(errs[1].contains("only max_segments_per_second"), "{errs:?}");
+        let relayed =
+            format!("{BASE}\n[relay]\nreceipts_topic = \"pigeon.receipts\"\ninstance = \"a\"\n");
+        let errs = plan(&cfg(BASE), &cfg(&relayed)).expect_err("refused");
+        assert_eq!(errs, ["relay: changes need a restart"]);
     }
 }
