@@ -8,20 +8,17 @@ use std::time::Duration;
 
 use actix::fut::ActorFutureExt;
 use actix::{Actor, Addr, AsyncContext, AtomicResponse, Context, Handler, Message, WrapFuture};
-use foldhash::HashMap;
-use pigeon_smpp::receipt::Receipt;
 use tokio::time::Instant;
 
 use super::shard::{NoReceipt, Shard};
 use super::sink::Sink;
 use super::{Publish, Receipts, SubmitResult, Submitted};
 use crate::event::State;
-use crate::matcher::{
-    HeldAnswers, Matcher, ParkId, ReceiptOutcome, RelayedOutcome, PARKED_ANSWER_HOLD,
-};
+use crate::matcher::{HeldAnswers, Matcher, ReceiptOutcome, RelayedOutcome, PARKED_ANSWER_HOLD};
 use crate::metrics;
 use crate::relay::{self, RelayOut};
 use crate::routing::CarrierId;
+use pigeon_smpp::receipt::Receipt;
 use pigeon_smpp::session::ReceiptAck;
 
 pub struct MatcherActor {
@@ -37,13 +34,10 @@ pub struct MatcherActor {
     mailbox: usize,
     /// [`metrics::debit_to_accept`].
     debit_to_accept: ::metrics::Histogram,
-    /// Where receipts that match nothing here are relayed to the other instances, with
-    /// the receipt of each park whose answer is held (`relay.rs`); `None`: they are refused.
-    relay: Option<(RelayOut, ParkNotes)>,
+    /// Where receipts that match nothing here are relayed to the other instances
+    /// (`relay.rs`); `None`: they are refused.
+    relay: Option<RelayOut>,
 }
-
-/// The receipt of each park whose answer is held, by park: what is relayed if it is given up.
-type ParkNotes = HashMap<ParkId, (CarrierId, Receipt)>;
 
 impl MatcherActor {
     pub fn new(
@@ -62,7 +56,7 @@ impl MatcherActor {
             carriers,
             mailbox,
             debit_to_accept: metrics::debit_to_accept(),
-            relay: relay.map(|r| (r, HashMap::default())),
+            relay,
         }
     }
 
@@ -75,16 +69,15 @@ impl MatcherActor {
     /// broker failed) refused, so that their SMSC sends them again later.
     fn give_up_held(&mut self, now: Instant, ctx: &mut Context<Self>) {
         let overdue = self.held.overdue_parks(now);
-        let Some((out, notes)) = &mut self.relay else {
+        let Some(out) = self.relay.clone() else {
             let refused: usize = overdue.iter().map(|(_, answers)| answers.len()).sum();
             metrics::receipts("any", "parked_refused", refused as u64);
             return;
         };
-        let out = out.clone();
         let mut parks = Vec::with_capacity(overdue.len());
         for (park, answers) in overdue {
-            if let Some((carrier, receipt)) = notes.remove(&park) {
-                parks.push((park, carrier, receipt, answers));
+            if let Some((carrier, receipt)) = self.matcher.parked_receipt(park) {
+                parks.push((park, carrier, receipt.clone(), answers));
             }
         }
         if parks.is_empty() {
@@ -145,11 +138,6 @@ impl MatcherActor {
     fn noted(&mut self, publish: &mut Publish) {
         publish.segments = self.matcher.take_segment_receipts();
         let applied = self.matcher.take_applied_parks();
-        if let Some((_, notes)) = &mut self.relay {
-            for park in &applied {
-                notes.remove(park);
-            }
-        }
         self.held.release(applied, &mut publish.acks);
     }
 
@@ -157,13 +145,13 @@ impl MatcherActor {
     /// answers.
     fn applied(
         &mut self,
-        carrier: &str,
+        carrier: CarrierId,
         counts: impl Iterator<Item = (&'static str, u64)>,
         decided: Vec<crate::event::StatusEvent>,
         acks: Vec<ReceiptAck>,
     ) -> AtomicResponse<Self, ()> {
         for (outcome, n) in counts {
-            metrics::receipts(carrier, outcome, n);
+            metrics::receipts(self.carrier_name(carrier), outcome, n);
         }
         let mut publish = Publish {
             statuses: decided.into_iter().map(|s| (s, None)).collect(),
@@ -259,12 +247,10 @@ impl Handler<Receipts> for MatcherActor {
     fn handle(&mut self, msg: Receipts, _: &mut Context<Self>) -> Self::Result {
         let now = Instant::now();
         let mut decided = Vec::new();
-        let name = self.carrier_name(msg.carrier).to_owned();
         // Tallied per batch: one metrics update per outcome, not one per receipt.
         let mut counts = [0u64; 4];
         let mut acks = Vec::with_capacity(msg.receipts.len());
         for (r, ack) in msg.receipts {
-            let copy = self.relay.is_some().then(|| r.clone());
             let outcome = self.matcher.receipt(msg.carrier, r, now, &mut decided);
             let i = match outcome {
                 ReceiptOutcome::Matched => 0,
@@ -280,18 +266,13 @@ impl Handler<Receipts> for MatcherActor {
                 ReceiptOutcome::Parked {
                     id,
                     learning: false,
-                } => {
-                    if let (Some((_, notes)), Some(r)) = (&mut self.relay, copy) {
-                        notes.entry(id).or_insert((msg.carrier, r));
-                    }
-                    self.held.hold(id, ack, now);
-                }
+                } => self.held.hold(id, ack, now),
                 ReceiptOutcome::Parked { learning: true, .. } => drop(ack),
                 _ => acks.push(ack),
             }
         }
         let outcomes = ["matched", "intermediate", "duplicate", "parked"];
-        self.applied(&name, outcomes.into_iter().zip(counts), decided, acks)
+        self.applied(msg.carrier, outcomes.into_iter().zip(counts), decided, acks)
     }
 }
 
@@ -324,9 +305,8 @@ impl Handler<RelayedReceipts> for MatcherActor {
             counts[i] += 1;
             acks.push(ack);
         }
-        let name = self.carrier_name(msg.carrier).to_owned();
         let outcomes = ["relay_matched", "relay_intermediate", "relay_not_ours"];
-        self.applied(&name, outcomes.into_iter().zip(counts), decided, acks)
+        self.applied(msg.carrier, outcomes.into_iter().zip(counts), decided, acks)
     }
 }
 

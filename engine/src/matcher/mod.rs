@@ -479,6 +479,17 @@ impl Matcher {
         }
     }
 
+    /// The receipt parked as `park`, with its carrier, while it is parked. Park ids are
+    /// handed out in the order of `parked_deadlines`, which only loses its front, so a park's
+    /// place there is its id less the id of the front.
+    pub fn parked_receipt(&self, park: ParkId) -> Option<(CarrierId, &Receipt)> {
+        let front = self.next_park - self.parked_deadlines.len() as u64;
+        let at = usize::try_from(park.0.checked_sub(front)?).ok()?;
+        let (_, key) = self.parked_deadlines.get(at)?;
+        let (r, id) = self.parked.get(key)?;
+        (*id == park).then_some((key.0, r))
+    }
+
     /// Forgets a parked receipt that was relayed to the other instances: it is theirs now,
     /// and a copy its SMSC sends again is answered as a duplicate. `false` if it is no longer
     /// parked (applied or expired meanwhile).
@@ -1111,9 +1122,12 @@ mod tests {
         let (mut m, now, mut out) = (m(), Instant::now(), Vec::new());
         let r = receipt("x1", ReceiptState::Delivered);
         let id = park(m.receipt(0, r.clone(), now, &mut out));
+        assert_eq!(m.parked_receipt(id), Some((0, &r)));
+        assert_eq!(m.parked_receipt(ParkId(id.0 + 1)), None);
         assert!(!m.relayed(0, &r, ParkId(id.0 + 1), now), "another park");
         assert!(m.relayed(0, &r, id, now));
         assert_eq!(m.parked(), 0);
+        assert_eq!(m.parked_receipt(id), None, "no longer parked");
         assert!(!m.relayed(0, &r, id, now), "once");
         assert_eq!(
             m.receipt(0, r.clone(), now, &mut out),
@@ -1125,6 +1139,14 @@ mod tests {
             0,
             "not counted unmatched here"
         );
+        // Found by its id once the parks before it have expired.
+        let early = park(m.receipt(0, receipt("y1", ReceiptState::Delivered), now, &mut out));
+        let later_at = now + Duration::from_secs(5);
+        let y2 = receipt("y2", ReceiptState::Delivered);
+        let later = park(m.receipt(0, y2.clone(), later_at, &mut out));
+        m.expire(now + Duration::from_secs(12), &mut out);
+        assert_eq!(m.parked_receipt(early), None, "expired");
+        assert_eq!(m.parked_receipt(later), Some((0, &y2)));
         // Applied before the relay was confirmed: nothing to forget.
         let r2 = receipt("x2", ReceiptState::Delivered);
         let id2 = park(m.receipt(0, r2.clone(), now, &mut out));
