@@ -174,6 +174,24 @@ fn the_kubernetes_configuration_needs_and_takes_what_the_statefulset_sets() {
         .find(|g| g["name"] == secret)
         .expect("generated");
     assert_eq!(generated["files"][0], "pigeon.toml");
+
+    // Peers: every pod of the StatefulSet's headless Service, on the API's port.
+    let headless = yaml_documents("kubernetes/services.yaml")
+        .into_iter()
+        .find(|s| s["spec"]["clusterIP"] == "None")
+        .expect("a headless Service");
+    let name = headless["metadata"]["name"].as_str().expect("named");
+    assert_eq!(set["spec"]["serviceName"].as_str(), Some(name));
+    assert_eq!(
+        headless["spec"]["selector"],
+        set["spec"]["selector"]["matchLabels"]
+    );
+    let namespace = kustomization["namespace"].as_str().expect("a namespace");
+    let api_port = port(&cfg.api.listen);
+    assert_eq!(
+        cfg.api.peers,
+        [format!("{name}.{namespace}.svc.cluster.local:{api_port}")]
+    );
 }
 
 /// Seconds of a compose duration such as `45s` or `1m30s`.

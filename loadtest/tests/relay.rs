@@ -2,7 +2,8 @@
 //! another bind of the account: each receipt reaches the instance that did not send its
 //! message, which relays it through Kafka (`[relay]`) to the one that did. Every debit
 //! still ends `delivered` exactly once, and every receipt is answered, also when the sender
-//! is down while its receipts are relayed.
+//! is down while its receipts are relayed. Each instance holds the records of the debits it
+//! consumed, and either one's status API answers for all of them (`api.peers`).
 
 mod support;
 
@@ -17,6 +18,7 @@ use support::{produce, start_sim_with, EngineProcess, Topics};
 use tokio::time::Instant;
 
 const EVENTS: u64 = 2_000;
+const TOKEN: &str = "relay-test-token-0123456789";
 
 /// The sum of `pigeon_receipts_total` over the lines with this outcome.
 fn receipts(text: &str, outcome: &str) -> u64 {
@@ -126,6 +128,23 @@ async fn receipts_delivered_on_the_other_instance_s_bind_are_relayed_to_the_send
         relayed += receipts(&text, "relayed");
         matched += receipts(&text, "relay_matched");
     }
+    // Every notification can be looked up on `a`: its own from its store, `b`'s from `b`.
+    let (mut asked, mut held_by_a) = (0, 0);
+    let a = run.instances[0].api;
+    for id in run.generator.ids().iter().step_by(20) {
+        let path = format!("/v1/notifications/{id}");
+        let (status, record) = support::http(a, "GET", &path, Some(TOKEN)).await;
+        assert_eq!(status, 200, "{id}: {record}");
+        assert_eq!(record["state"], "delivered", "{id}: {record}");
+        let own = [("pigeon-lookup-scope", "local")];
+        let (status, _) = support::http_with(a, "GET", &path, Some(TOKEN), &own).await;
+        asked += 1;
+        held_by_a += u64::from(status == 200);
+    }
+    assert!(
+        held_by_a > 0 && held_by_a < asked,
+        "a holds some records and asked b for the rest: {held_by_a} of {asked} its own"
+    );
     let sim_stats = run.finish().await;
     // The SMSC moved every receipt, and each went through the topic to be matched.
     assert_eq!(sim_stats.receipts_other_bind, EVENTS, "{sim_stats:?}");
@@ -171,24 +190,31 @@ async fn receipts_relayed_while_their_sender_is_down_match_once_it_is_back() {
     );
 }
 
-/// One engine instance of a test: its directory, name and metrics address.
+/// One engine instance of a test: its directory, name, metrics and API addresses, and the
+/// other instance's API (its peer).
 struct Instance {
     dir: PathBuf,
     name: &'static str,
     metrics: SocketAddr,
+    api: SocketAddr,
+    peer: SocketAddr,
 }
 
 impl Instance {
     fn two(topics: &Topics) -> Vec<Instance> {
+        let apis = [support::free_addr(), support::free_addr()];
         ["a", "b"]
             .into_iter()
-            .map(|name| {
+            .enumerate()
+            .map(|(i, name)| {
                 let dir = std::env::temp_dir().join(format!("pigeon-{}-{name}", topics.debits));
                 std::fs::create_dir_all(&dir).expect("dir");
                 Instance {
                     dir,
                     name,
                     metrics: support::free_addr(),
+                    api: apis[i],
+                    peer: apis[1 - i],
                 }
             })
             .collect()
@@ -197,9 +223,13 @@ impl Instance {
     fn start(&self, toml: &str, topics: &Topics) -> EngineProcess {
         let store = self.dir.join("store").display().to_string();
         let metrics = self.metrics.to_string();
+        let (api, peers) = (self.api.to_string(), format!("[\"{}\"]", self.peer));
         let env = [
             ("PIGEON_STORE__PATH", store.as_str()),
             ("PIGEON_METRICS__LISTEN", metrics.as_str()),
+            ("PIGEON_API__LISTEN", api.as_str()),
+            ("PIGEON_API__TOKEN", TOKEN),
+            ("PIGEON_API__PEERS", peers.as_str()),
             ("PIGEON_RELAY__RECEIPTS_TOPIC", topics.receipts.as_str()),
             ("PIGEON_RELAY__INSTANCE", self.name),
             // A receipt that never reaches its sender ends the notification `unconfirmed`

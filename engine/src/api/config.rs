@@ -14,6 +14,12 @@ pub struct ApiConfig {
     /// spaces, required when `listen` is set. Never logged.
     #[serde(default)]
     pub token: String,
+    /// The other instances of the deployment, `host:port` each (a name may resolve to
+    /// several addresses: a headless Service's gives every pod). A lookup this instance
+    /// cannot answer is asked of them (`api/peers.rs`); empty: answered from this instance
+    /// alone. Every instance must accept the same token.
+    #[serde(default)]
+    pub peers: Vec<String>,
 }
 
 /// Shortest token accepted.
@@ -24,6 +30,7 @@ impl std::fmt::Debug for ApiConfig {
         f.debug_struct("ApiConfig")
             .field("listen", &self.listen)
             .field("token", &"***")
+            .field("peers", &self.peers)
             .finish()
     }
 }
@@ -54,6 +61,14 @@ impl ApiConfig {
         }
         if !self.token.bytes().all(|b| b.is_ascii_graphic()) {
             errs.push("api.token: printable ASCII characters only, no spaces".into());
+        }
+        for (i, peer) in self.peers.iter().enumerate() {
+            let port = peer
+                .rsplit_once(':')
+                .map(|(host, port)| (host, port.parse::<u16>()));
+            if !matches!(port, Some((host, Ok(p))) if !host.is_empty() && p > 0) {
+                errs.push(format!("api.peers[{i}]: expected host:port, got {peer:?}"));
+            }
         }
         errs
     }
@@ -103,6 +118,26 @@ mod tests {
     }
 
     #[test]
+    fn peers_are_host_and_port() {
+        let cfg = parse(
+            r#"{"listen": "0.0.0.0:9000", "token": "0123456789abcdef",
+                "peers": ["pigeon.pigeon.svc:8088", "10.0.0.7:8088", "[::1]:8088",
+                          "no-port", ":8088", "host:0", "host:http"]}"#,
+        )
+        .unwrap();
+        let errs = cfg.validate();
+        assert_eq!(
+            errs,
+            [
+                r#"api.peers[3]: expected host:port, got "no-port""#,
+                r#"api.peers[4]: expected host:port, got ":8088""#,
+                r#"api.peers[5]: expected host:port, got "host:0""#,
+                r#"api.peers[6]: expected host:port, got "host:http""#,
+            ]
+        );
+    }
+
+    #[test]
     fn refuses_unknown_keys() {
         assert!(parse(r#"{"listen": "", "tokn": "x"}"#).is_err());
     }
@@ -112,6 +147,7 @@ mod tests {
         let cfg = ApiConfig {
             listen: "127.0.0.1:1".into(),
             token: "0123456789abcdef".into(),
+            peers: Vec::new(),
         };
         assert!(!format!("{cfg:?}").contains("0123456789abcdef"));
     }

@@ -1,5 +1,6 @@
 //! Route handlers, the cross-cutting middleware (body refusal, deadline) and the error body.
 
+use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -7,12 +8,13 @@ use axum::body::HttpBody;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, Request, State};
 use axum::http::header::WWW_AUTHENTICATE;
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
 
+use super::peers::{Peers, Unavailable, SCOPE_HEADER, SCOPE_LOCAL};
 use super::{ApiState, Notifications, MAX_PATH_PARAM_BYTES, REQUEST_TIMEOUT};
 
 /// Every answer that is not a success, with its status and JSON body
@@ -33,6 +35,9 @@ pub(super) enum ApiError {
     Internal,
     /// 503: the request took longer than [`REQUEST_TIMEOUT`].
     Timeout,
+    /// 503: this instance does not hold the record and these peers could not be asked, so
+    /// "not found" cannot be said.
+    PeersUnavailable(Vec<String>),
 }
 
 impl IntoResponse for ApiError {
@@ -67,6 +72,10 @@ impl IntoResponse for ApiError {
                 json!({"error": "internal"}),
             ),
             ApiError::Timeout => (StatusCode::SERVICE_UNAVAILABLE, json!({"error": "timeout"})),
+            ApiError::PeersUnavailable(peers) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                json!({"error": "peers_unavailable", "peers": peers}),
+            ),
         };
         (status, Json(body)).into_response()
     }
@@ -93,26 +102,55 @@ pub(super) async fn readyz(State(state): State<ApiState>) -> Response {
 /// `GET /v1/notifications/{event_id}`: the stored record of one event.
 pub(super) async fn notification(
     State(state): State<ApiState>,
+    headers: HeaderMap,
     event_id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let event_id = path_param(event_id)?;
+    let id = event_id.clone();
     let record = lookup(state.notifications, "by_event_id", move |store| {
-        store.by_event_id(&event_id)
+        store.by_event_id(&id)
     })
     .await?;
-    record.map(Json).ok_or(ApiError::NotFound)
+    if let Some(record) = record {
+        return Ok(Json(record));
+    }
+    let Some(peers) = peers_to_ask(state.peers, &headers) else {
+        return Err(ApiError::NotFound);
+    };
+    match peers.notification(event_id).await {
+        Ok(found) => found.map(Json).ok_or(ApiError::NotFound),
+        Err(Unavailable(peers)) => Err(ApiError::PeersUnavailable(peers)),
+    }
+}
+
+/// The peers to ask after a local miss: none when there are none, or when the request is
+/// itself a peer's (scoped to this instance's store).
+fn peers_to_ask(peers: Option<Arc<dyn Peers>>, headers: &HeaderMap) -> Option<Arc<dyn Peers>> {
+    let scope = headers.get(SCOPE_HEADER).and_then(|v| v.to_str().ok());
+    peers.filter(|_| scope != Some(SCOPE_LOCAL))
 }
 
 /// `GET /v1/transactions/{transaction_id}/notifications`: every record of one transaction.
 pub(super) async fn transaction_notifications(
     State(state): State<ApiState>,
+    headers: HeaderMap,
     transaction_id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let transaction_id = path_param(transaction_id)?;
-    let records = lookup(state.notifications, "by_transaction_id", move |store| {
-        store.by_transaction_id(&transaction_id)
+    let id = transaction_id.clone();
+    let mut records = lookup(state.notifications, "by_transaction_id", move |store| {
+        store.by_transaction_id(&id)
     })
     .await?;
+    if let Some(peers) = peers_to_ask(state.peers, &headers) {
+        let theirs = (peers.transaction(transaction_id).await)
+            .map_err(|Unavailable(peers)| ApiError::PeersUnavailable(peers))?;
+        // A record two instances hold (a debit consumed again after its partition moved)
+        // is shown once.
+        let id = |r: &Value| r["event_id"].as_str().map(str::to_owned);
+        let mut seen: HashSet<String> = records.iter().filter_map(id).collect();
+        records.extend((theirs.into_iter()).filter(|r| id(r).is_none_or(|id| seen.insert(id))));
+    }
     if records.is_empty() {
         return Err(ApiError::NotFound);
     }

@@ -8,11 +8,14 @@
 //! - [`router`] builds the routes; [`serve`] runs them on a listener until a cancellation.
 //! - Everything under `/v1` needs `Authorization: Bearer <token>` ([`auth`]); the probes
 //!   `/healthz` and `/readyz` do not.
+//! - A notification lookup this instance cannot answer goes to its peers ([`Peers`],
+//!   `api.peers`): with several instances, each holds the records of the debits it consumed.
 //! - Operator documentation: `docs/api.md`.
 
 mod auth;
 mod config;
 mod handlers;
+mod peers;
 #[cfg(test)]
 mod tests;
 
@@ -30,6 +33,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use config::ApiConfig;
+pub use peers::{HttpPeers, Peers, Unavailable, PEER_TIMEOUT, SCOPE_HEADER, SCOPE_LOCAL};
 
 /// Longest path parameter (event or transaction id) accepted, in bytes; longer ones get 400.
 pub const MAX_PATH_PARAM_BYTES: usize = 128;
@@ -106,6 +110,9 @@ pub struct ApiState {
     pub admin: Arc<dyn Admin>,
     /// `/readyz` answers 200 while this is true, 503 otherwise.
     pub ready: Arc<AtomicBool>,
+    /// The deployment's other instances, asked what this one's store does not hold
+    /// (`api.peers`); `None`: this instance answers alone.
+    pub peers: Option<Arc<dyn Peers>>,
 }
 
 /// The API's routes over `state`.

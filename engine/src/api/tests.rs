@@ -138,6 +138,7 @@ fn state_with(store: FakeStore, admin: FakeAdmin) -> ApiState {
         carriers: Arc::new(FakeCarriers(carrier_views())),
         admin: Arc::new(admin),
         ready: Arc::new(AtomicBool::new(true)),
+        peers: None,
     }
 }
 
@@ -455,4 +456,155 @@ async fn serve_answers_over_tcp_and_stops_when_cancelled() {
         "serve did not stop cleanly: {stopped:?}"
     );
     assert!(TcpStream::connect(addr).await.is_err(), "still listening");
+}
+
+/// A store holding `records` (event, transaction, state).
+fn store_of(records: &[(&str, &str, &str)]) -> FakeStore {
+    FakeStore {
+        records: (records.iter())
+            .map(|(e, t, s)| (e.to_string(), record(e, t, s)))
+            .collect(),
+        fail: false,
+    }
+}
+
+/// An instance served on loopback: its address and the token that stops it.
+async fn instance(store: FakeStore, peers: &[String], token: &str) -> (String, CancellationToken) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let mut state = state_with(store, FakeAdmin::answering(Ok(json!({}))));
+    state.token = Arc::from(token);
+    if !peers.is_empty() {
+        let client = HttpPeers::new(peers, Arc::from(token)).unwrap();
+        state.peers = Some(Arc::new(client));
+    }
+    let stop = CancellationToken::new();
+    tokio::spawn(serve(listener, state, stop.clone()));
+    (addr, stop)
+}
+
+/// An address nothing listens on.
+async fn closed_address() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    listener.local_addr().unwrap().to_string()
+}
+
+/// `GET path` on the instance at `addr` over TCP, with the test token.
+async fn fetch(addr: &str, path: &str) -> (StatusCode, Value) {
+    let response = reqwest::Client::new()
+        .get(format!("http://{addr}{path}"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    let status = StatusCode::from_u16(response.status().as_u16()).unwrap();
+    (status, response.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn a_lookup_this_instance_cannot_answer_is_answered_by_a_peer() {
+    // Two instances that name each other, each holding part of a transaction.
+    let b_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let b_addr = b_listener.local_addr().unwrap().to_string();
+    let (a, _a_stop) = instance(
+        store_of(&[("ev-a", "tx-1", "delivered")]),
+        std::slice::from_ref(&b_addr),
+        TOKEN,
+    )
+    .await;
+    let mut b_state = state_with(
+        store_of(&[("ev-b", "tx-1", "failed"), ("ev-c", "tx-2", "accepted")]),
+        FakeAdmin::answering(Ok(json!({}))),
+    );
+    b_state.peers = Some(Arc::new(
+        HttpPeers::new(std::slice::from_ref(&a), Arc::from(TOKEN)).unwrap(),
+    ));
+    let b_stop = CancellationToken::new();
+    tokio::spawn(serve(b_listener, b_state, b_stop.clone()));
+
+    let (status, body) = fetch(&a, "/v1/notifications/ev-b").await;
+    assert_eq!((status, &body["state"]), (StatusCode::OK, &json!("failed")));
+    let (status, body) = fetch(&b_addr, "/v1/notifications/ev-a").await;
+    assert_eq!(
+        (status, &body["state"]),
+        (StatusCode::OK, &json!("delivered"))
+    );
+    // Known nowhere: each asks the other once, scoped to its store, and both say 404.
+    for at in [&a, &b_addr] {
+        let (status, body) = fetch(at, "/v1/notifications/ev-none").await;
+        assert_eq!(
+            (status, body),
+            (StatusCode::NOT_FOUND, json!({"error": "not_found"}))
+        );
+    }
+    // A transaction's records from both, each once.
+    let (status, body) = fetch(&a, "/v1/transactions/tx-1/notifications").await;
+    assert_eq!(status, StatusCode::OK);
+    let mut ids: Vec<&str> = (body["notifications"].as_array().unwrap().iter())
+        .map(|r| r["event_id"].as_str().unwrap())
+        .collect();
+    ids.sort_unstable();
+    assert_eq!(ids, ["ev-a", "ev-b"]);
+    let (status, body) = fetch(&a, "/v1/transactions/tx-2/notifications").await;
+    assert_eq!(
+        (status, body["notifications"].as_array().map(Vec::len)),
+        (StatusCode::OK, Some(1))
+    );
+    b_stop.cancel();
+}
+
+#[tokio::test]
+async fn a_peer_asks_its_own_store_only_when_the_lookup_is_scoped() {
+    let (b, _b_stop) = instance(store_of(&[("ev-b", "tx-1", "failed")]), &[], TOKEN).await;
+    let (a, _a_stop) = instance(store_of(&[]), std::slice::from_ref(&b), TOKEN).await;
+    let scoped = reqwest::Client::new()
+        .get(format!("http://{a}/v1/notifications/ev-b"))
+        .bearer_auth(TOKEN)
+        .header(SCOPE_HEADER, SCOPE_LOCAL)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        scoped.status().as_u16(),
+        404,
+        "a scoped lookup went to the peer"
+    );
+    assert_eq!(fetch(&a, "/v1/notifications/ev-b").await.0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn not_found_is_said_only_when_every_peer_answered() {
+    let down = closed_address().await;
+    let (refusing, _r_stop) = instance(store_of(&[]), &[], "another-token-0123456789").await;
+    let (a, _a_stop) = instance(
+        store_of(&[("ev-a", "tx-1", "delivered")]),
+        &[
+            down.clone(),
+            refusing.clone(),
+            "no-such-host.invalid:8088".into(),
+        ],
+        TOKEN,
+    )
+    .await;
+    // What this instance holds needs no peer.
+    assert_eq!(fetch(&a, "/v1/notifications/ev-a").await.0, StatusCode::OK);
+    for path in [
+        "/v1/notifications/ev-x",
+        "/v1/transactions/tx-1/notifications",
+    ] {
+        let (status, body) = fetch(&a, path).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{path}: {body}");
+        assert_eq!(body["error"], "peers_unavailable");
+        let mut named: Vec<&str> = (body["peers"].as_array().unwrap().iter())
+            .map(|p| p.as_str().unwrap())
+            .collect();
+        named.sort_unstable();
+        let mut expected = vec![
+            down.as_str(),
+            refusing.as_str(),
+            "no-such-host.invalid:8088",
+        ];
+        expected.sort_unstable();
+        assert_eq!(named, expected, "{path}");
+    }
 }

@@ -234,8 +234,17 @@ pub async fn run(cfg: Config, controls: Controls) -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind(&cfg.api.listen)
             .await
             .with_context(|| format!("api.listen {}", cfg.api.listen))?;
+        let token: Arc<str> = cfg.api.token.as_str().into();
+        let peers = if cfg.api.peers.is_empty() {
+            None
+        } else {
+            let peers = crate::api::HttpPeers::new(&cfg.api.peers, token.clone())
+                .context("the api's client for its peers")?;
+            Some(Arc::new(peers) as Arc<dyn crate::api::Peers>)
+        };
         let state = crate::api::ApiState {
-            token: cfg.api.token.as_str().into(),
+            token,
+            peers,
             notifications: Arc::new(api::StoreLookup(store.clone())),
             carriers: Arc::new(api::CarrierStates {
                 carriers: cfg
