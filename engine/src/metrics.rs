@@ -162,6 +162,12 @@ pub fn replayed(what: &'static str) {
     counter!("pigeon_records_replayed_total", "what" => what).increment(1);
 }
 
+/// A status API lookup asked of the deployment's other instances (`api.peers`): `found`,
+/// `not_found` (every peer answered), `unavailable` (a peer could not be asked).
+pub fn peer_lookup(outcome: &'static str) {
+    counter!("pigeon_api_peer_lookups_total", "outcome" => outcome).increment(1);
+}
+
 /// One group of store writes, with how many changes it carried.
 pub fn store_commit(changes: usize) {
     histogram!("pigeon_store_commit_changes").record(changes as f64);

@@ -117,7 +117,13 @@ pub(super) async fn notification(
     let Some(peers) = peers_to_ask(state.peers, &headers) else {
         return Err(ApiError::NotFound);
     };
-    match peers.notification(event_id).await {
+    let answer = peers.notification(event_id).await;
+    crate::metrics::peer_lookup(match &answer {
+        Ok(Some(_)) => "found",
+        Ok(None) => "not_found",
+        Err(_) => "unavailable",
+    });
+    match answer {
         Ok(found) => found.map(Json).ok_or(ApiError::NotFound),
         Err(Unavailable(peers)) => Err(ApiError::PeersUnavailable(peers)),
     }
@@ -143,8 +149,13 @@ pub(super) async fn transaction_notifications(
     })
     .await?;
     if let Some(peers) = peers_to_ask(state.peers, &headers) {
-        let theirs = (peers.transaction(transaction_id).await)
-            .map_err(|Unavailable(peers)| ApiError::PeersUnavailable(peers))?;
+        let answer = peers.transaction(transaction_id).await;
+        crate::metrics::peer_lookup(match &answer {
+            Ok(found) if !found.is_empty() => "found",
+            Ok(_) => "not_found",
+            Err(_) => "unavailable",
+        });
+        let theirs = answer.map_err(|Unavailable(peers)| ApiError::PeersUnavailable(peers))?;
         // A record two instances hold (a debit consumed again after its partition moved)
         // is shown once.
         let id = |r: &Value| r["event_id"].as_str().map(str::to_owned);
