@@ -55,6 +55,14 @@ fn port(listen: &str) -> u64 {
     port.parse().expect("a port")
 }
 
+/// The strings of a YAML sequence.
+fn strings<'a>(v: &'a Value, what: &str) -> Vec<&'a str> {
+    let items = v
+        .as_sequence()
+        .unwrap_or_else(|| panic!("{what}: not a sequence"));
+    items.iter().filter_map(Value::as_str).collect()
+}
+
 fn env_names(container: &Value) -> Vec<&str> {
     container["env"]
         .as_sequence()
@@ -132,12 +140,7 @@ fn the_kubernetes_configuration_needs_and_takes_what_the_statefulset_sets() {
         let m = mounts.iter().find(|m| m["name"] == volume);
         PathBuf::from(m.and_then(|m| m["mountPath"].as_str()).expect("mounted"))
     };
-    let args: Vec<&str> = c["args"]
-        .as_sequence()
-        .expect("args")
-        .iter()
-        .filter_map(Value::as_str)
-        .collect();
+    let args = strings(&c["args"], "args");
     let config_file = mount("config").join("pigeon.toml");
     assert_eq!(
         args,
@@ -222,12 +225,7 @@ fn the_compose_configuration_matches_its_services() {
     let cfg = load("compose/pigeon.toml", &[("PIGEON_API__TOKEN", token)])
         .expect("valid with the service's environment");
 
-    let volumes: Vec<&str> = engine["volumes"]
-        .as_sequence()
-        .expect("volumes")
-        .iter()
-        .filter_map(Value::as_str)
-        .collect();
+    let volumes = strings(&engine["volumes"], "volumes");
     let config_file = env["PIGEON_CONFIG"].as_str().expect("PIGEON_CONFIG");
     assert!(
         volumes.contains(&format!("./pigeon.toml:{config_file}:ro").as_str()),
@@ -239,12 +237,7 @@ fn the_compose_configuration_matches_its_services() {
         .expect("the store volume");
     assert!(cfg.store.path.starts_with(store), "{:?}", cfg.store.path);
 
-    let published: Vec<&str> = engine["ports"]
-        .as_sequence()
-        .expect("ports")
-        .iter()
-        .filter_map(Value::as_str)
-        .collect();
+    let published = strings(&engine["ports"], "ports");
     for listen in [&cfg.api.listen, &cfg.metrics.listen] {
         let p = port(listen);
         assert!(
@@ -260,12 +253,7 @@ fn the_compose_configuration_matches_its_services() {
     for carrier in &cfg.carriers {
         let (host, carrier_port) = carrier.address.rsplit_once(':').expect("host:port");
         let sim = &services[host];
-        let args: Vec<&str> = sim["command"]
-            .as_sequence()
-            .unwrap_or_else(|| panic!("no service {host}"))
-            .iter()
-            .filter_map(Value::as_str)
-            .collect();
+        let args = strings(&sim["command"], host);
         let listen = format!("{}=0.0.0.0:{carrier_port}", carrier.name);
         assert!(args.contains(&listen.as_str()), "{host}: {args:?}");
         let account = format!("{}:{}", carrier.system_id, carrier.password);
