@@ -261,4 +261,17 @@ fn the_compose_configuration_matches_its_services() {
     }
     let (broker, _) = cfg.kafka.brokers.split_once(':').expect("host:port");
     assert!(services[broker].is_mapping(), "no service {broker}");
+
+    // The sample debits' statuses are printed for the event ids of the run id given.
+    let samples = std::fs::read_to_string(deploy("local/sample-debits.jsonl")).expect("samples");
+    let first: serde_json::Value =
+        serde_json::from_str(samples.lines().next().expect("a line")).expect("json");
+    let (prefix, _) = (first["event_id"].as_str())
+        .and_then(|id| id.rsplit_once('-'))
+        .expect("a run id prefix");
+    let args = strings(&services["samples"]["command"], "samples");
+    assert!(
+        args.windows(2).any(|w| w == ["--run-id", prefix]),
+        "{args:?}"
+    );
 }
