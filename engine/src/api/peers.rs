@@ -70,10 +70,12 @@ impl HttpPeers {
     }
 
     /// Asks every address of every peer for the path of `segments`; each answer is
-    /// `Some(body)` for 200, `None` for 404, or the address that could not be asked.
+    /// `Some(body)` for 200 with a body that `fits`, `None` for 404, or the address that
+    /// could not be asked.
     fn ask_all(
         &self,
         segments: Vec<String>,
+        fits: fn(&Value) -> bool,
     ) -> BoxFuture<'static, Vec<Result<Option<Value>, String>>> {
         let (client, peers, token) = (self.client.clone(), self.peers.clone(), self.token.clone());
         Box::pin(async move {
@@ -81,10 +83,12 @@ impl HttpPeers {
             let asks = addresses.into_iter().map(|addr| {
                 let (client, token, segments) = (client.clone(), token.clone(), &segments);
                 async move {
-                    ask(&client, &token, addr, segments).await.map_err(|why| {
-                        tracing::warn!(peer = %addr, why, "a peer could not be asked");
-                        addr.to_string()
-                    })
+                    ask(&client, &token, addr, segments, fits)
+                        .await
+                        .map_err(|why| {
+                            tracing::warn!(peer = %addr, why, "a peer could not be asked");
+                            addr.to_string()
+                        })
                 }
             });
             let mut answers = join_all(asks).await;
@@ -99,7 +103,8 @@ impl Peers for HttpPeers {
         &self,
         event_id: String,
     ) -> BoxFuture<'static, Result<Option<Value>, Unavailable>> {
-        let answers = self.ask_all(vec!["v1".into(), "notifications".into(), event_id]);
+        let path = vec!["v1".into(), "notifications".into(), event_id];
+        let answers = self.ask_all(path, Value::is_object);
         Box::pin(async move {
             let mut unavailable = Vec::new();
             for answer in answers.await {
@@ -121,21 +126,23 @@ impl Peers for HttpPeers {
         &self,
         transaction_id: String,
     ) -> BoxFuture<'static, Result<Vec<Value>, Unavailable>> {
-        let answers = self.ask_all(vec![
+        let path = vec![
             "v1".into(),
             "transactions".into(),
             transaction_id,
             "notifications".into(),
-        ]);
+        ];
+        let answers = self.ask_all(path, |body| body["notifications"].is_array());
         Box::pin(async move {
             let mut records = Vec::new();
             let mut unavailable = Vec::new();
             for answer in answers.await {
                 match answer {
-                    Ok(Some(mut body)) => match body.get_mut("notifications").map(Value::take) {
-                        Some(Value::Array(found)) => records.extend(found),
-                        _ => unavailable.push("a peer's answer had no notifications".into()),
-                    },
+                    Ok(Some(mut body)) => {
+                        if let Value::Array(found) = body["notifications"].take() {
+                            records.extend(found);
+                        }
+                    }
                     Ok(None) => {}
                     Err(peer) => unavailable.push(peer),
                 }
@@ -175,6 +182,7 @@ async fn ask(
     token: &str,
     addr: SocketAddr,
     segments: &[String],
+    fits: fn(&Value) -> bool,
 ) -> Result<Option<Value>, &'static str> {
     let mut url = Url::parse(&format!("http://{addr}/")).map_err(|_| "no url for the address")?;
     url.path_segments_mut()
@@ -194,11 +202,10 @@ async fn ask(
             }
         })?;
     match response.status() {
-        StatusCode::OK => response
-            .json()
-            .await
-            .map(Some)
-            .map_err(|_| "an answer that is not JSON"),
+        StatusCode::OK => match response.json().await {
+            Ok(body) if fits(&body) => Ok(Some(body)),
+            _ => Err("an answer that is not the record asked for"),
+        },
         StatusCode::NOT_FOUND => Ok(None),
         StatusCode::UNAUTHORIZED => Err("refused the token"),
         _ => Err("an error answer"),
