@@ -125,6 +125,40 @@ pub struct EngineConfig {
     /// `debit`) waiting for the same carrier.
     #[serde(default)]
     pub priority_lanes: bool,
+    /// Whose each carrier's `max_segments_per_second` is: this instance's own, or the whole
+    /// deployment's, shared by its instances in proportion to the debit partitions each
+    /// holds.
+    #[serde(default)]
+    pub rate_share: RateShare,
+}
+
+/// Whose a carrier's rate is (`engine.rate_share`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RateShare {
+    /// Each instance may send at the carrier's whole rate.
+    #[default]
+    Instance,
+    /// The rate is the deployment's (the carrier account's): each instance sends at the
+    /// share of it that its debit partitions are of the topic's, changed at each rebalance,
+    /// so that the instances never send more than the account allows together and the
+    /// survivors of an instance lost take its share with its partitions.
+    Partitions,
+}
+
+impl RateShare {
+    /// The rate an instance holding `share` (0 to 1) of the debit partitions may send at,
+    /// out of `rate`: at least one segment a second (what a notification begun before its
+    /// partitions went elsewhere may still need, a receipt failover say), at most `rate`.
+    pub fn rate(self, rate: u32, share: f64) -> u32 {
+        match self {
+            RateShare::Instance => rate,
+            RateShare::Partitions => {
+                let shared = (f64::from(rate) * share.clamp(0.0, 1.0)).round() as u32;
+                shared.clamp(1, rate.max(1))
+            }
+        }
+    }
 }
 
 fn d_batch_max() -> usize {
@@ -173,6 +207,7 @@ impl Default for EngineConfig {
             validity_ms: d_validity_ms(),
             failover_after_ms: d_failover_after_ms(),
             priority_lanes: false,
+            rate_share: RateShare::Instance,
         }
     }
 }
@@ -924,6 +959,30 @@ mod tests {
         assert!(all.contains("password"), "{all}");
         assert!(all.contains("window"), "{all}");
         assert_eq!(errs.len(), 5, "{all}");
+    }
+
+    #[test]
+    fn a_shared_rate_is_the_partitions_share_of_the_carrier_s_at_least_one_segment_a_second() {
+        let c = Config::from_toml(GOOD).expect("valid");
+        assert_eq!(c.engine.rate_share, RateShare::Instance);
+        assert_eq!(
+            RateShare::Instance.rate(400, 0.25),
+            400,
+            "the instance's own"
+        );
+        let c = Config::from_toml(&format!("{GOOD}\n[engine]\nrate_share = \"partitions\""))
+            .expect("valid");
+        let shared = c.engine.rate_share;
+        assert_eq!(shared, RateShare::Partitions);
+        assert_eq!(shared.rate(400, 1.0), 400);
+        assert_eq!(shared.rate(400, 0.5), 200);
+        assert_eq!(shared.rate(400, 1.0 / 3.0), 133);
+        assert_eq!(shared.rate(400, 2.0 / 3.0), 267);
+        assert_eq!(shared.rate(400, 0.0), 1, "no partition: one a second");
+        assert_eq!(shared.rate(1, 0.1), 1);
+        assert_eq!(shared.rate(400, 1.5), 400, "never above the carrier's");
+        let bad = Config::from_toml(&format!("{GOOD}\n[engine]\nrate_share = \"carrier\""));
+        assert!(bad.is_err(), "an unknown share is refused");
     }
 
     #[test]

@@ -121,6 +121,20 @@ pub fn offsets_committed(partitions: usize) {
     counter!("pigeon_offset_commits_total").increment(partitions as u64);
 }
 
+/// The debit partitions this instance holds, and their share of the topic's (with carrier
+/// rates shared by partitions, `engine.rate_share`).
+pub fn partitions_held(held: usize, share: f64) {
+    gauge!("pigeon_partitions_held").set(held as f64);
+    gauge!("pigeon_partitions_share").set(share);
+}
+
+/// The rate this instance sends `carrier` at, in segments/s: its `max_segments_per_second`,
+/// or its share of it (`engine.rate_share`).
+pub fn carrier_rate(carrier: &str, segments_per_second: u32) {
+    gauge!("pigeon_carrier_rate_segments_per_second", "carrier" => carrier.to_owned())
+        .set(f64::from(segments_per_second));
+}
+
 pub fn carrier_binds(carrier: &str, up: usize) {
     gauge!("pigeon_carrier_binds_up", "carrier" => carrier.to_owned()).set(up as f64);
 }

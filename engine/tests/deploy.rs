@@ -178,6 +178,10 @@ fn the_kubernetes_configuration_needs_and_takes_what_the_statefulset_sets() {
         .expect("generated");
     assert_eq!(generated["files"][0], "pigeon.toml");
 
+    // Several replicas share each carrier account's rate by the partitions they hold.
+    assert!(set["spec"]["replicas"].as_u64().expect("replicas") > 1);
+    assert_eq!(cfg.engine.rate_share, pigeon::config::RateShare::Partitions);
+
     // Peers: every pod of the StatefulSet's headless Service, on the API's port.
     let headless = yaml_documents("kubernetes/services.yaml")
         .into_iter()

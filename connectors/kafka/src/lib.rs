@@ -19,7 +19,7 @@ pub use checkpoint::Checkpoints;
 pub use config::KafkaConfig;
 pub use follower::{FollowError, FollowState, TableFollower};
 pub use publisher::{Delivery, Enqueue, Header, Outgoing, Publisher};
-pub use source::{Record, Source};
+pub use source::{Assignment, Record, Source};
 
 /// Errors of this connector; each variant says where it surfaces.
 #[derive(Debug, thiserror::Error)]

@@ -17,6 +17,7 @@ pub use rdkafka::consumer::CommitMode;
 use rdkafka::consumer::{Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::message::Message;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::{Checkpoints, KafkaConfig, KafkaError};
@@ -36,7 +37,32 @@ struct Ctx {
     topic: String,
     checkpoints: Arc<Tracker>,
     revoke_drain: Duration,
+    assignment: watch::Sender<Assignment>,
 }
+
+/// The partitions of the topic this member holds, and how many the topic has.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Assignment {
+    /// Held now, in order.
+    pub partitions: Vec<i32>,
+    /// The topic's partitions, as its metadata said at the last assignment (at least one
+    /// more than the highest partition held); 0 before the first assignment.
+    pub total: usize,
+}
+
+impl Assignment {
+    /// The fraction of the topic's partitions held: 0 before the first assignment.
+    pub fn share(&self) -> f64 {
+        if self.total == 0 {
+            0.0
+        } else {
+            self.partitions.len() as f64 / self.total as f64
+        }
+    }
+}
+
+/// How long an assignment waits for the topic's metadata (its partition count).
+const METADATA_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The checkpoints, and a signal each time records are marked done.
 #[derive(Default)]
@@ -120,11 +146,34 @@ impl ConsumerContext for Ctx {
                 for p in &partitions {
                     cp.forget(*p);
                 }
+                drop(cp);
+                self.assignment
+                    .send_modify(|a| a.partitions.retain(|p| !partitions.contains(p)));
                 info!(?partitions, "partitions revoked");
             }
             Rebalance::Assign(tpl) => {
                 let partitions: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
-                info!(?partitions, "partitions assigned");
+                // Asked here, on the polling thread, so that the share is known as soon as
+                // the partitions are: nothing is consumed until this returns.
+                let total = match consumer.fetch_metadata(Some(&self.topic), METADATA_TIMEOUT) {
+                    Ok(m) => m
+                        .topics()
+                        .iter()
+                        .find(|t| t.name() == self.topic)
+                        .map_or(0, |t| t.partitions().len()),
+                    Err(e) => {
+                        warn!(error = %e, "the topic's partition count is unknown");
+                        0
+                    }
+                };
+                self.assignment.send_modify(|a| {
+                    a.partitions.extend(&partitions);
+                    a.partitions.sort_unstable();
+                    a.partitions.dedup();
+                    let highest = a.partitions.last().map_or(0, |p| *p as usize + 1);
+                    a.total = total.max(a.total).max(highest);
+                });
+                info!(?partitions, total, "partitions assigned");
             }
             Rebalance::Error(e) => warn!(error = %e, "rebalance error"),
         }
@@ -153,6 +202,7 @@ pub struct Source {
     consumer: StreamConsumer<Ctx>,
     topic: String,
     checkpoints: Arc<Tracker>,
+    assignment: watch::Receiver<Assignment>,
 }
 
 impl std::fmt::Debug for Source {
@@ -167,10 +217,12 @@ impl Source {
     /// Joins the group and subscribes to `topic`.
     pub fn subscribe(cfg: &KafkaConfig, topic: &str) -> Result<Self, KafkaError> {
         let checkpoints = Arc::new(Tracker::default());
+        let (assigned, assignment) = watch::channel(Assignment::default());
         let ctx = Ctx {
             topic: topic.to_owned(),
             checkpoints: checkpoints.clone(),
             revoke_drain: Duration::from_millis(cfg.revoke_drain_ms),
+            assignment: assigned,
         };
         let consumer: StreamConsumer<Ctx> = cfg
             .consumer()
@@ -186,11 +238,18 @@ impl Source {
             consumer,
             topic: topic.to_owned(),
             checkpoints,
+            assignment,
         })
     }
 
     pub fn topic(&self) -> &str {
         &self.topic
+    }
+
+    /// The partitions this member holds, changed at each rebalance (once the revoked ones
+    /// are drained and committed, and once the assigned ones' topic metadata is read).
+    pub fn assignment(&self) -> watch::Receiver<Assignment> {
+        self.assignment.clone()
     }
 
     /// Waits for at least one record, then takes whatever else arrives within `linger`, up to
@@ -346,6 +405,13 @@ mod tests {
                 taken.extend(batch);
             }
         }
+        let alone = a.assignment().borrow().clone();
+        assert_eq!(
+            (alone.partitions, alone.total),
+            (vec![0, 1], 2),
+            "the only member"
+        );
+        assert_eq!(a.assignment().borrow().share(), 1.0);
         let (early, late): (Vec<_>, Vec<_>) = taken.iter().partition(|r| r.offset < 5);
         a.done(early.iter().map(|r| (r.partition, r.offset)));
         assert_eq!(a.commit(CommitMode::Sync).expect("commit"), 2);
@@ -380,6 +446,17 @@ mod tests {
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         b_polls.await.expect("b");
         a_polls.await.expect("a");
+        // Each member knows its share of the topic: one partition of two.
+        let (held_a, held_b) = (
+            a.assignment().borrow().clone(),
+            b.assignment().borrow().clone(),
+        );
+        for held in [&held_a, &held_b] {
+            assert_eq!(held.partitions.len(), 1, "{held_a:?} {held_b:?}");
+            assert_eq!(held.total, 2, "{held:?}");
+            assert_eq!(held.share(), 0.5, "{held:?}");
+        }
+        assert_ne!(held_a.partitions, held_b.partitions);
         let stats = a.revoke_stats();
         assert!(stats.revokes >= 1, "{stats:?}");
         assert_eq!(

@@ -27,7 +27,7 @@ use super::flow_state::{Answer, FlowSlot};
 use super::matcher::MatcherActor;
 use super::{Dispatch, Receipts, SubmitResult, Submitted};
 use crate::breaker::{Admit, Breaker, BreakerConfig, State as BreakerState};
-use crate::config::{BindType, CarrierConfig, SmppVersion};
+use crate::config::{BindType, CarrierConfig, RateShare, SmppVersion};
 use crate::event::State;
 use crate::flow::share_of;
 use crate::health::CarrierHealth;
@@ -139,6 +139,7 @@ impl Shared {
 
     fn set_rate(&self, segments_per_second: u32) {
         self.health.set_rate(self.carrier, segments_per_second);
+        metrics::carrier_rate(&self.name, segments_per_second);
         let limiter = Arc::new(limiter(segments_per_second));
         *self.limiter.write().unwrap_or_else(|p| p.into_inner()) = limiter;
         let share = share_of(f64::from(segments_per_second), self.flows.len());
@@ -174,11 +175,18 @@ pub struct ShardLinks {
     /// Where a notification is marked `submitting` before it is written; `None`: store off.
     pub store: Option<Store>,
     pub mailbox: usize,
+    /// Whose the carrier's rate is. Shared by partitions, the shard sends at one segment a
+    /// second until it is told its share ([`SetShare`]).
+    pub rate_share: RateShare,
 }
 
 pub struct Shard {
     shared: Arc<Shared>,
     cfg: CarrierConfig,
+    rate_share: RateShare,
+    /// The share of the debit partitions this instance holds (1 unless shared by
+    /// partitions).
+    share: f64,
     matcher: Addr<MatcherActor>,
     stop: CancellationToken,
     mailbox: usize,
@@ -190,6 +198,11 @@ pub struct Shard {
 impl Shard {
     pub fn new(carrier: CarrierId, cfg: CarrierConfig, links: ShardLinks) -> Shard {
         let (tx, rx) = mpsc::channel(1024);
+        let share = match links.rate_share {
+            RateShare::Instance => 1.0,
+            RateShare::Partitions => 0.0,
+        };
+        let rate = links.rate_share.rate(cfg.max_segments_per_second, share);
         let name: Arc<str> = cfg.name.as_str().into();
         let breaker = Arc::new(Mutex::new(Breaker::new(BreakerConfig {
             failure_threshold: cfg.breaker_failures,
@@ -204,15 +217,16 @@ impl Shard {
             breaker.clone(),
         );
         let flows = if cfg.flow_control {
-            let share = share_of(f64::from(cfg.max_segments_per_second), cfg.binds);
+            let per_bind = share_of(f64::from(rate), cfg.binds);
             let flow = cfg.flow_tuning.flow_config(cfg.window);
             (0..cfg.binds)
-                .map(|i| FlowSlot::new(&name, i, share, flow))
+                .map(|i| FlowSlot::new(&name, i, per_bind, flow))
                 .collect()
         } else {
             Vec::new()
         };
-        links.health.set_rate(carrier, cfg.max_segments_per_second);
+        links.health.set_rate(carrier, rate);
+        metrics::carrier_rate(&name, rate);
         let (marks, marking) = links.store.map(Batcher::new).unzip();
         let shared = Arc::new(Shared {
             carrier,
@@ -220,7 +234,7 @@ impl Shard {
             source_addr: cfg.source_addr.clone(),
             binds: Arc::new(binds),
             breaker,
-            limiter: RwLock::new(Arc::new(limiter(cfg.max_segments_per_second))),
+            limiter: RwLock::new(Arc::new(limiter(rate))),
             retry: RetryPolicy {
                 max_retries: cfg.max_submit_retries,
                 base: Duration::from_millis(cfg.retry_backoff_ms),
@@ -245,6 +259,8 @@ impl Shard {
         Shard {
             shared,
             cfg,
+            rate_share: links.rate_share,
+            share,
             matcher: links.matcher,
             stop: CancellationToken::new(),
             mailbox: links.mailbox,
@@ -665,7 +681,8 @@ fn answer(outcome: &SubmitOutcome) -> Option<Answer> {
     }
 }
 
-/// Sets the carrier's rate (configuration reload).
+/// Sets the carrier's rate (configuration reload): this instance's, or the deployment's to
+/// share ([`RateShare`]).
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct SetRate(pub u32);
@@ -677,8 +694,42 @@ impl Handler<SetRate> for Shard {
         if sps != self.cfg.max_segments_per_second {
             tracing::info!(carrier = %self.shared.name, from = self.cfg.max_segments_per_second, to = sps, "rate changed");
             self.cfg.max_segments_per_second = sps;
-            self.shared.set_rate(sps);
+            self.shared.set_rate(self.rate());
         }
+    }
+}
+
+/// The share of the debit partitions this instance holds now (0 to 1), for a rate shared
+/// by partitions (`engine.rate_share`); ignored otherwise.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SetShare(pub f64);
+
+impl Handler<SetShare> for Shard {
+    type Result = ();
+
+    fn handle(&mut self, SetShare(share): SetShare, _: &mut Context<Self>) {
+        if self.rate_share != RateShare::Partitions || share == self.share {
+            return;
+        }
+        let (from, to) = (
+            self.rate(),
+            self.rate_share
+                .rate(self.cfg.max_segments_per_second, share),
+        );
+        self.share = share;
+        if from != to {
+            tracing::info!(carrier = %self.shared.name, share, from, to, "rate share changed");
+            self.shared.set_rate(to);
+        }
+    }
+}
+
+impl Shard {
+    /// The rate this instance sends the carrier at.
+    fn rate(&self) -> u32 {
+        self.rate_share
+            .rate(self.cfg.max_segments_per_second, self.share)
     }
 }
 

@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use actix::{Actor, Addr, Arbiter};
 use anyhow::Context as _;
-use pigeon_kafka::{Publisher, Source};
-use tokio::sync::{mpsc, oneshot};
+use pigeon_kafka::{Assignment, Publisher, Source};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -21,10 +21,10 @@ use tracing::{info, warn};
 use crate::actors::checkpoint::{Checkpoint, CommitNow};
 use crate::actors::intake::{Idempotency, IntakeActor, Reload};
 use crate::actors::matcher::{Awaiting, MatcherActor};
-use crate::actors::shard::{SetRate, Shard, ShardLinks, Unbind};
+use crate::actors::shard::{SetRate, SetShare, Shard, ShardLinks, Unbind};
 use crate::actors::sink::{Sink, SinkTopics};
 use crate::actors::source;
-use crate::config::Config;
+use crate::config::{Config, RateShare};
 use crate::health::CarrierHealth;
 use crate::intake::{Encodings, Intake, IntakeLimits};
 use crate::matcher::Matcher;
@@ -184,6 +184,7 @@ pub async fn run(cfg: Config, controls: Controls) -> anyhow::Result<()> {
                 encodings: encodings.clone(),
                 store: store.clone(),
                 mailbox,
+                rate_share: e.rate_share,
             };
             Shard::start_in_arbiter(&arbiters[i % workers].handle(), move |_| {
                 Shard::new(i, c, links)
@@ -219,6 +220,9 @@ pub async fn run(cfg: Config, controls: Controls) -> anyhow::Result<()> {
         })
     };
 
+    if e.rate_share == RateShare::Partitions {
+        actix::spawn(share_rates(source.assignment(), shards.clone()));
+    }
     // Reloads from the caller (SIGHUP) and from the admin API go through one loop.
     let (reload_tx, reload_rx) = mpsc::channel(4);
     actix::spawn(forward(reload, reload_tx.clone()));
@@ -377,6 +381,24 @@ async fn forward(mut from: mpsc::Receiver<ReloadRequest>, to: mpsc::Sender<Reloa
 }
 
 /// Applies each new configuration that [`reload::plan`] allows; logs every reason otherwise.
+/// Tells every shard the share of the debit partitions this instance holds, at start and
+/// after each rebalance, for carrier rates shared by partitions (`engine.rate_share`).
+async fn share_rates(mut assignment: watch::Receiver<Assignment>, shards: Vec<Addr<Shard>>) {
+    loop {
+        let (share, held) = {
+            let a = assignment.borrow_and_update();
+            (a.share(), a.partitions.len())
+        };
+        crate::metrics::partitions_held(held, share);
+        for s in &shards {
+            let _ = s.send(SetShare(share)).await;
+        }
+        if assignment.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
 async fn apply_reloads(
     mut current: Config,
     mut rx: mpsc::Receiver<ReloadRequest>,
