@@ -7,14 +7,15 @@
 //! answers its SMSC once the broker has it. Every instance reads the whole topic (a
 //! consumer group of its own, `<kafka.group_id>.receipts.<instance>`, committed as it goes)
 //! and applies each relayed receipt that a notification of its own awaits; the others are
-//! not its own and are passed over. So a receipt is answered to its SMSC only once it is
+//! tried again for a few seconds (the sender's acceptance may not be recorded yet), then
+//! passed over as another instance's. So a receipt is answered to its SMSC only once it is
 //! safe in the store or on the topic, and it matches wherever its notification waits.
 //!
 //! The record: key `<carrier>/<message id>` (copies of one receipt share a partition), value
 //! JSON `{"v":1,"carrier":"carrier-a","message_id":"…","stat":"DELIVRD","err":5}`. Carrier
 //! names are the configuration's, the same on every instance.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,6 +25,8 @@ use pigeon_kafka::{KafkaConfig, Outgoing, Record, Source};
 use pigeon_smpp::receipt::{Receipt, ReceiptState};
 use pigeon_smpp::session::ReceiptAck;
 use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -167,9 +170,36 @@ pub fn decode(payload: &[u8]) -> Result<(String, Receipt), DecodeError> {
     Ok((w.carrier.into_owned(), receipt))
 }
 
-/// Reads the relay topic until `stop`: each batch's receipts go to the matcher by carrier,
-/// and the batch counts as done (committed) once the matcher has answered each, which it
-/// does once what a receipt decided is in the store.
+/// When a relayed receipt that nothing here awaited is tried again, after it was read. Its
+/// sender may not know its acceptance yet when it reads it (a submit response handled late:
+/// an instance far behind, or an SMSC that sends receipts before responses); after the last
+/// try it is passed over (`relay_not_ours`), as another instance's.
+const RETRY_AFTER: [Duration; 4] = [
+    Duration::from_secs(1),
+    Duration::from_secs(2),
+    Duration::from_secs(4),
+    Duration::from_secs(8),
+];
+/// Relayed receipts held for another try at most; beyond, one is passed over at once.
+const MAX_HELD: usize = 65_536;
+
+/// A relayed receipt to try (again).
+struct Relayed {
+    carrier: CarrierId,
+    receipt: Receipt,
+    /// Its record's partition and offset, done once it is decided or passed over.
+    at: (i32, i64),
+    read: Instant,
+    /// Tries after the first so far.
+    retries: usize,
+}
+
+/// Reads the relay topic until `stop`: each batch's receipts go to the matcher by carrier.
+/// A receipt counts as done (committed) once the matcher has answered it, which it does once
+/// what it decided is in the store; one that nothing here awaits is held and tried again
+/// ([`RETRY_AFTER`]), so a receipt relayed before its sender registered the acceptance still
+/// matches. The records are read on a task of their own, so that the tries are on time
+/// while the topic is quiet.
 pub async fn follow(
     source: Source,
     matcher: Addr<MatcherActor>,
@@ -177,72 +207,156 @@ pub async fn follow(
     stop: CancellationToken,
 ) {
     info!(topic = source.topic(), "following relayed receipts");
+    let source = Arc::new(source);
+    let names: HashMap<CarrierId, String> = (carriers.iter())
+        .map(|(name, id)| (*id, name.clone()))
+        .collect();
+    let (tx, mut batches) = tokio::sync::mpsc::channel(1);
+    let reader = actix::spawn({
+        let source = source.clone();
+        async move {
+            loop {
+                let batch = source.next_batch(BATCH_MAX, BATCH_LINGER).await;
+                if tx.send(batch).await.is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    let mut held: BTreeMap<(Instant, u64), Relayed> = BTreeMap::new();
+    let mut seq = 0u64;
     loop {
-        let batch = tokio::select! {
+        let due = held.keys().next().map(|(at, _)| *at);
+        let (tries, mut done) = tokio::select! {
             () = stop.cancelled() => break,
-            b = source.next_batch(BATCH_MAX, BATCH_LINGER) => b,
-        };
-        let batch = match batch {
-            Ok(b) => b,
-            Err(e) => {
-                warn!(error = %e, "reading relayed receipts failed");
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                continue;
+            () = tokio::time::sleep_until(due.unwrap_or_else(Instant::now)), if due.is_some() => {
+                let now = Instant::now();
+                let later = held.split_off(&(now, u64::MAX));
+                (std::mem::replace(&mut held, later).into_values().collect(), Vec::new())
             }
-        };
-        let mut by_carrier: HashMap<CarrierId, Vec<(Receipt, ReceiptAck)>> = HashMap::new();
-        let mut answers = Vec::with_capacity(batch.len());
-        let (mut invalid, mut first_reason) = (0u64, None);
-        for Record { payload, .. } in &batch {
-            let decoded = decode(payload).and_then(|(carrier, r)| {
-                let id = carriers.get(&carrier).copied().ok_or_else(|| {
-                    DecodeError::Malformed("a carrier this instance does not have".into())
-                })?;
-                Ok((id, r))
-            });
-            match decoded {
-                Ok((carrier, r)) => {
-                    let (ack, answered) = ReceiptAck::channel();
-                    by_carrier.entry(carrier).or_default().push((r, ack));
-                    answers.push(answered);
+            batch = batches.recv() => match batch {
+                None => break,
+                Some(Err(e)) => {
+                    warn!(error = %e, "reading relayed receipts failed");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
                 }
-                Err(e) => {
-                    invalid += 1;
-                    first_reason.get_or_insert(e);
+                Some(Ok(batch)) => read(&batch, &carriers),
+            },
+        };
+        let Some(missed) = try_relayed(&matcher, tries, &mut done).await else {
+            warn!("the matcher is gone; relayed receipts are no longer followed");
+            break;
+        };
+        for mut r in missed {
+            match RETRY_AFTER.get(r.retries) {
+                Some(after) if held.len() < MAX_HELD => {
+                    let at = r.read + *after;
+                    r.retries += 1;
+                    seq += 1;
+                    held.insert((at, seq), r);
+                }
+                _ => {
+                    let name = names.get(&r.carrier).map_or("any", String::as_str);
+                    crate::metrics::receipts(name, "relay_not_ours", 1);
+                    done.push(r.at);
                 }
             }
         }
-        if let Some(e) = first_reason {
-            // Once per batch: a misconfigured peer would otherwise flood the log.
-            warn!(records = invalid, error = %e, "relay records passed over");
-        }
-        crate::metrics::receipts("any", "relay_invalid", invalid);
-        for (carrier, receipts) in by_carrier {
-            if matcher
-                .send(RelayedReceipts { carrier, receipts })
-                .await
-                .is_err()
-            {
-                warn!("the matcher is gone; relayed receipts are no longer followed");
-                return;
+        if !done.is_empty() {
+            source.done(done);
+            if let Err(e) = source.commit(CommitMode::Async) {
+                warn!(error = %e, "committing the relay position failed");
             }
-        }
-        for answered in answers {
-            if answered.await.is_err() {
-                // What it decided could not be recorded (the store failed; the engine logs
-                // that): it is passed over rather than read again forever.
-                warn!("a relayed receipt's outcome was not recorded");
-            }
-        }
-        source.done(batch.iter().map(|r| (r.partition, r.offset)));
-        if let Err(e) = source.commit(CommitMode::Async) {
-            warn!(error = %e, "committing the relay position failed");
         }
     }
+    reader.abort();
+    // What is held is not done: read again after a restart.
     if let Err(e) = source.commit(CommitMode::Sync) {
         warn!(error = %e, "committing the relay position failed");
     }
     source.unsubscribe();
+}
+
+/// A batch's receipts to try, and the records passed over (not relay records).
+fn read(
+    batch: &[Record],
+    carriers: &HashMap<String, CarrierId>,
+) -> (Vec<Relayed>, Vec<(i32, i64)>) {
+    let now = Instant::now();
+    let (mut tries, mut done) = (Vec::with_capacity(batch.len()), Vec::new());
+    let (mut invalid, mut first_reason) = (0u64, None);
+    for Record {
+        payload,
+        partition,
+        offset,
+        ..
+    } in batch
+    {
+        let decoded = decode(payload).and_then(|(carrier, r)| {
+            let id = carriers.get(&carrier).copied().ok_or_else(|| {
+                DecodeError::Malformed("a carrier this instance does not have".into())
+            })?;
+            Ok((id, r))
+        });
+        match decoded {
+            Ok((carrier, receipt)) => tries.push(Relayed {
+                carrier,
+                receipt,
+                at: (*partition, *offset),
+                read: now,
+                retries: 0,
+            }),
+            Err(e) => {
+                invalid += 1;
+                first_reason.get_or_insert(e);
+                done.push((*partition, *offset));
+            }
+        }
+    }
+    if let Some(e) = first_reason {
+        // Once per batch: a misconfigured peer would otherwise flood the log.
+        warn!(records = invalid, error = %e, "relay records passed over");
+    }
+    crate::metrics::receipts("any", "relay_invalid", invalid);
+    (tries, done)
+}
+
+/// Hands `tries` to the matcher by carrier and waits for its answers: the records of those
+/// it decided go to `done`; the ones it left unanswered, nothing here awaiting them (or what
+/// they decided not recorded: the store failed, and the engine says so), are returned.
+/// `None`: the matcher is gone.
+async fn try_relayed(
+    matcher: &Addr<MatcherActor>,
+    tries: Vec<Relayed>,
+    done: &mut Vec<(i32, i64)>,
+) -> Option<Vec<Relayed>> {
+    /// A carrier's receipts for the matcher, and each with the answer it waits for.
+    type Asked = (
+        Vec<(Receipt, ReceiptAck)>,
+        Vec<(Relayed, oneshot::Receiver<()>)>,
+    );
+    let mut by_carrier: HashMap<CarrierId, Asked> = HashMap::new();
+    for r in tries {
+        let (ack, answered) = ReceiptAck::channel();
+        let (receipts, waiting) = by_carrier.entry(r.carrier).or_default();
+        receipts.push((r.receipt.clone(), ack));
+        waiting.push((r, answered));
+    }
+    let mut missed = Vec::new();
+    for (carrier, (receipts, waiting)) in by_carrier {
+        matcher
+            .send(RelayedReceipts { carrier, receipts })
+            .await
+            .ok()?;
+        for (r, answered) in waiting {
+            match answered.await {
+                Ok(()) => done.push(r.at),
+                Err(_) => missed.push(r),
+            }
+        }
+    }
+    Some(missed)
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ use std::time::Duration;
 use pigeon_loadtest::load::scrape::metrics_text;
 use pigeon_loadtest::load::{DebitMix, Generator, StatusCollector};
 use pigeon_loadtest::sim::SimStats;
+use pigeon_loadtest::sim::{CarrierSim, Latency};
 use support::{produce, start_sim_with, EngineProcess, Topics};
 use tokio::time::Instant;
 
@@ -39,14 +40,26 @@ struct Run {
     engines: Vec<Option<EngineProcess>>,
     statuses: StatusCollector,
     generator: Generator,
+    events: u64,
 }
 
 impl Run {
     async fn start(test: &str, carrier_a: &str) -> Run {
+        Run::start_with(test, carrier_a, EVENTS, |_| {}).await
+    }
+
+    /// [`Run::start`] with `events` debits and the SMSC's behaviour changed by `fault`.
+    async fn start_with(
+        test: &str,
+        carrier_a: &str,
+        events: u64,
+        fault: impl Fn(&mut CarrierSim),
+    ) -> Run {
         let topics = Topics::unique(test);
         topics.create().await;
         let sim = start_sim_with(Duration::from_millis(20), |c| {
             c.receipts_on_other_bind = 1.0;
+            fault(c);
         })
         .await;
         // One bind each: every receipt the SMSC moves goes to the other instance.
@@ -69,7 +82,7 @@ impl Run {
         let mut generator = Generator::new(test, DebitMix::uk_only());
         produce(
             &topics.debits,
-            (0..EVENTS).map(|_| generator.next_event()).collect(),
+            (0..events).map(|_| generator.next_event()).collect(),
         )
         .await;
         Run {
@@ -80,6 +93,7 @@ impl Run {
             engines,
             statuses,
             generator,
+            events,
         }
     }
 
@@ -106,10 +120,10 @@ impl Run {
         assert!(acc.exactly_once(), "{acc:?}");
         assert_eq!(
             acc.by_state.get("delivered").copied(),
-            Some(EVENTS),
+            Some(self.events),
             "every receipt reached the instance that sent its message: {acc:?}"
         );
-        assert_eq!(sim_stats.messages, EVENTS, "{sim_stats:?}");
+        assert_eq!(sim_stats.messages, self.events, "{sim_stats:?}");
         assert_eq!(sim_stats.duplicate_pairs, 0, "{sim_stats:?}");
         for i in &self.instances {
             let _ = std::fs::remove_dir_all(&i.dir);
@@ -187,6 +201,62 @@ async fn receipts_relayed_while_their_sender_is_down_match_once_it_is_back() {
     assert!(
         matched_after_restart > 0,
         "a matched relayed receipts after its restart"
+    );
+}
+
+/// An SMSC that sends each receipt before its submit response, and the response 4 s after
+/// the submit: the instance that gets the receipt holds it for its own acceptance, then
+/// relays it ~2.5 s later, when the sender still has no acceptance to match it with. The
+/// sender holds such a relayed receipt and tries it again as its acceptances come, so each
+/// still matches (rather than ending `unconfirmed` after the receipt timeout).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receipt_relayed_before_its_sender_knows_its_acceptance_still_matches() {
+    const EARLY: u64 = 300;
+    let run = Run::start_with(
+        "relayearly",
+        "window = 256\nresponse_timeout_ms = 20000",
+        EARLY,
+        |c| {
+            c.receipt_before_response = 1.0;
+            c.response_latency = Latency::new(4_000, 0);
+        },
+    )
+    .await;
+    // And a receipt that no instance awaits: each tries it for a while, then passes it over.
+    let stranger = br#"{"v":1,"carrier":"carrier-a","message_id":"nobody-s","stat":"DELIVRD"}"#;
+    produce(
+        &run.topics.receipts,
+        vec![(b"carrier-a/nobody-s".to_vec(), stranger.to_vec())],
+    )
+    .await;
+    run.wait_ended(EARLY).await;
+    let counts = |text: &str| {
+        [
+            receipts(text, "relayed"),
+            receipts(text, "relay_matched"),
+            receipts(text, "relay_not_ours"),
+        ]
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let [relayed, matched, passed_over] = loop {
+        let mut sum = [0; 3];
+        for i in &run.instances {
+            let c = counts(&i.metrics().await);
+            (0..3).for_each(|k| sum[k] += c[k]);
+        }
+        if sum[2] >= EARLY + 2 || Instant::now() >= deadline {
+            break sum;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let sim_stats = run.finish().await;
+    assert_eq!(sim_stats.receipts_before_response, EARLY, "{sim_stats:?}");
+    assert_eq!(relayed, EARLY, "every receipt relayed once");
+    assert_eq!(matched, EARLY, "and matched by its sender");
+    assert_eq!(
+        passed_over,
+        EARLY + 2,
+        "each passed over by the instance that relayed it, the stranger by both"
     );
 }
 

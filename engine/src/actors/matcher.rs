@@ -277,7 +277,8 @@ impl Handler<Receipts> for MatcherActor {
 }
 
 /// Receipts relayed by the instances (this one too) for one carrier (`relay.rs`), each
-/// with the answer the relay follower waits for: given once what it decided is durable.
+/// with the answer the relay follower waits for: given once what it decided is durable,
+/// dropped unanswered for one that nothing here awaits (yet).
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct RelayedReceipts {
@@ -300,7 +301,10 @@ impl Handler<RelayedReceipts> for MatcherActor {
             {
                 RelayedOutcome::Matched => 0,
                 RelayedOutcome::Intermediate => 1,
-                RelayedOutcome::NotOurs => 2,
+                RelayedOutcome::Settled => 2,
+                // Dropped unanswered: the follower may try it again (its acceptance may
+                // still come here), and counts it when it gives up.
+                RelayedOutcome::NotOurs => continue,
             };
             counts[i] += 1;
             acks.push(ack);

@@ -82,7 +82,11 @@ pub enum RelayedOutcome {
     Matched,
     /// Not final: nothing changes.
     Intermediate,
-    /// Nothing here awaits it.
+    /// For a segment settled here recently (matched, or the receipt this instance relayed
+    /// itself, read back): passed over for good.
+    Settled,
+    /// Nothing here awaits it now: another instance's, or one whose acceptance this instance
+    /// has not registered yet (the follower tries it again for a while, `relay.rs`).
     NotOurs,
 }
 
@@ -435,9 +439,9 @@ impl Matcher {
     }
 
     /// Applies one receipt relayed by another instance (`relay.rs`): it settles a
-    /// notification awaiting it here, or it is not this instance's. Never parked: the
-    /// instance that relayed it held it for its own acceptance first, and every instance
-    /// reads the relayed receipts, so one that nothing here awaits belongs to another.
+    /// notification awaiting it here, or nothing here awaits it (yet). Never parked here:
+    /// every instance reads the relayed receipts, so most that nothing here awaits belong to
+    /// another; the follower tries those again while the sender's acceptance may still come.
     pub fn relayed_receipt(
         &mut self,
         carrier: CarrierId,
@@ -450,6 +454,9 @@ impl Matcher {
         }
         match self.settle_awaited(carrier, r, now, out) {
             Ok(()) => RelayedOutcome::Matched,
+            Err(missed) if self.settled.contains(self.fingerprint(&missed.key)) => {
+                RelayedOutcome::Settled
+            }
             Err(_) => RelayedOutcome::NotOurs,
         }
     }
@@ -1107,14 +1114,38 @@ mod tests {
         assert_eq!(m.awaiting(), 0);
         assert_eq!(
             m.relayed_receipt(0, &ours, now, &mut out),
-            RelayedOutcome::NotOurs,
-            "settled: a copy changes nothing"
+            RelayedOutcome::Settled,
+            "settled: a copy changes nothing, for good"
         );
         assert_eq!(
             m.relayed_receipt(1, &receipt("r1", ReceiptState::Delivered), now, &mut out),
             RelayedOutcome::NotOurs,
             "the same id from another carrier"
         );
+        // Relayed before its acceptance is registered here: not ours yet, then matched.
+        assert_eq!(
+            m.relayed_receipt(0, &stranger, now, &mut out),
+            RelayedOutcome::NotOurs
+        );
+        m.accept(accepted(&["r9"]), now, &mut out);
+        assert_eq!(
+            m.relayed_receipt(0, &stranger, now, &mut out),
+            RelayedOutcome::Matched
+        );
+        assert_eq!(out.len(), 2);
+    }
+
+    #[test]
+    fn a_receipt_this_instance_relayed_is_settled_when_it_reads_it_back() {
+        let (mut m, now, mut out) = (m(), Instant::now(), Vec::new());
+        let r = receipt("z1", ReceiptState::Delivered);
+        let id = park(m.receipt(0, r.clone(), now, &mut out));
+        assert!(m.relayed(0, &r, id, now));
+        assert_eq!(
+            m.relayed_receipt(0, &r, now, &mut out),
+            RelayedOutcome::Settled
+        );
+        assert!(out.is_empty());
     }
 
     #[test]
