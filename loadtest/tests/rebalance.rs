@@ -23,20 +23,25 @@ async fn wait_for(statuses: &StatusCollector, n: u64, what: &str) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_member_joining_and_one_leaving_mid_run_lose_nothing_and_send_nothing_twice() {
-    let topics = Topics::unique("rebalance");
-    topics.create().await;
-    let sim = start_sim(Duration::from_millis(20)).await;
-    let toml = support::engine_toml(&sim, &topics, "max_segments_per_second = 400");
-    let dirs: Vec<PathBuf> = ["a", "b"]
+/// A directory for each of the two engines of a test: configuration, log, store.
+fn engine_dirs(topics: &Topics) -> Vec<PathBuf> {
+    ["a", "b"]
         .iter()
         .map(|n| {
             let d = std::env::temp_dir().join(format!("pigeon-{}-{n}", topics.debits));
             std::fs::create_dir_all(&d).expect("dir");
             d
         })
-        .collect();
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_joining_and_one_leaving_mid_run_lose_nothing_and_send_nothing_twice() {
+    let topics = Topics::unique("rebalance");
+    topics.create().await;
+    let sim = start_sim(Duration::from_millis(20)).await;
+    let toml = support::engine_toml(&sim, &topics, "max_segments_per_second = 400");
+    let dirs = engine_dirs(&topics);
     let start = |dir: &Path| {
         let store = dir.join("store").display().to_string();
         let env = [
@@ -144,14 +149,7 @@ async fn a_carrier_s_rate_is_shared_in_proportion_to_the_partitions_each_member_
     let sim = start_sim(Duration::from_millis(20)).await;
     let toml = support::engine_toml(&sim, &topics, "max_segments_per_second = 400");
     let apis = [support::free_addr(), support::free_addr()];
-    let dirs: Vec<PathBuf> = ["a", "b"]
-        .iter()
-        .map(|n| {
-            let d = std::env::temp_dir().join(format!("pigeon-{}-{n}", topics.debits));
-            std::fs::create_dir_all(&d).expect("dir");
-            d
-        })
-        .collect();
+    let dirs = engine_dirs(&topics);
     let start = |i: usize| {
         let store = dirs[i].join("store").display().to_string();
         let api = apis[i].to_string();
