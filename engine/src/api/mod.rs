@@ -77,7 +77,8 @@ pub struct CarrierView {
     pub breaker: BreakerView,
     /// Whether routing may send to this carrier now (a bind up and the breaker not open).
     pub up: bool,
-    /// The carrier's configured rate ceiling; `None` when unlimited or unknown.
+    /// The rate this instance sends the carrier at (its share with `engine.rate_share =
+    /// "partitions"`); `None` when unlimited or unknown.
     pub rate_segments_per_second: Option<f64>,
 }
 
