@@ -251,29 +251,37 @@ fn has(flags: u8, bit: u8) -> bool {
 /// notification's times lie within seconds of each other: four or five bytes each.
 #[derive(Default)]
 struct Times {
-    base: Option<OffsetDateTime>,
+    /// The record's first time, and it in nanoseconds since the epoch.
+    base: Option<(OffsetDateTime, i128)>,
 }
 
 impl Times {
     fn put(&mut self, o: &mut Out<'_>, t: OffsetDateTime) {
-        let Some(base) = self.base else {
+        let Some((base, base_nanos)) = self.base else {
             o.time(t);
-            self.base = Some(t);
+            self.base = Some((t, t.unix_timestamp_nanos()));
             return;
         };
-        let d = (t - base).whole_nanoseconds();
+        // The difference of the two instants, as `t - base` but without its calendar
+        // arithmetic (a record's times are a few seconds apart).
+        let d = t.unix_timestamp_nanos() - base_nanos;
         let zigzag = ((d << 1) ^ (d >> 127)) as u128;
         let other_offset = t.offset() != base.offset();
-        o.uvar128((zigzag << 1) | u128::from(other_offset));
+        let v = (zigzag << 1) | u128::from(other_offset);
+        // The same bytes either way; 64-bit arithmetic while the value fits.
+        match u64::try_from(v) {
+            Ok(v) => o.uvar(v),
+            Err(_) => o.uvar128(v),
+        }
         if other_offset {
             o.ivar(i64::from(t.offset().whole_seconds()));
         }
     }
 
     fn get(&mut self, i: &mut In<'_>) -> Result<OffsetDateTime, StoreError> {
-        let Some(base) = self.base else {
+        let Some((base, _)) = self.base else {
             let t = i.time()?;
-            self.base = Some(t);
+            self.base = Some((t, 0));
             return Ok(t);
         };
         let v = i.uvar128()?;
@@ -285,15 +293,26 @@ impl Times {
         } else {
             base.offset()
         };
-        const NANOS: i128 = 1_000_000_000;
-        i64::try_from(d.div_euclid(NANOS))
-            .ok()
-            .and_then(|secs| {
-                // In 0..1e9: fits.
-                let nanos = d.rem_euclid(NANOS) as i32;
-                base.checked_add(time::Duration::new(secs, nanos))
+        let later = match i64::try_from(d) {
+            // Within ±292 years: one 64-bit count of nanoseconds.
+            Ok(d) => base.checked_add(time::Duration::nanoseconds(d)),
+            Err(_) => {
+                const NANOS: i128 = 1_000_000_000;
+                i64::try_from(d.div_euclid(NANOS)).ok().and_then(|secs| {
+                    // In 0..1e9: fits.
+                    let nanos = d.rem_euclid(NANOS) as i32;
+                    base.checked_add(time::Duration::new(secs, nanos))
+                })
+            }
+        };
+        later
+            .and_then(|t| {
+                if t.offset() == offset {
+                    Some(t)
+                } else {
+                    t.checked_to_offset(offset)
+                }
             })
-            .and_then(|t| t.checked_to_offset(offset))
             .ok_or_else(|| i.corrupt("time out of range"))
     }
 }
