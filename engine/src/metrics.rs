@@ -102,6 +102,12 @@ pub fn receipts(carrier: &str, outcome: &'static str, n: u64) {
     }
 }
 
+/// Relayed receipts held for another try (`relay.rs`): nothing on this instance awaited
+/// them when read.
+pub fn relay_held(n: usize) {
+    gauge!("pigeon_relay_receipts_held").set(n as f64);
+}
+
 pub fn receipts_awaited(n: usize) {
     gauge!("pigeon_receipts_awaited").set(n as f64);
 }

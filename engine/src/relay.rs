@@ -263,6 +263,7 @@ pub async fn follow(
                 }
             }
         }
+        crate::metrics::relay_held(held.len());
         if !done.is_empty() {
             source.done(done);
             if let Err(e) = source.commit(CommitMode::Async) {

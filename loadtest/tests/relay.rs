@@ -231,18 +231,23 @@ async fn a_receipt_relayed_before_its_sender_knows_its_acceptance_still_matches(
     .await;
     run.wait_ended(EARLY).await;
     let counts = |text: &str| {
+        let held = text
+            .lines()
+            .find_map(|l| l.strip_prefix("pigeon_relay_receipts_held "))
+            .and_then(|v| v.trim().parse::<f64>().ok());
         [
             receipts(text, "relayed"),
             receipts(text, "relay_matched"),
             receipts(text, "relay_not_ours"),
+            held.map_or(u64::MAX, |h| h as u64),
         ]
     };
     let deadline = Instant::now() + Duration::from_secs(30);
-    let [relayed, matched, passed_over] = loop {
-        let mut sum = [0; 3];
+    let [relayed, matched, passed_over, held] = loop {
+        let mut sum = [0u64; 4];
         for i in &run.instances {
             let c = counts(&i.metrics().await);
-            (0..3).for_each(|k| sum[k] += c[k]);
+            (0..4).for_each(|k| sum[k] = sum[k].saturating_add(c[k]));
         }
         if sum[2] >= EARLY + 2 || Instant::now() >= deadline {
             break sum;
@@ -258,6 +263,7 @@ async fn a_receipt_relayed_before_its_sender_knows_its_acceptance_still_matches(
         EARLY + 2,
         "each passed over by the instance that relayed it, the stranger by both"
     );
+    assert_eq!(held, 0, "nothing held for another try once all are decided");
 }
 
 /// One engine instance of a test: its directory, name, metrics and API addresses, and the
