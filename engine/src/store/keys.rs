@@ -8,6 +8,7 @@
 //! | `receipts` | carrier, `\0`, message id | expiry (8 bytes), event id |
 //! | `outbox` | event id, `\0`, state | the status event, binary (`codec.rs`) |
 //! | `staged` | sequence number, big-endian `u64` | a group's staged records (`staged.rs`) |
+//! | `meta` | `owner` | the store's name, made when it is created (`Store::owner`) |
 //!
 //! An expiry or a beginning is milliseconds since the Unix epoch as a big-endian `i64`.
 //! Expired receipt keys are ignored when read and dropped when fjall compacts them; records
@@ -26,6 +27,8 @@ pub(super) const RECEIPTS: &str = "receipts";
 pub(super) const RETIRED_RECEIPT_EXPIRY: &str = "receipt_expiry";
 pub(super) const OUTBOX: &str = "outbox";
 pub(super) const STAGED: &str = "staged";
+pub(super) const META: &str = "meta";
+pub(super) const OWNER: &[u8] = b"owner";
 
 const SEP: u8 = 0;
 

@@ -294,6 +294,20 @@ impl Keyspaces {
     }
 }
 
+/// The store's name (`meta`, `owner`), made and persisted the first time.
+fn owner(db: &Database, meta: Keyspace) -> Result<String, StoreError> {
+    if let Some(v) = meta.get(keys::OWNER)? {
+        return String::from_utf8(v.to_vec()).map_err(|e| StoreError::Corrupt {
+            key: "owner".into(),
+            why: e.to_string(),
+        });
+    }
+    let owner = uuid::Uuid::new_v4().to_string();
+    meta.insert(keys::OWNER, owner.as_bytes())?;
+    db.persist(fjall::PersistMode::SyncAll)?;
+    Ok(owner)
+}
+
 /// Handle on the store; cheap to clone. The last handle dropped stops the writer thread
 /// (after its current group) and closes the database.
 #[derive(Clone)]
@@ -309,6 +323,7 @@ struct Inner {
     stats: Arc<Counters>,
     staged: Arc<RwLock<StagedMap>>,
     receipt_ttl_ms: i64,
+    owner: String,
 }
 
 impl Drop for Inner {
@@ -370,6 +385,7 @@ impl Store {
             staged: keyspace(keys::STAGED)?,
             db: db.clone(),
         };
+        let owner = owner(&db, keyspace(keys::META)?)?;
         if db.keyspace_exists(keys::RETIRED_RECEIPT_EXPIRY) {
             let retired = keyspace(keys::RETIRED_RECEIPT_EXPIRY)?;
             db.delete_keyspace(retired).map_err(open_err)?;
@@ -408,8 +424,16 @@ impl Store {
                 stats,
                 staged,
                 receipt_ttl_ms,
+                owner,
             }),
         })
+    }
+
+    /// The store's name: made once when the store is created, kept with it. The owner of a
+    /// debit partition's handover marks (`pigeon_kafka::handover`): what a mark of this name
+    /// says was acted on, this store's claims answer for.
+    pub fn owner(&self) -> &str {
+        &self.inner.owner
     }
 
     /// Claims a batch of consumed records by event id. Answers are in request order, and come

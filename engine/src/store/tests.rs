@@ -987,3 +987,16 @@ async fn the_writer_keeps_encoded_what_stayed_staged_unchanged_and_reads_it_back
     assert_eq!(states(&after).last(), Some(&State::Delivered));
     assert_eq!(ids(&store.open_records().unwrap()), ["j"]);
 }
+
+#[test]
+fn a_store_keeps_its_name_across_restarts_and_no_two_stores_share_one() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let first = Store::open(&options(a.path(), true)).unwrap();
+    let name = first.owner().to_owned();
+    drop(first);
+    let again = Store::open(&options(a.path(), true)).unwrap();
+    assert_eq!(again.owner(), name);
+    let other = Store::open(&options(b.path(), true)).unwrap();
+    assert_ne!(other.owner(), name);
+    assert!(!name.is_empty());
+}
