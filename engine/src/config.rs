@@ -42,6 +42,41 @@ pub struct Config {
     /// Receipts relayed between instances (`relay.rs`); off unless a topic is set.
     #[serde(default)]
     pub relay: crate::relay::RelayConfig,
+    /// Handover marks on the debit partitions, for instances lost without handing their
+    /// partitions over; off unless a topic is set.
+    #[serde(default)]
+    pub handover: HandoverSection,
+}
+
+/// `[handover]`: what the next owner of a debit partition learns of a lost owner
+/// (`pigeon_kafka::handover`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HandoverSection {
+    /// The topic of the marks, with at least as many partitions as the debit topic; unset:
+    /// no marks (one instance, or debits sent again unflagged after the loss of an instance
+    /// of several).
+    #[serde(default)]
+    pub topic: Option<String>,
+    /// How many records past the highest consumed a mark reaches. After an instance is lost,
+    /// the next owner of each of its partitions sends up to this many more records flagged
+    /// `possible_duplicate` than the lost one may have sent; a smaller lease means more marks
+    /// (one per half lease consumed per partition).
+    #[serde(default = "d_lease_records")]
+    pub lease_records: u32,
+}
+
+fn d_lease_records() -> u32 {
+    2_048
+}
+
+impl Default for HandoverSection {
+    fn default() -> Self {
+        HandoverSection {
+            topic: None,
+            lease_records: d_lease_records(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -727,6 +762,7 @@ impl Default for MetricsConfig {
 const SECTIONS: &[&str] = &[
     "api",
     "relay",
+    "handover",
     "store",
     "eligibility",
     "kafka",
@@ -865,16 +901,27 @@ impl Config {
                 &self.eligibility.subscribers_topic,
             ),
             ("relay.receipts_topic", &self.relay.receipts_topic),
+            ("handover.topic", &self.handover.topic),
         ];
-        for (key, topic) in others {
-            if let Some(t) = topic.as_ref().filter(|t| ours.contains(t)) {
+        for (i, (key, topic)) in others.iter().enumerate() {
+            let Some(t) = topic.as_ref() else { continue };
+            if ours.contains(&t) {
                 errs.push(format!("{key}: {t:?} is one of the engine's [topics]"));
             }
+            for (earlier, _) in others[..i].iter().filter(|(_, o)| o.as_ref() == Some(t)) {
+                errs.push(format!("{key}: it is {earlier}"));
+            }
         }
-        if self.relay.receipts_topic.is_some()
-            && self.relay.receipts_topic == self.eligibility.subscribers_topic
+        if self
+            .handover
+            .topic
+            .as_ref()
+            .is_some_and(|t| t.trim().is_empty())
         {
-            errs.push("relay.receipts_topic: it is eligibility.subscribers_topic".to_owned());
+            errs.push("handover.topic: must not be empty when set".to_owned());
+        }
+        if self.handover.lease_records < 2 {
+            errs.push("handover.lease_records: must be at least 2".to_owned());
         }
         let e = &self.engine;
         if e.batch_max == 0 {
@@ -1025,6 +1072,28 @@ mod tests {
             ours.0,
             ["relay.receipts_topic: \"pigeon.statuses\" is one of the engine's [topics]"]
         );
+    }
+
+    #[test]
+    fn the_handover_topic_is_a_topic_of_its_own_with_a_lease_of_at_least_two() {
+        let with = |h: &str| Config::from_toml(&format!("{GOOD}\n[handover]\n{h}"));
+        let off = Config::from_toml(GOOD).expect("valid").handover;
+        assert_eq!((off.topic, off.lease_records), (None, 2_048));
+        let on = with("topic = \"pigeon.handover\"\nlease_records = 64").expect("valid");
+        assert_eq!(on.handover.topic.as_deref(), Some("pigeon.handover"));
+        assert_eq!(on.handover.lease_records, 64);
+        let short = with("topic = \"pigeon.handover\"\nlease_records = 1").expect_err("short");
+        assert_eq!(short.0, ["handover.lease_records: must be at least 2"]);
+        let debits = with("topic = \"pigeon.debits\"").expect_err("the debit topic");
+        assert_eq!(
+            debits.0,
+            ["handover.topic: \"pigeon.debits\" is one of the engine's [topics]"]
+        );
+        let shared = Config::from_toml(&format!(
+            "{GOOD}\n[relay]\nreceipts_topic = \"x\"\ninstance = \"a\"\n[handover]\ntopic = \"x\""
+        ))
+        .expect_err("the relay's topic");
+        assert_eq!(shared.0, ["handover.topic: it is relay.receipts_topic"]);
     }
 
     #[test]

@@ -181,6 +181,11 @@ fn the_kubernetes_configuration_needs_and_takes_what_the_statefulset_sets() {
     // Several replicas share each carrier account's rate by the partitions they hold.
     assert!(set["spec"]["replicas"].as_u64().expect("replicas") > 1);
     assert_eq!(cfg.engine.rate_share, pigeon::config::RateShare::Partitions);
+    // And a replica lost without handing its partitions over leaves marks for the next owner.
+    assert!(
+        cfg.handover.topic.is_some(),
+        "[handover] with several replicas"
+    );
 
     // Peers: every pod of the StatefulSet's headless Service, on the API's port.
     let headless = yaml_documents("kubernetes/services.yaml")

@@ -6,18 +6,22 @@
 //! - [`source`]: a consumer-group member that hands records on in batches and commits only what
 //!   the checkpoint allows; it never commits on receipt.
 //! - [`publisher`]: an idempotent producer for status events and dead-letter records.
+//! - [`handover`]: marks that let the next owner of a partition know what a lost owner may
+//!   have acted on past its last commit.
 //! - [`follower`]: reads a compacted topic as a table from its beginning, without a group,
 //!   and keeps following it; reports when it has caught up.
 
 pub mod checkpoint;
 pub mod config;
 pub mod follower;
+pub mod handover;
 pub mod publisher;
 pub mod source;
 
 pub use checkpoint::Checkpoints;
 pub use config::KafkaConfig;
 pub use follower::{FollowError, FollowState, TableFollower};
+pub use handover::HandoverConfig;
 pub use publisher::{Delivery, Enqueue, Header, Outgoing, Publisher};
 pub use source::{Assignment, Record, Source};
 
@@ -36,6 +40,8 @@ pub enum KafkaError {
     Consume(#[source] rdkafka::error::KafkaError),
     #[error("committing offsets failed: {0}")]
     Commit(#[source] rdkafka::error::KafkaError),
+    #[error("handover marks: {0}")]
+    Handover(String),
     #[error("publishing to {topic} failed: {source}")]
     Publish {
         topic: String,

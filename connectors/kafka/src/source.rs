@@ -20,6 +20,7 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
+use crate::handover::{Handover, HandoverConfig};
 use crate::{Checkpoints, KafkaConfig, KafkaError};
 
 /// One consumed record, owned.
@@ -31,6 +32,10 @@ pub struct Record {
     pub payload: Vec<u8>,
     /// Broker or producer timestamp in milliseconds since the epoch, if any.
     pub timestamp_ms: Option<i64>,
+    /// At or before the offset up to which the partition's previous owner, lost without
+    /// handing the partition over, may have acted on its records (`handover.rs`): it may
+    /// have been sent already. Always false without a handover topic.
+    pub inherited: bool,
 }
 
 struct Ctx {
@@ -38,6 +43,7 @@ struct Ctx {
     checkpoints: Arc<Tracker>,
     revoke_drain: Duration,
     assignment: watch::Sender<Assignment>,
+    handover: Option<Arc<Handover>>,
 }
 
 /// The partitions of the topic this member holds, and how many the topic has.
@@ -131,10 +137,15 @@ impl ConsumerContext for Ctx {
                     info!(in_flight, "revoked partitions drained");
                 }
                 let positions = cp.committable();
+                let mut committed = true;
                 if !positions.is_empty() {
+                    committed = false;
                     match commit_tpl(&self.topic, &positions) {
                         Ok(tpl) => match consumer.commit(&tpl, CommitMode::Sync) {
-                            Ok(()) => cp.mark_committed(&positions),
+                            Ok(()) => {
+                                cp.mark_committed(&positions);
+                                committed = true;
+                            }
                             Err(e) => {
                                 self.checkpoints.stats.commit_failures.fetch_add(1, Relaxed);
                                 warn!(error = %e, "commit before revoke failed")
@@ -147,12 +158,19 @@ impl ConsumerContext for Ctx {
                     cp.forget(*p);
                 }
                 drop(cp);
+                if let Some(h) = &self.handover {
+                    // Released only when nothing handed on is left uncommitted.
+                    h.revoked(&partitions, left == 0 && committed);
+                }
                 self.assignment
                     .send_modify(|a| a.partitions.retain(|p| !partitions.contains(p)));
                 info!(?partitions, "partitions revoked");
             }
             Rebalance::Assign(tpl) => {
                 let partitions: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+                if let Some(h) = &self.handover {
+                    h.assigned(&partitions);
+                }
                 // Asked here, on the polling thread, so that the share is known as soon as
                 // the partitions are: nothing is consumed until this returns.
                 let total = match consumer.fetch_metadata(Some(&self.topic), METADATA_TIMEOUT) {
@@ -203,6 +221,7 @@ pub struct Source {
     topic: String,
     checkpoints: Arc<Tracker>,
     assignment: watch::Receiver<Assignment>,
+    handover: Option<Arc<Handover>>,
 }
 
 impl std::fmt::Debug for Source {
@@ -216,6 +235,21 @@ impl std::fmt::Debug for Source {
 impl Source {
     /// Joins the group and subscribes to `topic`.
     pub fn subscribe(cfg: &KafkaConfig, topic: &str) -> Result<Self, KafkaError> {
+        Self::subscribe_with(cfg, topic, None)
+    }
+
+    /// Joins the group and subscribes to `topic`, with handover marks when `handover` is
+    /// given (`handover.rs`): then a partition's records that its previous owner, lost
+    /// without handing it over, may have acted on come [`Record::inherited`].
+    pub fn subscribe_with(
+        cfg: &KafkaConfig,
+        topic: &str,
+        handover: Option<HandoverConfig>,
+    ) -> Result<Self, KafkaError> {
+        let handover = match handover {
+            Some(h) => Some(Arc::new(Handover::new(cfg, h, topic)?)),
+            None => None,
+        };
         let checkpoints = Arc::new(Tracker::default());
         let (assigned, assignment) = watch::channel(Assignment::default());
         let ctx = Ctx {
@@ -223,6 +257,7 @@ impl Source {
             checkpoints: checkpoints.clone(),
             revoke_drain: Duration::from_millis(cfg.revoke_drain_ms),
             assignment: assigned,
+            handover: handover.clone(),
         };
         let consumer: StreamConsumer<Ctx> = cfg
             .consumer()
@@ -239,6 +274,7 @@ impl Source {
             topic: topic.to_owned(),
             checkpoints,
             assignment,
+            handover,
         })
     }
 
@@ -273,6 +309,9 @@ impl Source {
                 }
                 Err(_) => break,
             }
+        }
+        if let Some(h) = &self.handover {
+            h.fence(&mut batch).await;
         }
         let mut cp = lock(&self.checkpoints.checkpoints);
         for r in &batch {
@@ -336,6 +375,7 @@ fn owned<M: Message>(m: &M) -> Record {
         key: m.key().map(<[u8]>::to_vec),
         payload: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
         timestamp_ms: m.timestamp().to_millis(),
+        inherited: false,
     }
 }
 

@@ -128,6 +128,8 @@ impl Handler<Records> for IntakeActor {
         metrics::events_consumed(records.len() as u64);
         let mut publish = Publish::default();
         let mut decided = Vec::with_capacity(records.len());
+        // Per decided record: its partition's previous owner, lost, may have sent it.
+        let mut inherited = Vec::with_capacity(records.len());
         for r in records {
             let origin = Origin {
                 partition: r.partition,
@@ -137,12 +139,14 @@ impl Handler<Records> for IntakeActor {
                 Decision::Send(mut n) => {
                     n.consumed_at = consumed_at;
                     decided.push(Decided::Send(n));
+                    inherited.push(r.inherited);
                 }
                 Decision::Skip { meta, reason } => {
                     metrics::notification_skipped(reason);
                     let mut s = meta.status(State::Skipped);
                     s.reason = Some(reason.to_owned());
                     decided.push(Decided::Skip(Box::new(s), origin));
+                    inherited.push(r.inherited);
                 }
                 Decision::Reject {
                     event_id,
@@ -171,9 +175,22 @@ impl Handler<Records> for IntakeActor {
             let mut per_shard: Vec<Vec<_>> = (0..shards.len()).map(|_| Vec::new()).collect();
             let mut later: Vec<Notification> = Vec::new();
             let mut claims = claims.into_iter();
-            for d in decided {
+            for (d, inherited) in decided.into_iter().zip(inherited) {
                 let what = claims.next().map_or(Replay::Proceed, replay);
                 match (what, d) {
+                    (Replay::Proceed, Decided::Send(mut n)) if inherited => {
+                        // New to this instance, but its partition's previous owner was lost
+                        // past it (`pigeon_kafka::handover`): that owner may have sent it, and
+                        // nothing here can tell. Sent at once, flagged.
+                        metrics::replayed("inherited");
+                        let mut s = n.meta.status(State::Ambiguous);
+                        s.reason = Some("previous_owner_lost".into());
+                        publish.statuses.push((s, None));
+                        n.meta.possible_duplicate = true;
+                        if let Some(batch) = per_shard.get_mut(n.carrier()) {
+                            batch.push(n);
+                        }
+                    }
                     (Replay::Proceed, Decided::Send(n)) => {
                         if let Some(batch) = per_shard.get_mut(n.carrier()) {
                             batch.push(n);

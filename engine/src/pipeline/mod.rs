@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use actix::{Actor, Addr, Arbiter};
 use anyhow::Context as _;
-use pigeon_kafka::{Assignment, Publisher, Source};
+use pigeon_kafka::{Assignment, HandoverConfig, Publisher, Source};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -72,16 +72,25 @@ pub async fn run(cfg: Config, controls: Controls) -> anyhow::Result<()> {
         .router(&cfg.carriers)
         .map_err(|e| anyhow::anyhow!(e.join("\n")))?;
 
-    let source = Arc::new(
-        Source::subscribe(&cfg.kafka, &cfg.topics.debits).context("subscribing to debits")?,
-    );
-    let publisher = Publisher::new(&cfg.kafka).context("creating the producer")?;
-
     let store = if cfg.store.enabled {
         Some(Store::open(&cfg.store).context("opening the store")?)
     } else {
         None
     };
+    let handover = cfg.handover.topic.as_ref().map(|topic| HandoverConfig {
+        topic: topic.clone(),
+        // Without a store nothing is known of earlier claims: a name of this run's own.
+        owner: store.as_ref().map_or_else(
+            || uuid::Uuid::new_v4().to_string(),
+            |s| s.owner().to_owned(),
+        ),
+        lease_records: i64::from(cfg.handover.lease_records),
+    });
+    let source = Arc::new(
+        Source::subscribe_with(&cfg.kafka, &cfg.topics.debits, handover)
+            .context("subscribing to debits")?,
+    );
+    let publisher = Publisher::new(&cfg.kafka).context("creating the producer")?;
     let mut matcher = Matcher::new(
         Duration::from_millis(e.receipt_timeout_ms),
         PARK_TIMEOUT,

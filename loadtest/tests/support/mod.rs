@@ -27,6 +27,8 @@ pub struct Topics {
     pub dead_letter: String,
     /// Receipts relayed between engine instances (`[relay]`).
     pub receipts: String,
+    /// Handover marks on the debit partitions (`[handover]`).
+    pub handover: String,
     pub group: String,
 }
 
@@ -44,6 +46,7 @@ impl Topics {
             statuses: format!("t.{test}.{id}.statuses"),
             dead_letter: format!("t.{test}.{id}.dead-letter"),
             receipts: format!("t.{test}.{id}.receipts"),
+            handover: format!("t.{test}.{id}.handover"),
             group: format!("pigeon-{test}-{id}"),
         }
     }
@@ -59,6 +62,7 @@ impl Topics {
             NewTopic::new(&self.statuses, 4, TopicReplication::Fixed(1)),
             NewTopic::new(&self.dead_letter, 1, TopicReplication::Fixed(1)),
             NewTopic::new(&self.receipts, 2, TopicReplication::Fixed(1)),
+            NewTopic::new(&self.handover, 4, TopicReplication::Fixed(1)),
         ];
         let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
         let results =
