@@ -4,7 +4,9 @@
 //! [`Checkpoints`] allows, never on receipt. When partitions are revoked (a rebalance), the
 //! records already handed on from them are waited for (at most `revoke_drain_ms`), what is
 //! done is committed synchronously, and only then are they given up, so that the next owner
-//! starts after what this member finished. The wait blocks the thread that polls the
+//! starts after what this member finished. Records of a partition revoked while their batch
+//! was gathered (a revocation runs inside a poll) are dropped from the batch: the next owner
+//! consumes them from the commit. The wait blocks the thread that polls the
 //! consumer: run [`Source::next_batch`] on a thread of its own, not one the pipeline needs
 //! to finish those records.
 
@@ -76,6 +78,9 @@ struct Tracker {
     checkpoints: Mutex<Checkpoints>,
     progress: Condvar,
     stats: RevokeCounters,
+    /// Partitions revoked since the source last looked: a revocation runs inside a poll,
+    /// possibly while a batch is gathered that holds records of them already.
+    revoked: Mutex<Vec<i32>>,
 }
 
 #[derive(Default)]
@@ -158,6 +163,9 @@ impl ConsumerContext for Ctx {
                     cp.forget(*p);
                 }
                 drop(cp);
+                (self.checkpoints.revoked.lock())
+                    .unwrap_or_else(|p| p.into_inner())
+                    .extend(&partitions);
                 if let Some(h) = &self.handover {
                     // Released only when nothing handed on is left uncommitted.
                     h.revoked(&partitions, left == 0 && committed);
@@ -296,19 +304,28 @@ impl Source {
         linger: Duration,
     ) -> Result<Vec<Record>, KafkaError> {
         let mut batch = Vec::with_capacity(max.min(1024));
-        let first = self.consumer.recv().await.map_err(KafkaError::Consume)?;
-        batch.push(owned(&first));
-        drop(first);
-        let deadline = tokio::time::Instant::now() + linger;
-        while batch.len() < max {
-            match tokio::time::timeout_at(deadline, self.consumer.recv()).await {
-                Ok(Ok(m)) => batch.push(owned(&m)),
-                Ok(Err(e)) => {
-                    warn!(error = %e, "consume error inside a batch");
-                    break;
+        while batch.is_empty() {
+            let first = self.consumer.recv().await.map_err(KafkaError::Consume)?;
+            // A revocation before this batch's first record (in an earlier poll, or in the
+            // one that returned it) left nothing of the batch behind.
+            self.take_revoked();
+            batch.push(owned(&first));
+            drop(first);
+            let deadline = tokio::time::Instant::now() + linger;
+            while batch.len() < max {
+                match tokio::time::timeout_at(deadline, self.consumer.recv()).await {
+                    Ok(Ok(m)) => {
+                        self.drop_revoked(&mut batch);
+                        batch.push(owned(&m));
+                    }
+                    Ok(Err(e)) => {
+                        warn!(error = %e, "consume error inside a batch");
+                        break;
+                    }
+                    Err(_) => break,
                 }
-                Err(_) => break,
             }
+            self.drop_revoked(&mut batch);
         }
         if let Some(h) = &self.handover {
             h.fence(&mut batch).await;
@@ -318,6 +335,35 @@ impl Source {
             cp.track(r.partition, r.offset);
         }
         Ok(batch)
+    }
+
+    fn take_revoked(&self) -> Vec<i32> {
+        std::mem::take(
+            &mut self
+                .checkpoints
+                .revoked
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+        )
+    }
+
+    /// Drops the gathered records of partitions revoked since they were received: given up,
+    /// drained and committed without them, their next owner (this member again, maybe)
+    /// consumes them from the commit.
+    fn drop_revoked(&self, batch: &mut Vec<Record>) {
+        let revoked = self.take_revoked();
+        if revoked.is_empty() {
+            return;
+        }
+        let before = batch.len();
+        batch.retain(|r| !revoked.contains(&r.partition));
+        if batch.len() < before {
+            info!(
+                dropped = before - batch.len(),
+                ?revoked,
+                "records of partitions revoked while their batch gathered are left to the next owner"
+            );
+        }
     }
 
     /// Marks records done; they become committable once every earlier record of their
@@ -416,6 +462,79 @@ mod tests {
             }
             got
         })
+    }
+
+    /// A rebalance that happens while a batch is being gathered (in one of its polls) gives
+    /// partitions up whose records the batch already holds: those are not handed on, since
+    /// the partition's next owner consumes them from the last commit.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 3)]
+    async fn records_of_a_partition_revoked_while_their_batch_gathers_are_not_handed_on() {
+        let cluster = MockCluster::new(1).expect("mock cluster");
+        cluster.create_topic("debits", 2, 1).expect("topic");
+        let producer: BaseProducer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", cluster.bootstrap_servers())
+            .create()
+            .expect("producer");
+        produce(&producer, 0, 10, "first");
+        produce(&producer, 1, 10, "first");
+        let mut cfg = KafkaConfig::new(cluster.bootstrap_servers());
+        cfg.group_id = "straddle".into();
+
+        // The first member gathers a batch for long enough that the second joins meanwhile.
+        let a = Arc::new(Source::subscribe(&cfg, "debits").expect("a"));
+        let gathering = {
+            let a = a.clone();
+            tokio::spawn(async move { a.next_batch(1_000, Duration::from_secs(15)).await })
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while a.assignment().borrow().partitions.len() < 2 {
+            assert!(
+                Instant::now() < deadline,
+                "the first member got no partition"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let b = Arc::new(Source::subscribe(&cfg, "debits").expect("b"));
+        let b_polls = poll(b.clone(), stop.clone());
+        let first = gathering.await.expect("joined").expect("a batch");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while b.assignment().borrow().partitions.is_empty() {
+            assert!(
+                Instant::now() < deadline,
+                "the second member got no partition"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let held = a.assignment().borrow().partitions.clone();
+        assert_eq!(held.len(), 1, "{held:?}");
+        // Whatever the first batch holds is of the partition its member still holds.
+        assert!(
+            first.iter().all(|r| held.contains(&r.partition)),
+            "handed on records of a partition given up meanwhile: {:?}",
+            first
+                .iter()
+                .map(|r| (r.partition, r.offset))
+                .collect::<Vec<_>>()
+        );
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while a.outstanding() < 10 && Instant::now() < deadline {
+            if let Ok(Ok(more)) =
+                tokio::time::timeout(Duration::from_secs(1), a.next_batch(100, Duration::ZERO))
+                    .await
+            {
+                assert!(more.iter().all(|r| held.contains(&r.partition)));
+            }
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let got_b = b_polls.await.expect("b");
+        assert_eq!(
+            got_b.len(),
+            10,
+            "the second member has its partition's records"
+        );
+        assert!(got_b.iter().all(|r| !held.contains(&r.partition)));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 3)]
