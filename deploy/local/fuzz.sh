@@ -4,8 +4,9 @@
 #   session_codec (the session's own reader, SessionCodec in arbitrary read sizes) and
 #   lenient_receipt (the lenient deliver_sm reader the session falls back on);
 # - the engine (engine/fuzz): debit_event (a debit record through the whole intake
-#   decision), relay_record (receipts relayed between instances) and subscriber_record
-#   (the subscriber preferences topic).
+#   decision), relay_record (receipts relayed between instances), subscriber_record
+#   (the subscriber preferences topic) and handover_mark (the debit partitions' owners'
+#   marks).
 # The default list is every target of both (`cargo fuzz list` in each). Fails if any target
 # finds a crash, a timeout or a leak; the input is left in <crate>/fuzz/artifacts/<target>/.
 #

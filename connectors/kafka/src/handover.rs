@@ -73,6 +73,34 @@ pub struct Mark {
     pub released: bool,
 }
 
+/// Longest owner name a mark may carry (a store's name is a UUID, 36 characters).
+const MAX_OWNER: usize = 256;
+
+/// Reads a mark from a record's value: JSON as above, version 1, with an owner of 1 to 256
+/// bytes, a partition of at least 0, offsets of at least -1, and a release without a lease.
+pub fn decode(value: &[u8]) -> Result<Mark, String> {
+    let m: Mark = serde_json::from_slice(value).map_err(|e| format!("not a mark: {e}"))?;
+    if m.v != VERSION {
+        return Err(format!("mark version {} (this reads {VERSION})", m.v));
+    }
+    if m.owner.is_empty() || m.owner.len() > MAX_OWNER {
+        return Err(format!("an owner of {} bytes", m.owner.len()));
+    }
+    if m.partition < 0 || m.upto < -1 || m.inherited < -1 || (m.released && m.upto != -1) {
+        return Err(format!(
+            "partition {}, upto {}, inherited {}, released {}",
+            m.partition, m.upto, m.inherited, m.released
+        ));
+    }
+    Ok(m)
+}
+
+/// A mark's record value.
+pub fn encode(mark: &Mark) -> Vec<u8> {
+    // A struct of numbers, a bool and a string: serializing it cannot fail.
+    serde_json::to_vec(mark).unwrap_or_default()
+}
+
 impl Mark {
     /// The highest offset that `owner`, taking the partition over after this mark, must take
     /// as possibly acted on by someone else (-1: none).
@@ -297,7 +325,7 @@ impl Handover {
 
     async fn write(&self, mark: &Mark) -> Result<(), KafkaError> {
         let key = mark.partition.to_string();
-        let value = serde_json::to_vec(mark).map_err(|e| KafkaError::Handover(e.to_string()))?;
+        let value = encode(mark);
         let record = FutureRecord::to(&self.cfg.topic)
             .partition(mark.partition)
             .key(&key)
@@ -435,14 +463,9 @@ impl Handover {
             }
             match self.reader.poll(left) {
                 Some(Ok(m)) if last.get(&m.partition()) == Some(&m.offset()) => {
-                    let mark = serde_json::from_slice::<Mark>(m.payload().unwrap_or_default())
-                        .map_err(|e| {
-                            format!(
-                                "partition {} offset {}: not a mark: {e}",
-                                m.partition(),
-                                m.offset()
-                            )
-                        });
+                    let mark = decode(m.payload().unwrap_or_default()).map_err(|e| {
+                        format!("partition {} offset {}: {e}", m.partition(), m.offset())
+                    });
                     match mark {
                         Ok(mark) => {
                             if marks.insert(m.partition(), Some(mark)).is_none() {
@@ -573,9 +596,9 @@ mod tests {
         assert_eq!(h.read_last(&[0, 1]), Ok(none));
         h.write(&h.mark(1, 10, -1, false)).await.expect("written");
         h.write(&h.mark(1, 20, 3, false)).await.expect("written");
-        h.write(&h.mark(0, 7, -1, true)).await.expect("written");
+        h.write(&h.mark(0, -1, 4, true)).await.expect("written");
         let both = HashMap::from([
-            (0, Some(h.mark(0, 7, -1, true))),
+            (0, Some(h.mark(0, -1, 4, true))),
             (1, Some(h.mark(1, 20, 3, false))),
         ]);
         assert_eq!(h.read_last(&[0, 1]), Ok(both));
@@ -625,14 +648,29 @@ mod tests {
     }
 
     #[test]
-    fn a_mark_reads_back_as_written() {
+    fn a_mark_reads_back_as_written_and_what_is_not_one_is_refused() {
         let m = mark("pigeon-0", 1234, -1, false);
-        let json = serde_json::to_string(&m).unwrap();
+        let json = encode(&m);
         assert_eq!(
-            json,
+            String::from_utf8_lossy(&json),
             r#"{"v":1,"owner":"pigeon-0","partition":0,"upto":1234,"inherited":-1,"released":false}"#
         );
-        assert_eq!(serde_json::from_str::<Mark>(&json).unwrap(), m);
+        assert_eq!(decode(&json), Ok(m));
+        let release = mark("a", -1, 7, true);
+        assert_eq!(decode(&encode(&release)), Ok(release));
+        for bad in [
+            &b"{}"[..],
+            b"not json",
+            br#"{"v":2,"owner":"a","partition":0,"upto":1,"inherited":-1,"released":false}"#,
+            br#"{"v":1,"owner":"","partition":0,"upto":1,"inherited":-1,"released":false}"#,
+            br#"{"v":1,"owner":"a","partition":-1,"upto":1,"inherited":-1,"released":false}"#,
+            br#"{"v":1,"owner":"a","partition":0,"upto":-2,"inherited":-1,"released":false}"#,
+            br#"{"v":1,"owner":"a","partition":0,"upto":5,"inherited":-1,"released":true}"#,
+        ] {
+            assert!(decode(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+        }
+        let long = mark(&"o".repeat(257), 1, -1, false);
+        assert!(decode(&encode(&long)).is_err());
     }
 
     #[test]
