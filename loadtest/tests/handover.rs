@@ -1,8 +1,11 @@
-//! Two engine processes in one consumer group, one killed with SIGKILL mid-run and never
-//! started again (a lost machine): after the session timeout the other takes its partitions
-//! and consumes again what the lost one had taken past its last commit, some of it already
-//! at the carrier. The handover marks tell it so: every SMS the simulator saw twice is
-//! flagged `possible_duplicate`, and every event still ends once.
+//! Two engine processes in one consumer group, one killed with SIGKILL mid-run: after the
+//! session timeout the other takes its partitions and consumes again what the lost one had
+//! taken past its last commit, some of it already at the carrier. The handover marks tell it
+//! so: every SMS the simulator saw twice is flagged `possible_duplicate`. The lost one comes
+//! back later on its store (as a StatefulSet's pod does on its volume): the notifications it
+//! had committed and that await their receipts are its own to end (their receipts, refused
+//! by the survivor's binds meanwhile, reach it through the relay topic), and nothing else
+//! can end them. Then every event has ended, with one outcome each.
 
 mod support;
 
@@ -45,7 +48,16 @@ async fn an_instance_lost_mid_run_leaves_its_possible_duplicates_flagged_and_not
         .collect();
     let start = |dir: &PathBuf| {
         let store = dir.join("store").display().to_string();
+        let name = dir.file_name().map(|n| n.to_string_lossy().into_owned());
         let env = [
+            // As a deployment of several instances on one carrier account: receipts that
+            // reach the other instance's bind are relayed to the sender (ADR 0009), also
+            // those of the lost instance, which applies them once it is back.
+            ("PIGEON_RELAY__RECEIPTS_TOPIC", topics.receipts.as_str()),
+            (
+                "PIGEON_RELAY__INSTANCE",
+                name.as_deref().unwrap_or_default(),
+            ),
             ("PIGEON_STORE__PATH", store.as_str()),
             ("PIGEON_METRICS__LISTEN", ""),
             ("PIGEON_ENGINE__BATCH_MAX", "50"),
@@ -77,8 +89,29 @@ async fn an_instance_lost_mid_run_leaves_its_possible_duplicates_flagged_and_not
     lost.kill9();
     let at_loss = statuses.terminal_count();
     assert!(at_loss < EVENTS, "the instance was lost mid-run");
-    wait_for(&statuses, EVENTS, "the survivor alone").await;
+    // The survivor is assigned every partition (its second assignment), then the lost
+    // instance comes back.
+    support::wait_assigned(&dirs[1], 2).await;
+    let back = start(&dirs[0]);
+    let all_ended = statuses
+        .wait_terminal(EVENTS, Instant::now() + Duration::from_secs(120))
+        .await;
+    back.stop(Duration::from_secs(60)).await;
     survivor.stop(Duration::from_secs(60)).await;
+    if !all_ended {
+        let (acc, _, _) = statuses.finish(&g.ids());
+        for id in &acc.missing_sample {
+            eprintln!("{id}: published {:?}", statuses.statuses(id));
+        }
+        panic!(
+            "only {} of {EVENTS} ended: {acc:?} (logs: {})",
+            statuses.terminal_count(),
+            dirs[0]
+                .parent()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default()
+        );
+    }
 
     let sim_stats = sim.shutdown().await;
     let ids = g.ids();

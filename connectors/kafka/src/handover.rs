@@ -43,8 +43,6 @@ const VERSION: u8 = 1;
 /// long it is tried in all before the partition's every record is taken as inherited.
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
 const READ_GIVE_UP: Duration = Duration::from_secs(30);
-/// How long a mark's delivery is waited for before it is sent again.
-const MARK_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// `[handover]` of a source: where marks go, whose they are, how far ahead they reach.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -323,21 +321,35 @@ impl Handover {
         }
     }
 
-    async fn write(&self, mark: &Mark) -> Result<(), KafkaError> {
+    /// Enqueues a mark (in order with every mark enqueued before it) and returns the wait
+    /// for its delivery.
+    fn enqueue(
+        &self,
+        mark: &Mark,
+    ) -> impl std::future::Future<Output = Result<(), KafkaError>> + Send + 'static {
         let key = mark.partition.to_string();
         let value = encode(mark);
         let record = FutureRecord::to(&self.cfg.topic)
             .partition(mark.partition)
             .key(&key)
             .payload(&value);
-        self.producer
-            .send(record, MARK_TIMEOUT)
-            .await
-            .map(|_| ())
-            .map_err(|(source, _)| KafkaError::Publish {
-                topic: self.cfg.topic.clone(),
-                source,
-            })
+        let topic = self.cfg.topic.clone();
+        let enqueued = self.producer.send_result(record).map_err(|(e, _)| e);
+        async move {
+            let failed = |source| KafkaError::Publish { topic, source };
+            match enqueued {
+                Ok(delivery) => match delivery.await {
+                    Ok(Ok(_)) => Ok(()),
+                    Ok(Err((e, _))) => Err(failed(e)),
+                    Err(_canceled) => Err(failed(rdkafka::error::KafkaError::Canceled)),
+                },
+                Err(e) => Err(failed(e)),
+            }
+        }
+    }
+
+    async fn write(&self, mark: &Mark) -> Result<(), KafkaError> {
+        self.enqueue(mark).await
     }
 
     /// Before a batch is handed on: flags its inherited records, and writes the leases it
@@ -371,9 +383,12 @@ impl Handover {
                     }
                     Extend::Ahead(upto) => {
                         let mark = self.mark(p, upto, inherited, false);
+                        // Enqueued now, so that a release written at a revocation later
+                        // comes after it; its delivery is not waited for.
+                        let delivered = self.enqueue(&mark);
                         let me = Arc::clone(self);
                         tokio::spawn(async move {
-                            let written = me.write(&mark).await;
+                            let written = delivered.await;
                             me.settle(generation, &mark, written);
                         });
                     }
