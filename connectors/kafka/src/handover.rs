@@ -162,6 +162,17 @@ impl Fence {
         }
     }
 
+    /// What this owner's marks carry on as inherited: what it inherited, or, when it could
+    /// not know (its partition's last mark was unreadable, and every record was flagged),
+    /// as far as its own leases reached, so that the unknown does not travel on forever.
+    pub fn carried(&self) -> i64 {
+        if self.inherited == i64::MAX {
+            self.asked.max(self.granted)
+        } else {
+            self.inherited
+        }
+    }
+
     /// A lease up to `upto` was delivered.
     pub fn delivered(&mut self, upto: i64) {
         self.granted = self.granted.max(upto);
@@ -261,7 +272,8 @@ impl Handover {
                     None => -1,
                     Some(mark) => {
                         let inherited = mark.inherited_by(&self.cfg.owner);
-                        if inherited >= 0 {
+                        let lost = !mark.released && mark.owner != self.cfg.owner;
+                        if lost && inherited >= 0 {
                             info!(
                                 partition = p,
                                 previous_owner = %mark.owner,
@@ -302,7 +314,7 @@ impl Handover {
             return;
         }
         for (p, fence) in fences {
-            let mark = self.mark(p, -1, fence.inherited, true);
+            let mark = self.mark(p, -1, fence.carried(), true);
             let sent = futures::executor::block_on(self.write(&mark));
             if let Err(e) = sent {
                 warn!(partition = p, error = %e, "release mark not written: the next owner takes the lease as possibly used");
@@ -375,7 +387,7 @@ impl Handover {
                 let Some(fence) = f.held.get_mut(&p) else {
                     continue;
                 };
-                let (generation, inherited) = (fence.generation, fence.inherited);
+                let (generation, inherited) = (fence.generation, fence.carried());
                 match fence.extend(h, self.cfg.lease_records) {
                     Extend::No => {}
                     Extend::Now(upto) => {
@@ -711,5 +723,19 @@ mod tests {
         assert_eq!(f.extend(123, 100), Extend::Ahead(223));
         // Past the grant while an extension is on its way: wait for one that covers it.
         assert_eq!(f.extend(180, 100), Extend::Now(280));
+        // What it inherited is carried on as it is.
+        assert_eq!((f.inherited, f.carried()), (-1, -1));
+    }
+
+    #[test]
+    fn an_unknown_inheritance_is_carried_on_only_as_far_as_the_owner_s_own_leases() {
+        let mut f = Fence::new(1, i64::MAX);
+        assert_eq!(f.carried(), -1, "nothing leased yet");
+        assert_eq!(f.extend(9, 100), Extend::Now(109));
+        assert_eq!(f.carried(), 109, "asked for");
+        f.delivered(109);
+        assert_eq!(f.carried(), 109);
+        let known = Fence::new(1, 55);
+        assert_eq!(known.carried(), 55);
     }
 }
