@@ -7,7 +7,6 @@
 
 mod support;
 
-use std::collections::HashSet;
 use std::time::Duration;
 
 use pigeon_loadtest::load::{DebitMix, Generator};
@@ -38,13 +37,7 @@ async fn kill_9_five_times_under_load_loses_nothing_and_flags_every_possible_dup
         ("PIGEON_ENGINE__AMBIGUOUS_WAIT_MS", "1000"),
         ("PIGEON_METRICS__LISTEN", ""),
     ];
-    let statuses = support::collector(&topics, "crash");
-    let mut g = Generator::new("crash", DebitMix::uk_only());
-    produce(
-        &topics.debits,
-        (0..EVENTS).map(|_| g.next_event()).collect(),
-    )
-    .await;
+    let (statuses, g) = support::uk_debits(&topics, "crash", EVENTS as u64).await;
 
     let mut engine = EngineProcess::start(&dir, &toml, &env);
     let mut rng = rand::rng();
@@ -95,10 +88,7 @@ async fn kill_9_five_times_under_load_loses_nothing_and_flags_every_possible_dup
             dir.join("engine.log").display()
         );
     }
-    let flagged: HashSet<&String> = ids
-        .iter()
-        .filter(|id| statuses.statuses(id).iter().any(|s| s.possible_duplicate))
-        .collect();
+    let flagged = support::flagged(&statuses, &ids);
     eprintln!(
         "after {KILLS} kills: {acc:?}; flagged possible_duplicate: {}; the simulator saw {} \
          messages, {} (destination, text) pairs twice",

@@ -9,25 +9,13 @@
 
 mod support;
 
-use std::collections::HashSet;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use pigeon_loadtest::load::{DebitMix, Generator, StatusCollector};
-use support::{produce, start_sim, EngineProcess, Topics};
+use support::{start_sim, EngineProcess, Topics};
 use tokio::time::Instant;
 
 const EVENTS: u64 = 3_000;
-
-async fn wait_for(statuses: &StatusCollector, n: u64, what: &str) {
-    assert!(
-        statuses
-            .wait_terminal(n, Instant::now() + Duration::from_secs(120))
-            .await,
-        "{what}: only {} of {n} ended",
-        statuses.terminal_count()
-    );
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_instance_lost_mid_run_leaves_its_possible_duplicates_flagged_and_nothing_lost() {
@@ -38,14 +26,7 @@ async fn an_instance_lost_mid_run_leaves_its_possible_duplicates_flagged_and_not
     // carrier past its last commit, and more consumed and not sent yet.
     let sim = start_sim(Duration::from_millis(500)).await;
     let toml = support::engine_toml(&sim, &topics, "max_segments_per_second = 150");
-    let dirs: Vec<PathBuf> = ["a", "b"]
-        .iter()
-        .map(|n| {
-            let d = std::env::temp_dir().join(format!("pigeon-{}-{n}", topics.debits));
-            std::fs::create_dir_all(&d).expect("dir");
-            d
-        })
-        .collect();
+    let dirs = support::engine_dirs(&topics);
     let start = |dir: &PathBuf| {
         let store = dir.join("store").display().to_string();
         let name = dir.file_name().map(|n| n.to_string_lossy().into_owned());
@@ -71,13 +52,7 @@ async fn an_instance_lost_mid_run_leaves_its_possible_duplicates_flagged_and_not
         ];
         EngineProcess::start(dir, &toml, &env)
     };
-    let statuses = support::collector(&topics, "handover");
-    let mut g = Generator::new("handover", DebitMix::uk_only());
-    produce(
-        &topics.debits,
-        (0..EVENTS).map(|_| g.next_event()).collect(),
-    )
-    .await;
+    let (statuses, g) = support::uk_debits(&topics, "handover", EVENTS).await;
 
     let lost = start(&dirs[0]);
     support::wait_assigned(&dirs[0], 1).await;
@@ -85,7 +60,7 @@ async fn an_instance_lost_mid_run_leaves_its_possible_duplicates_flagged_and_not
     support::wait_assigned(&dirs[1], 1).await;
     support::wait_assigned(&dirs[0], 2).await;
     let shared = statuses.terminal_count();
-    wait_for(&statuses, shared + 300, "two engines").await;
+    support::wait_for(&statuses, shared + 300, "two engines").await;
     lost.kill9();
     let at_loss = statuses.terminal_count();
     assert!(at_loss < EVENTS, "the instance was lost mid-run");
@@ -116,10 +91,7 @@ async fn an_instance_lost_mid_run_leaves_its_possible_duplicates_flagged_and_not
     let sim_stats = sim.shutdown().await;
     let ids = g.ids();
     let (acc, _, _) = statuses.finish(&ids);
-    let flagged: HashSet<&String> = ids
-        .iter()
-        .filter(|id| statuses.statuses(id).iter().any(|s| s.possible_duplicate))
-        .collect();
+    let flagged = support::flagged(&statuses, &ids);
     let taken_over = ids
         .iter()
         .filter(|id| {

@@ -4,36 +4,14 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
-use pigeon_loadtest::load::{DebitMix, Generator, StatusCollector};
+use pigeon_loadtest::load::{DebitMix, Generator};
 use support::{produce, start_sim, EngineProcess, Topics};
 use tokio::time::Instant;
 
 const EVENTS: u64 = 4_000;
-
-async fn wait_for(statuses: &StatusCollector, n: u64, what: &str) {
-    assert!(
-        statuses
-            .wait_terminal(n, Instant::now() + Duration::from_secs(120))
-            .await,
-        "{what}: only {} of {n} ended",
-        statuses.terminal_count()
-    );
-}
-
-/// A directory for each of the two engines of a test: configuration, log, store.
-fn engine_dirs(topics: &Topics) -> Vec<PathBuf> {
-    ["a", "b"]
-        .iter()
-        .map(|n| {
-            let d = std::env::temp_dir().join(format!("pigeon-{}-{n}", topics.debits));
-            std::fs::create_dir_all(&d).expect("dir");
-            d
-        })
-        .collect()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_joining_and_one_leaving_mid_run_lose_nothing_and_send_nothing_twice() {
@@ -41,7 +19,7 @@ async fn a_member_joining_and_one_leaving_mid_run_lose_nothing_and_send_nothing_
     topics.create().await;
     let sim = start_sim(Duration::from_millis(20)).await;
     let toml = support::engine_toml(&sim, &topics, "max_segments_per_second = 400");
-    let dirs = engine_dirs(&topics);
+    let dirs = support::engine_dirs(&topics);
     let start = |dir: &Path| {
         let store = dir.join("store").display().to_string();
         let env = [
@@ -51,30 +29,24 @@ async fn a_member_joining_and_one_leaving_mid_run_lose_nothing_and_send_nothing_
         ];
         EngineProcess::start(dir, &toml, &env)
     };
-    let statuses = support::collector(&topics, "rebalance");
-    let mut g = Generator::new("rebalance", DebitMix::uk_only());
-    produce(
-        &topics.debits,
-        (0..EVENTS).map(|_| g.next_event()).collect(),
-    )
-    .await;
+    let (statuses, g) = support::uk_debits(&topics, "rebalance", EVENTS).await;
 
     let first = start(&dirs[0]);
-    wait_for(&statuses, 400, "the first engine alone").await;
+    support::wait_for(&statuses, 400, "the first engine alone").await;
     // The second joins: the first gives up some partitions (draining what it took from them
     // first), and both work.
     let second = start(&dirs[1]);
     support::wait_assigned(&dirs[1], 1).await;
     support::wait_assigned(&dirs[0], 2).await;
     let shared = statuses.terminal_count();
-    wait_for(&statuses, shared + 500, "two engines").await;
+    support::wait_for(&statuses, shared + 500, "two engines").await;
     // The first leaves mid-run: it drains, commits and leaves; the second takes over.
     first.stop(Duration::from_secs(60)).await;
     assert!(
         statuses.terminal_count() < EVENTS,
         "the first engine left mid-run"
     );
-    wait_for(&statuses, EVENTS, "the second engine alone").await;
+    support::wait_for(&statuses, EVENTS, "the second engine alone").await;
     second.stop(Duration::from_secs(60)).await;
 
     let first_log = std::fs::read_to_string(dirs[0].join("engine.log")).unwrap_or_default();
@@ -149,7 +121,7 @@ async fn a_carrier_s_rate_is_shared_in_proportion_to_the_partitions_each_member_
     let sim = start_sim(Duration::from_millis(20)).await;
     let toml = support::engine_toml(&sim, &topics, "max_segments_per_second = 400");
     let apis = [support::free_addr(), support::free_addr()];
-    let dirs = engine_dirs(&topics);
+    let dirs = support::engine_dirs(&topics);
     let start = |i: usize| {
         let store = dirs[i].join("store").display().to_string();
         let api = apis[i].to_string();
@@ -177,7 +149,7 @@ async fn a_carrier_s_rate_is_shared_in_proportion_to_the_partitions_each_member_
         (0..DEBITS).map(|_| g.next_event()).collect(),
     )
     .await;
-    wait_for(&statuses, DEBITS, "two members sharing the rate").await;
+    support::wait_for(&statuses, DEBITS, "two members sharing the rate").await;
     second.stop(Duration::from_secs(60)).await;
     wait_rates(&apis[..1], &[400.0], "the member left alone").await;
     first.stop(Duration::from_secs(60)).await;

@@ -443,6 +443,27 @@ mod tests {
         producer.flush(Duration::from_secs(10)).expect("flushed");
     }
 
+    /// A mock cluster whose topic `debits` has two partitions of ten records each, and the
+    /// settings of a member of `group` on it.
+    fn ten_records_in_each_of_two_partitions(
+        group: &str,
+    ) -> (
+        MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
+        KafkaConfig,
+    ) {
+        let cluster = MockCluster::new(1).expect("mock cluster");
+        cluster.create_topic("debits", 2, 1).expect("topic");
+        let producer: BaseProducer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", cluster.bootstrap_servers())
+            .create()
+            .expect("producer");
+        produce(&producer, 0, 10, "first");
+        produce(&producer, 1, 10, "first");
+        let mut cfg = KafkaConfig::new(cluster.bootstrap_servers());
+        cfg.group_id = group.into();
+        (cluster, cfg)
+    }
+
     /// Polls `source` until `stop`, collecting every record it hands on and finishing it at
     /// once (as a pipeline with nothing to do would), so that only the records the test
     /// holds back are ever in flight at a revocation.
@@ -469,16 +490,7 @@ mod tests {
     /// the partition's next owner consumes them from the last commit.
     #[tokio::test(flavor = "multi_thread", worker_threads = 3)]
     async fn records_of_a_partition_revoked_while_their_batch_gathers_are_not_handed_on() {
-        let cluster = MockCluster::new(1).expect("mock cluster");
-        cluster.create_topic("debits", 2, 1).expect("topic");
-        let producer: BaseProducer = rdkafka::ClientConfig::new()
-            .set("bootstrap.servers", cluster.bootstrap_servers())
-            .create()
-            .expect("producer");
-        produce(&producer, 0, 10, "first");
-        produce(&producer, 1, 10, "first");
-        let mut cfg = KafkaConfig::new(cluster.bootstrap_servers());
-        cfg.group_id = "straddle".into();
+        let (_cluster, cfg) = ten_records_in_each_of_two_partitions("straddle");
 
         // The first member gathers a batch for long enough that the second joins meanwhile.
         let a = Arc::new(Source::subscribe(&cfg, "debits").expect("a"));
@@ -539,16 +551,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 3)]
     async fn a_revoke_waits_for_the_records_in_flight_before_the_partitions_are_given_up() {
-        let cluster = MockCluster::new(1).expect("mock cluster");
-        cluster.create_topic("debits", 2, 1).expect("topic");
-        let producer: BaseProducer = rdkafka::ClientConfig::new()
-            .set("bootstrap.servers", cluster.bootstrap_servers())
-            .create()
-            .expect("producer");
-        produce(&producer, 0, 10, "first");
-        produce(&producer, 1, 10, "first");
-        let mut cfg = KafkaConfig::new(cluster.bootstrap_servers());
-        cfg.group_id = "drain".into();
+        let (_cluster, mut cfg) = ten_records_in_each_of_two_partitions("drain");
         cfg.revoke_drain_ms = 20_000;
 
         // The first member takes all twenty records and finishes only half of them.

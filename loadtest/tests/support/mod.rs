@@ -101,6 +101,56 @@ pub async fn start_sim_with(dlr_delay: Duration, fault: impl Fn(&mut CarrierSim)
         .expect("simulator starts")
 }
 
+/// A collector of the statuses of run `run`, and its generator of UK debits after it produced
+/// `n` of them to the test's debit topic.
+pub async fn uk_debits(
+    topics: &Topics,
+    run: &str,
+    n: u64,
+) -> (
+    pigeon_loadtest::load::StatusCollector,
+    pigeon_loadtest::load::Generator,
+) {
+    let statuses = collector(topics, run);
+    let mut g =
+        pigeon_loadtest::load::Generator::new(run, pigeon_loadtest::load::DebitMix::uk_only());
+    produce(&topics.debits, (0..n).map(|_| g.next_event()).collect()).await;
+    (statuses, g)
+}
+
+/// A directory for each of two engines of a test (`a`, `b`): configuration, log, store.
+pub fn engine_dirs(topics: &Topics) -> Vec<std::path::PathBuf> {
+    ["a", "b"]
+        .iter()
+        .map(|n| {
+            let d = std::env::temp_dir().join(format!("pigeon-{}-{n}", topics.debits));
+            std::fs::create_dir_all(&d).expect("dir");
+            d
+        })
+        .collect()
+}
+
+/// Waits (at most two minutes) until `n` events have a terminal status.
+pub async fn wait_for(statuses: &pigeon_loadtest::load::StatusCollector, n: u64, what: &str) {
+    assert!(
+        statuses
+            .wait_terminal(n, tokio::time::Instant::now() + Duration::from_secs(120))
+            .await,
+        "{what}: only {} of {n} ended",
+        statuses.terminal_count()
+    );
+}
+
+/// The events of `ids` with a status flagged `possible_duplicate`.
+pub fn flagged<'a>(
+    statuses: &pigeon_loadtest::load::StatusCollector,
+    ids: &'a [String],
+) -> std::collections::HashSet<&'a String> {
+    ids.iter()
+        .filter(|id| statuses.statuses(id).iter().any(|s| s.possible_duplicate))
+        .collect()
+}
+
 /// A collector of the statuses of run `run` (its event ids' prefix) on the test's topic.
 pub fn collector(topics: &Topics, run: &str) -> pigeon_loadtest::load::StatusCollector {
     pigeon_loadtest::load::StatusCollector::start(
