@@ -315,7 +315,7 @@ impl Handover {
         }
         for (p, fence) in fences {
             let mark = self.mark(p, -1, fence.carried(), true);
-            let sent = futures::executor::block_on(self.write(&mark));
+            let sent = futures::executor::block_on(self.enqueue(&mark));
             if let Err(e) = sent {
                 warn!(partition = p, error = %e, "release mark not written: the next owner takes the lease as possibly used");
             }
@@ -358,10 +358,6 @@ impl Handover {
                 Err(e) => Err(failed(e)),
             }
         }
-    }
-
-    async fn write(&self, mark: &Mark) -> Result<(), KafkaError> {
-        self.enqueue(mark).await
     }
 
     /// Before a batch is handed on: flags its inherited records, and writes the leases it
@@ -411,7 +407,7 @@ impl Handover {
         let waits = now.into_iter().map(|(generation, mark)| async move {
             let mut backoff = Duration::from_millis(50);
             loop {
-                let written = self.write(&mark).await;
+                let written = self.enqueue(&mark).await;
                 let ok = written.is_ok();
                 self.settle(generation, &mark, written);
                 if ok {
@@ -621,9 +617,9 @@ mod tests {
         .expect("handover");
         let none = HashMap::from([(0, None), (1, None)]);
         assert_eq!(h.read_last(&[0, 1]), Ok(none));
-        h.write(&h.mark(1, 10, -1, false)).await.expect("written");
-        h.write(&h.mark(1, 20, 3, false)).await.expect("written");
-        h.write(&h.mark(0, -1, 4, true)).await.expect("written");
+        h.enqueue(&h.mark(1, 10, -1, false)).await.expect("written");
+        h.enqueue(&h.mark(1, 20, 3, false)).await.expect("written");
+        h.enqueue(&h.mark(0, -1, 4, true)).await.expect("written");
         let both = HashMap::from([
             (0, Some(h.mark(0, -1, 4, true))),
             (1, Some(h.mark(1, 20, 3, false))),

@@ -309,13 +309,20 @@ impl Source {
             // A revocation before this batch's first record (in an earlier poll, or in the
             // one that returned it) left nothing of the batch behind.
             self.take_revoked();
+            // Revocations counted so far: a record's poll that ran one is seen by the count
+            // (an atomic load), without the lock of the revoked partitions.
+            let mut revokes = self.checkpoints.stats.revokes.load(Relaxed);
             batch.push(owned(&first));
             drop(first);
             let deadline = tokio::time::Instant::now() + linger;
             while batch.len() < max {
                 match tokio::time::timeout_at(deadline, self.consumer.recv()).await {
                     Ok(Ok(m)) => {
-                        self.drop_revoked(&mut batch);
+                        let now = self.checkpoints.stats.revokes.load(Relaxed);
+                        if now != revokes {
+                            revokes = now;
+                            self.drop_revoked(&mut batch);
+                        }
                         batch.push(owned(&m));
                     }
                     Ok(Err(e)) => {

@@ -183,10 +183,7 @@ impl Handler<Records> for IntakeActor {
                         // past it (`pigeon_kafka::handover`): that owner may have sent it, and
                         // nothing here can tell. Sent at once, flagged.
                         metrics::replayed("inherited");
-                        let mut s = n.meta.status(State::Ambiguous);
-                        s.reason = Some("previous_owner_lost".into());
-                        publish.statuses.push((s, None));
-                        n.meta.possible_duplicate = true;
+                        flag_possible_duplicate(&mut n, "previous_owner_lost", &mut publish);
                         if let Some(batch) = per_shard.get_mut(n.carrier()) {
                             batch.push(n);
                         }
@@ -201,10 +198,7 @@ impl Handler<Records> for IntakeActor {
                     }
                     (Replay::ResendFlagged, Decided::Send(mut n)) => {
                         metrics::replayed("resend_flagged");
-                        let mut s = n.meta.status(State::Ambiguous);
-                        s.reason = Some("no_answer_before_restart".into());
-                        publish.statuses.push((s, None));
-                        n.meta.possible_duplicate = true;
+                        flag_possible_duplicate(&mut n, "no_answer_before_restart", &mut publish);
                         later.push(n);
                     }
                     (Replay::Republish(s), d) => {
@@ -251,6 +245,15 @@ impl Decided {
             Decided::Skip(_, origin) => *origin,
         }
     }
+}
+
+/// A notification the carrier may have already: `ambiguous` with `reason` is published, and
+/// it goes again flagged `possible_duplicate`.
+fn flag_possible_duplicate(n: &mut Notification, reason: &str, publish: &mut Publish) {
+    let mut s = n.meta.status(State::Ambiguous);
+    s.reason = Some(reason.to_owned());
+    publish.statuses.push((s, None));
+    n.meta.possible_duplicate = true;
 }
 
 /// Sends notifications to their carriers' shards, one batch per shard.
