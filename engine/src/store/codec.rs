@@ -715,11 +715,11 @@ mod tests {
         });
         full.carrier = Some("c".into());
         full.submitted_at = Some(at);
-        full.apply_submitting("c", at);
+        full.apply_submitting("c".into(), at);
         for state in STATES {
             let mut s = full_status(state);
             s.event_id = "e".into();
-            full.apply_status(&s);
+            full.apply_status(s);
         }
         full
     }
@@ -852,7 +852,7 @@ mod tests {
         let at = datetime!(2026-11-25 19:00 UTC);
         let mut a = NotificationRecord::blank("a");
         a.transaction_id = Some("t".into());
-        a.apply_submitting("c", at);
+        a.apply_submitting("c".into(), at);
         let b = NotificationRecord::blank("b");
         let mut entry = StagedEntry::default();
         assert!(entry.value().is_empty());

@@ -170,52 +170,55 @@ impl NotificationRecord {
         to.is_terminal() || !self.state.is_terminal()
     }
 
-    /// Appends a status to the timeline and takes its state and details.
-    pub(super) fn apply_status(&mut self, s: &StatusEvent) {
+    /// Appends a status to the timeline and takes its state and details. The record's
+    /// fields copy what they take from it (into their own room, mostly there already: the
+    /// carrier and message ids of an acceptance); the timeline entry takes its strings.
+    pub(super) fn apply_status(&mut self, s: StatusEvent) {
+        if self.transaction_id.is_none() {
+            self.transaction_id = s.transaction_id;
+        }
+        if self.destination.is_none() {
+            self.destination = s.destination;
+        }
+        if self.may_move_to(s.state) {
+            self.state = s.state;
+            if s.carrier.is_some() {
+                self.carrier.clone_from(&s.carrier);
+            }
+            if !s.message_ids.is_empty() {
+                self.message_ids.clone_from(&s.message_ids);
+            }
+            self.reason.clone_from(&s.reason);
+            self.command_status = s.command_status;
+            if s.segments > 0 {
+                self.segments = s.segments;
+            }
+            self.possible_duplicate |= s.possible_duplicate;
+        }
         self.timeline.push(TimelineEntry {
             state: s.state,
             at: s.at,
-            carrier: s.carrier.clone(),
-            reason: s.reason.clone(),
-            detail: s.detail.clone(),
-            message_ids: s.message_ids.clone(),
+            carrier: s.carrier,
+            reason: s.reason,
+            detail: s.detail,
+            message_ids: s.message_ids,
             command_status: s.command_status,
             possible_duplicate: s.possible_duplicate,
         });
-        if self.transaction_id.is_none() {
-            self.transaction_id.clone_from(&s.transaction_id);
-        }
-        if self.destination.is_none() {
-            self.destination.clone_from(&s.destination);
-        }
-        if !self.may_move_to(s.state) {
-            return;
-        }
-        self.state = s.state;
-        if s.carrier.is_some() {
-            self.carrier.clone_from(&s.carrier);
-        }
-        if !s.message_ids.is_empty() {
-            self.message_ids.clone_from(&s.message_ids);
-        }
-        self.reason.clone_from(&s.reason);
-        self.command_status = s.command_status;
-        if s.segments > 0 {
-            self.segments = s.segments;
-        }
-        self.possible_duplicate |= s.possible_duplicate;
     }
 
     /// Marks it as about to be written to `carrier`.
-    pub(super) fn apply_submitting(&mut self, carrier: &str, at: OffsetDateTime) {
-        let mut entry = TimelineEntry::bare(State::Submitting, at);
-        entry.carrier = Some(carrier.to_owned());
-        self.timeline.push(entry);
-        if !self.may_move_to(State::Submitting) {
-            return;
+    pub(super) fn apply_submitting(&mut self, carrier: String, at: OffsetDateTime) {
+        if self.may_move_to(State::Submitting) {
+            self.state = State::Submitting;
+            match &mut self.carrier {
+                Some(c) => c.clone_from(&carrier),
+                None => self.carrier = Some(carrier.clone()),
+            }
+            self.submitted_at = Some(at);
         }
-        self.state = State::Submitting;
-        self.carrier = Some(carrier.to_owned());
-        self.submitted_at = Some(at);
+        let mut entry = TimelineEntry::bare(State::Submitting, at);
+        entry.carrier = Some(carrier);
+        self.timeline.push(entry);
     }
 }

@@ -558,7 +558,7 @@ async fn a_request_that_reads_corrupt_data_fails_alone() {
 #[test]
 fn records_serialise_compactly_for_the_api() {
     let mut r = NotificationRecord::received(&req("e", 0, 1, "t"), T0);
-    r.apply_submitting("alpha", T0);
+    r.apply_submitting("alpha".into(), T0);
     let json = serde_json::to_value(&r).unwrap();
     assert_eq!(json["state"], "submitting");
     assert_eq!(json["submitted_at"], "2026-11-25T19:00:00Z");

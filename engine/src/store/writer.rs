@@ -898,22 +898,19 @@ impl Overlay {
             let held = matches!(c, Change::Held(_));
             match c {
                 Change::Status(s) | Change::Held(s) => {
+                    // A terminal status is the record's own latest state: holding the record
+                    // keeps it without a copy. Others get an outbox entry.
+                    let hold = held && s.state.is_terminal();
+                    if held && !hold {
+                        let value = codec::encode_status(&s);
+                        (self.outbox).insert(keys::outbox_key(&s.event_id, s.state), Some(value));
+                    }
                     let slot = self.slot(&s.event_id);
                     slot.record
                         .get_or_insert_with(|| Box::new(NotificationRecord::blank(&s.event_id)))
-                        .apply_status(&s);
+                        .apply_status(s);
                     slot.dirty = true;
-                    if held {
-                        // A terminal status is the record's own latest state: holding the
-                        // record keeps it without a copy. Others get an outbox entry.
-                        if s.state.is_terminal() {
-                            slot.hold_open = true;
-                        } else {
-                            let value = codec::encode_status(&s);
-                            self.outbox
-                                .insert(keys::outbox_key(&s.event_id, s.state), Some(value));
-                        }
-                    }
+                    slot.hold_open |= hold;
                 }
                 Change::Submitting {
                     event_id,
@@ -923,7 +920,7 @@ impl Overlay {
                     let slot = self.slot(&event_id);
                     slot.record
                         .get_or_insert_with(|| Box::new(NotificationRecord::blank(&event_id)))
-                        .apply_submitting(&carrier, at);
+                        .apply_submitting(carrier, at);
                     slot.dirty = true;
                 }
                 Change::Published { event_id, state } if state.is_terminal() => {
