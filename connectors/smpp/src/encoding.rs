@@ -330,15 +330,26 @@ pub fn segment(text: &str, reference: u8) -> Segmented {
 /// Text needing more than [`MAX_PARTS`] parts must be refused by the caller (check
 /// [`segment_count_with`]); if it is not, total and sequence saturate at 255.
 pub fn segment_with(text: &str, reference: u16, opts: &SegmentOptions) -> Segmented {
-    let coding = opts.alphabet.choose(text);
     let concatenation = opts.concatenation;
     let payload_tlv = concatenation == Concatenation::MessagePayload;
+    // GSM 03.38, the usual case, is encoded once and then cut; other codings part by part.
+    let septets = (opts.alphabet != Alphabet::Ucs2Only)
+        .then(|| gsm_septets(text))
+        .flatten();
+    let coding = match septets {
+        Some(_) => Coding::Gsm7,
+        None => opts.alphabet.choose(text),
+    };
+    // Where parts after the first start: in the septets, or in the text.
     let mut starts = Vec::new();
-    let n = walk_parts(text, coding, concatenation, |i| starts.push(i));
+    let n = match &septets {
+        Some(s) => walk_septets(s, concatenation, |i| starts.push(i)),
+        None => walk_parts(text, coding, concatenation, |i| starts.push(i)),
+    };
     if n == 1 {
         return Segmented {
             coding,
-            parts: vec![encode_payload(coding, text)],
+            parts: vec![septets.unwrap_or_else(|| encode_payload(coding, text))],
             sar: None,
             payload_tlv,
         };
@@ -352,20 +363,22 @@ pub fn segment_with(text: &str, reference: u16, opts: &SegmentOptions) -> Segmen
     };
     let part_units = concatenation.part_limit(coding).unwrap_or(0);
     let per_part_bytes = header.len() + 1 + part_units * coding.octets_per_unit();
+    let end = septets.as_ref().map_or(text.len(), Vec::len);
     let mut parts = Vec::with_capacity(n);
     let mut from = 0;
-    for (seq, &to) in starts
-        .iter()
-        .chain(std::iter::once(&text.len()))
-        .enumerate()
-    {
+    for (seq, &to) in starts.iter().chain(std::iter::once(&end)).enumerate() {
         let mut p = Vec::with_capacity(per_part_bytes);
         if !header.is_empty() {
             p.extend_from_slice(header);
             p.push(u8::try_from(seq + 1).unwrap_or(u8::MAX));
         }
-        for c in text[from..to].chars() {
-            write_char(coding, c, &mut p);
+        match &septets {
+            Some(s) => p.extend_from_slice(&s[from..to]),
+            None => {
+                for c in text[from..to].chars() {
+                    write_char(coding, c, &mut p);
+                }
+            }
         }
         parts.push(p);
         from = to;
@@ -377,6 +390,47 @@ pub fn segment_with(text: &str, reference: u16, opts: &SegmentOptions) -> Segmen
         sar,
         payload_tlv,
     }
+}
+
+/// `text` in GSM 03.38 septets, an extension character as the escape and its code; `None`
+/// when a character is in neither table.
+fn gsm_septets(text: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(text.len());
+    for c in text.chars() {
+        match gsm_encode_char(c)? {
+            Septets::One(s) => out.push(s),
+            Septets::Ext(code) => out.extend_from_slice(&[ESC, code]),
+        }
+    }
+    Some(out)
+}
+
+/// [`walk_parts`] over GSM 03.38 septets: the parts `septets` is cut into, calling
+/// `boundary` with the index where each part after the first starts (never between an escape
+/// and its code; the escape is never a character of its own).
+fn walk_septets(
+    septets: &[u8],
+    concatenation: Concatenation,
+    mut boundary: impl FnMut(usize),
+) -> usize {
+    let Some(part) = concatenation.part_limit(Coding::Gsm7) else {
+        return 1;
+    };
+    if septets.len() <= GSM7_SINGLE {
+        return 1;
+    }
+    let (mut parts, mut used, mut i) = (1, 0, 0);
+    while i < septets.len() {
+        let n = if septets[i] == ESC { 2 } else { 1 };
+        if used + n > part {
+            boundary(i);
+            parts += 1;
+            used = 0;
+        }
+        used += n;
+        i += n;
+    }
+    parts
 }
 
 /// The number of segments `text` needs (what rate limits count), without allocating parts.
