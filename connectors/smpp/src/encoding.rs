@@ -146,6 +146,13 @@ impl Alphabet {
         match self {
             Alphabet::Ucs2Only => Coding::Ucs2,
             _ if text.chars().all(is_gsm7) => Coding::Gsm7,
+            _ => self.beyond_gsm(text),
+        }
+    }
+
+    /// The coding of a text that GSM 03.38 cannot carry.
+    fn beyond_gsm(self, text: &str) -> Coding {
+        match self {
             Alphabet::Latin1 if text.chars().all(is_latin1) => Coding::Latin1,
             _ => Coding::Ucs2,
         }
@@ -338,7 +345,7 @@ pub fn segment_with(text: &str, reference: u16, opts: &SegmentOptions) -> Segmen
         .flatten();
     let coding = match septets {
         Some(_) => Coding::Gsm7,
-        None => opts.alphabet.choose(text),
+        None => opts.alphabet.beyond_gsm(text),
     };
     // Where parts after the first start: in the septets, or in the text.
     let mut starts = Vec::new();
