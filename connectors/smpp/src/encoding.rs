@@ -253,11 +253,44 @@ pub fn choose_coding(text: &str) -> Coding {
     Alphabet::Gsm7.choose(text)
 }
 
-/// Calls `boundary(byte_index)` at each point where a new part must start, walking the text
-/// once; returns the number of parts. Shared by [`segment_with`] and [`segment_count_with`]
-/// so the two can never disagree.
+/// Calls `boundary(byte_index)` at each point where a new part must start; returns the
+/// number of parts. [`segment_count_with`] counts with it and [`segment_with`] cuts with it
+/// or, for GSM 03.38, with [`walk_septets`]: both go through [`walk`], so they cannot
+/// disagree.
 fn walk_parts(
     text: &str,
+    coding: Coding,
+    concatenation: Concatenation,
+    boundary: impl FnMut(usize),
+) -> usize {
+    let units = text
+        .char_indices()
+        .map(|(i, c)| (i, coding.units(c).unwrap_or(0)));
+    let total = units.clone().map(|(_, n)| n).sum();
+    walk(units, total, coding, concatenation, boundary)
+}
+
+/// [`walk_parts`] over GSM 03.38 septets, with indices into them (never between an escape
+/// and its code: the escape is never a character of its own).
+fn walk_septets(
+    septets: &[u8],
+    concatenation: Concatenation,
+    boundary: impl FnMut(usize),
+) -> usize {
+    let mut i = 0;
+    let units = std::iter::from_fn(move || {
+        let at = i;
+        i += if *septets.get(at)? == ESC { 2 } else { 1 };
+        Some((at, i - at))
+    });
+    walk(units, septets.len(), Coding::Gsm7, concatenation, boundary)
+}
+
+/// The parts of a text of `total` units in `coding`, given each character's index and
+/// units; calls `boundary` with the index where each part after the first starts.
+fn walk(
+    units: impl Iterator<Item = (usize, usize)>,
+    total: usize,
     coding: Coding,
     concatenation: Concatenation,
     mut boundary: impl FnMut(usize),
@@ -270,14 +303,12 @@ fn walk_parts(
         Coding::Ucs2 => UCS2_SINGLE,
         Coding::Latin1 => LATIN1_SINGLE,
     };
-    let total: usize = text.chars().filter_map(|c| coding.units(c)).sum();
     if total <= single {
         return 1;
     }
     let mut parts = 1;
     let mut used = 0;
-    for (i, c) in text.char_indices() {
-        let n = coding.units(c).unwrap_or(0);
+    for (i, n) in units {
         if used + n > part {
             boundary(i);
             parts += 1;
@@ -410,34 +441,6 @@ fn gsm_septets(text: &str) -> Option<Vec<u8>> {
         }
     }
     Some(out)
-}
-
-/// [`walk_parts`] over GSM 03.38 septets: the parts `septets` is cut into, calling
-/// `boundary` with the index where each part after the first starts (never between an escape
-/// and its code; the escape is never a character of its own).
-fn walk_septets(
-    septets: &[u8],
-    concatenation: Concatenation,
-    mut boundary: impl FnMut(usize),
-) -> usize {
-    let Some(part) = concatenation.part_limit(Coding::Gsm7) else {
-        return 1;
-    };
-    if septets.len() <= GSM7_SINGLE {
-        return 1;
-    }
-    let (mut parts, mut used, mut i) = (1, 0, 0);
-    while i < septets.len() {
-        let n = if septets[i] == ESC { 2 } else { 1 };
-        if used + n > part {
-            boundary(i);
-            parts += 1;
-            used = 0;
-        }
-        used += n;
-        i += n;
-    }
-    parts
 }
 
 /// The number of segments `text` needs (what rate limits count), without allocating parts.

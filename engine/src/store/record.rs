@@ -209,16 +209,13 @@ impl NotificationRecord {
 
     /// Marks it as about to be written to `carrier`.
     pub(super) fn apply_submitting(&mut self, carrier: String, at: OffsetDateTime) {
-        if self.may_move_to(State::Submitting) {
-            self.state = State::Submitting;
-            match &mut self.carrier {
-                Some(c) => c.clone_from(&carrier),
-                None => self.carrier = Some(carrier.clone()),
-            }
-            self.submitted_at = Some(at);
-        }
         let mut entry = TimelineEntry::bare(State::Submitting, at);
         entry.carrier = Some(carrier);
+        if self.may_move_to(State::Submitting) {
+            self.state = State::Submitting;
+            self.carrier.clone_from(&entry.carrier);
+            self.submitted_at = Some(at);
+        }
         self.timeline.push(entry);
     }
 }
