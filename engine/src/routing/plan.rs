@@ -5,7 +5,9 @@
 //! passed the E.164 shape check, over regular expressions compiled once per country code.
 //! The crate itself looks every pattern up by its source text in one LRU cache of 100
 //! behind a mutex (hashing the text with SipHash on every use): 13.6 µs for a UK mobile
-//! number, most of the intake's cost. Here it is about a microsecond.
+//! number, most of the intake's cost. Here it is a few hundred nanoseconds: a number is
+//! checked against all its region's number types at once (one alternation per length), and
+//! the region is looked up once when the parsing rules leave the number as it was.
 //! `docs/adr/0005-numbering-plan-check.md` gives the reasons, and a differential test
 //! (`tests` below) holds this to the crate's answer over every region's example numbers and
 //! random numbers around them.
@@ -56,9 +58,11 @@ pub(crate) fn in_plan(e164: &str) -> bool {
     }) else {
         return false;
     };
+    let trimmed = national.trim_start_matches('0');
+    let first = source_for(&regions, trimmed);
     // Borrowed from `e164` unless a region's rule rewrites it.
-    let national = match source_for(&regions, national.trim_start_matches('0')) {
-        Some(region) => {
+    let national = match first {
+        Some((region, _)) => {
             let potential = region.strip_national_prefix(national);
             if region.too_short(&potential) {
                 Cow::Borrowed(national)
@@ -71,7 +75,14 @@ pub(crate) fn in_plan(e164: &str) -> bool {
     if !(MIN_NSN..=MAX_NSN).contains(&national.len()) || !national_number_parses(&national) {
         return false;
     }
-    source_for(&regions, &national).is_some_and(|r| r.is_valid(&national))
+    // Most numbers come out of the parsing rules as they went in: the region found for them
+    // then is the region for them now, and found valid already if that is how it was found.
+    let found = if *national == *trimmed {
+        first
+    } else {
+        source_for(&regions, &national)
+    };
+    found.is_some_and(|(r, valid)| valid || r.is_valid(&national))
 }
 
 /// What the crate's `NationalNumber` accepts: leading zeros, then a non-empty number below
@@ -81,12 +92,17 @@ fn national_number_parses(national: &str) -> bool {
     rest.parse::<u64>().is_ok_and(|v| v < 1 << 56)
 }
 
-/// Compiles the patterns of country code `code` now without matching anything: the regex
+/// Compiles the patterns of country code `code` now (with its regions' number types as one
+/// alternation per length they allow) without matching anything: the regex
 /// crate gives each pattern's match cache to the first thread that matches with it, and
 /// every other thread takes a slower shared path (a lock per match), so the intake's thread,
 /// not the one that starts the engine, should be the first to match.
 pub(crate) fn compile(code: u16) {
-    let _ = regions_of(code);
+    for region in regions_of(code).iter().flat_map(|r| r.iter()) {
+        for &len in &region.general.lengths {
+            let _ = region.types_of_length(usize::from(len));
+        }
+    }
 }
 
 fn regions_of(code: u16) -> Option<Arc<[Region]>> {
@@ -102,14 +118,15 @@ fn regions_of(code: u16) -> Option<Arc<[Region]>> {
 }
 
 /// The region a national number belongs to: the only one of its code, or the first whose
-/// leading digits match (or, without leading digits, whose number types do).
-fn source_for<'a>(regions: &'a [Region], national: &str) -> Option<&'a Region> {
+/// leading digits match (or, without leading digits, whose number types do); with whether
+/// it was found that way, by the number being valid there.
+fn source_for<'a>(regions: &'a [Region], national: &str) -> Option<(&'a Region, bool)> {
     if let [only] = regions {
-        return only.id_parses.then_some(only);
+        return only.id_parses.then_some((only, false));
     }
-    regions.iter().find(|r| match &r.leading_digits {
-        Some(re) => re.is_match(national),
-        None => r.is_valid(national),
+    regions.iter().find_map(|r| match &r.leading_digits {
+        Some(re) => re.is_match(national).then_some((r, false)),
+        None => r.is_valid(national).then_some((r, true)),
     })
 }
 
@@ -129,8 +146,13 @@ impl Pattern {
     }
 
     fn is_match(&self, value: &str) -> bool {
-        let len = u16::try_from(value.len()).unwrap_or(u16::MAX);
-        (self.lengths.is_empty() || self.lengths.contains(&len)) && self.re.is_match(value)
+        self.allows_length(value.len()) && self.re.is_match(value)
+    }
+
+    /// Whether its lengths allow `len`.
+    fn allows_length(&self, len: usize) -> bool {
+        let len = u16::try_from(len).unwrap_or(u16::MAX);
+        self.lengths.is_empty() || self.lengths.contains(&len)
     }
 }
 
@@ -142,6 +164,10 @@ struct Region {
     general_local_lengths: Vec<u16>,
     /// Every number type the crate's `number_type` tries; any match makes a number valid.
     types: Vec<Pattern>,
+    /// For each national number length up to [`MAX_NSN`], the patterns of the types that
+    /// allow it as one alternation, matched in one pass; compiled on first use (`None`: one
+    /// of them does not compile, so they are tried one by one).
+    types_by_length: [OnceLock<Option<Regex>>; MAX_NSN + 1],
     leading_digits: Option<Regex>,
     national_prefix: Option<String>,
     /// Unanchored, as the crate uses it (captures and replacement depend on it).
@@ -169,6 +195,7 @@ impl Region {
             general: Pattern::compile(d.general()),
             general_local_lengths: d.general().possible_local_length().to_vec(),
             types: types.into_iter().flatten().map(Pattern::compile).collect(),
+            types_by_length: Default::default(),
             leading_digits: meta.leading_digits().map(|r| anchored(r.as_str())),
             national_prefix: meta.national_prefix().map(str::to_owned),
             prefix_for_parsing: meta
@@ -180,7 +207,32 @@ impl Region {
 
     /// The crate's `number_type(..) != Unknown`.
     fn is_valid(&self, national: &str) -> bool {
-        self.general.is_match(national) && self.types.iter().any(|t| t.is_match(national))
+        self.general.is_match(national)
+            && match self.types_of_length(national.len()) {
+                Some(any) => any.is_match(national),
+                None => self.types.iter().any(|t| t.is_match(national)),
+            }
+    }
+
+    /// The alternation of the type patterns that allow length `len` (see
+    /// `types_by_length`).
+    fn types_of_length(&self, len: usize) -> Option<&Regex> {
+        let slot = self.types_by_length.get(len)?;
+        slot.get_or_init(|| {
+            // Each pattern is anchored already (or one that matches nothing).
+            let allowed: Vec<String> = (self.types.iter())
+                .filter(|t| t.allows_length(len))
+                .map(|t| format!("(?:{})", t.re.as_str()))
+                .collect();
+            if allowed.is_empty() {
+                return Some(never());
+            }
+            RegexBuilder::new(&format!("^(?:{})", allowed.join("|")))
+                .ignore_whitespace(true)
+                .build()
+                .ok()
+        })
+        .as_ref()
     }
 
     /// The crate's `validator::length(.., Type::Unknown) == TooShort`.
