@@ -321,12 +321,10 @@ fn walk(
 
 fn write_char(coding: Coding, c: char, out: &mut Vec<u8>) {
     match coding {
-        Coding::Gsm7 => match gsm_encode_char(c) {
-            Some(Septets::One(s)) => out.push(s),
-            Some(Septets::Ext(code)) => out.extend_from_slice(&[ESC, code]),
-            // Alphabet::choose only picks Gsm7 when every character fits.
-            None => {}
-        },
+        // Alphabet::choose only picks Gsm7 when every character fits.
+        Coding::Gsm7 => {
+            let _ = push_gsm(c, out);
+        }
         Coding::Ucs2 => {
             let mut buf = [0u16; 2];
             for u in c.encode_utf16(&mut buf) {
@@ -435,12 +433,19 @@ pub fn segment_with(text: &str, reference: u16, opts: &SegmentOptions) -> Segmen
 fn gsm_septets(text: &str) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(text.len());
     for c in text.chars() {
-        match gsm_encode_char(c)? {
-            Septets::One(s) => out.push(s),
-            Septets::Ext(code) => out.extend_from_slice(&[ESC, code]),
-        }
+        push_gsm(c, &mut out)?;
     }
     Some(out)
+}
+
+/// Appends `c` in GSM 03.38 septets (an extension character as the escape and its code);
+/// `None`, appending nothing, when it is in neither table.
+fn push_gsm(c: char, out: &mut Vec<u8>) -> Option<()> {
+    match gsm_encode_char(c)? {
+        Septets::One(s) => out.push(s),
+        Septets::Ext(code) => out.extend_from_slice(&[ESC, code]),
+    }
+    Some(())
 }
 
 /// The number of segments `text` needs (what rate limits count), without allocating parts.

@@ -220,14 +220,14 @@ impl Region {
         let slot = self.types_by_length.get(len)?;
         slot.get_or_init(|| {
             // Each pattern is anchored already (or one that matches nothing).
-            let allowed: Vec<String> = (self.types.iter())
+            let allowed: Vec<&str> = (self.types.iter())
                 .filter(|t| t.allows_length(len))
-                .map(|t| format!("(?:{})", t.re.as_str()))
+                .map(|t| t.re.as_str())
                 .collect();
             if allowed.is_empty() {
                 return Some(never());
             }
-            RegexBuilder::new(&format!("^(?:{})", allowed.join("|")))
+            RegexBuilder::new(&allowed.join("|"))
                 .ignore_whitespace(true)
                 .build()
                 .ok()
